@@ -1,0 +1,472 @@
+"""The virtio-mmio register core (SPEC §4, §5, §6 QueueNotify, §7 INTx, §9 device ports).
+
+One core serves every bus front-end through :class:`RegisterBus`, a minimal word-addressed
+request interface with fixed read latency.
+"""
+
+from amaranth.hdl import *
+from amaranth.lib import wiring, data, memory, stream
+from amaranth.lib.wiring import In, Out
+
+from .params import EndpointParams
+from .regmap import (CONFIG_BASE, MAGIC_VALUE, REGISTER_SPAN, Feature, MsiOp, RegisterMap,
+                     Status)
+
+
+__all__ = ["RegisterBus", "NotifyLayout", "QueueStatePort", "ConfigPort", "MsiCommandPort",
+           "RegisterCore"]
+
+
+class RegisterBus(wiring.Signature):
+    """Front-end → core request interface (the front-end is the manager).
+
+    Members
+    -------
+    r_valid, r_addr : In at the core
+        A read of word ``r_addr`` this cycle. Reads are always accepted.
+    r_data : Out at the core
+        The word read, valid exactly one cycle after ``r_valid`` (not held).
+    w_valid, w_addr, w_data, w_strb : In at the core
+        A write of ``w_data`` with byte lanes ``w_strb`` to word ``w_addr``.
+    w_ready : Out at the core
+        The write is taken in a cycle with ``w_valid & w_ready``. Combinational from the write
+        request, the concurrent read and the notify stream; low only while a notification cannot
+        be taken or while a config-space read uses the config port in the same cycle.
+    """
+
+    def __init__(self, addr_width):
+        self.addr_width = addr_width
+        super().__init__({
+            "r_valid": Out(1), "r_addr": Out(addr_width - 2), "r_data": In(32),
+            "w_valid": Out(1), "w_addr": Out(addr_width - 2), "w_data": Out(32),
+            "w_strb": Out(4), "w_ready": In(1),
+        })
+
+
+#: Payload of the notification stream (SPEC §6, §9).
+NotifyLayout = data.StructLayout({"queue": 16, "data": 32})
+
+
+class QueueStatePort(wiring.Signature):
+    """Device-side queue-state read port (SPEC §9), seen from the device logic.
+
+    ``q_sel`` is sampled every cycle; one cycle later ``q_ready``, ``q_num``, ``q_desc``,
+    ``q_driver`` and ``q_device`` show that queue's state as it was when ``q_sel`` was sampled
+    (all zero for ``q_sel >= N``)."""
+
+    def __init__(self):
+        super().__init__({
+            "sel": Out(16), "ready": In(1), "num": In(16),
+            "desc": In(64), "driver": In(64), "device": In(64),
+        })
+
+
+class ConfigPort(wiring.Signature):
+    """Config-space pass-through (SPEC §4 0x100…, §9), seen from the core (it drives the
+    requests, the device logic answers).
+
+    ``addr`` is the byte offset of the 32-bit word inside config space (bits 1:0 zero).
+    ``re`` requests a read; the device answers on ``rdata`` in the next cycle. ``we`` writes
+    ``wdata`` into the lanes ``be``. ``re`` and ``we`` are never high in the same cycle."""
+
+    def __init__(self, addr_width):
+        super().__init__({
+            "addr": Out(addr_width), "re": Out(1), "rdata": In(32),
+            "we": Out(1), "wdata": Out(32), "be": Out(4),
+        })
+
+
+class MsiCommandPort(wiring.Signature):
+    """Decoded MSI commands from the core to the vector table (SPEC §4 0x0C0–0x0CC).
+
+    ``update`` pulses for an UPDATE of vector ``vector`` (0..N) with the staged ``address`` and
+    ``data``; ``enable`` pulses with ``enable_value`` for ENABLE or a MsiStatus write;
+    ``reset`` pulses with every device reset."""
+
+    def __init__(self):
+        super().__init__({
+            "update": Out(1), "vector": Out(12), "address": Out(64), "data": Out(32),
+            "enable": Out(1), "enable_value": Out(1), "reset": Out(1),
+        })
+
+
+class RegisterCore(wiring.Component):
+    """The transport's register file and state.
+
+    Parameters
+    ----------
+    params : :class:`EndpointParams`
+
+    Members
+    -------
+    bus : ``In(RegisterBus)``
+        Requests from a bus front-end.
+    used_valid, used_queue, config_changed, needs_reset : ``In``
+        Device events, accepted every cycle (SPEC §7). Used events for queues >= N are ignored.
+    notify : ``Out(stream.Signature(NotifyLayout))``
+        Notifications in write order; a notification waits in a one-entry register, and a
+        further notify write waits on the bus while it is full.
+    status, driver_ok, device_reset, features, irq : ``Out``
+        Device state (SPEC §5, §9); ``features`` is the accepted set once FEATURES_OK is set,
+        otherwise 0.
+    queue : ``In(QueueStatePort)``
+    config : ``Out(ConfigPort)``
+    msi : ``Out(MsiCommandPort)``
+    msi_enabled : ``In``
+        Whether MSI is currently enabled, driven by the MSI block; MsiStatus bit 15 reads it and
+        InterruptStatus stays 0 while it is high. Tie it low where no MSI block stands behind
+        :attr:`msi`: enabling is then ignored, so no event can be lost.
+
+    Latency
+    -------
+    Reads: data one cycle after the request. Writes: take effect at the next clock edge, so a
+    read in the following cycle sees them; a device reset (Status = 0) is complete at that
+    edge too. Throughput: one read and one write per cycle, concurrently.
+
+    Reset
+    -----
+    ``rst`` clears everything including ConfigGeneration; a device reset keeps ConfigGeneration.
+    """
+
+    def __init__(self, params):
+        if not isinstance(params, EndpointParams):
+            raise TypeError(f"params must be an EndpointParams, not {params!r}")
+        self._params = params
+        self._regmap = RegisterMap(params.profile)
+        self._cfg_addr_width = max(2, (max(params.config_size, 4) - 1).bit_length())
+        super().__init__({
+            "bus": In(RegisterBus(params.addr_width)),
+            "used_valid": In(1), "used_queue": In(16),
+            "config_changed": In(1), "needs_reset": In(1),
+            "notify": Out(stream.Signature(NotifyLayout)),
+            "status": Out(8), "driver_ok": Out(1), "device_reset": Out(1),
+            "features": Out(64), "irq": Out(1),
+            "queue": In(QueueStatePort()),
+            "config": Out(ConfigPort(self._cfg_addr_width)),
+            "msi": Out(MsiCommandPort()),
+            "msi_enabled": In(1),
+        })
+
+    @property
+    def params(self):
+        return self._params
+
+    @property
+    def regmap(self):
+        return self._regmap
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._params
+        regs = self._regmap
+        n = p.queues
+        qbits = max(1, (n - 1).bit_length())
+
+        def word(name):
+            return regs[name].word
+
+        # ---------------------------------------------------------------- state
+        status = Signal(8)
+        interrupt_status = Signal(2)
+        config_generation = Signal(32)
+        dev_feat_sel_ok = Signal(init=1)      # DeviceFeaturesSel < 2
+        dev_feat_sel_hi = Signal()
+        drv_feat_sel_ok = Signal(init=1)
+        drv_feat_sel_hi = Signal()
+        accepted = Signal(64)
+        queue_sel = Signal(qbits)
+        queue_sel_ok = Signal(init=1)         # QueueSel < N
+        queue_sel_ready = Signal()            # == ready[queue_sel] & queue_sel_ok
+        queue_sel_num_max = Signal(16, init=p.queue_sizes[0])
+        ready = Signal(n)
+        written = Signal(n)                   # queue table row holds data since last reset
+        # SHMSel resets to 0: start with the lookup of region 0 done.
+        shm_zero = [i for i, region in enumerate(p.shm) if region.id == 0]
+        shm_index = Signal(range(max(1, len(p.shm))), init=shm_zero[0] if shm_zero else 0)
+        shm_ok = Signal(init=bool(shm_zero))
+        msi_addr = Signal(64)
+        msi_data = Signal(32)
+        notify_valid = Signal()
+        notify_payload = Signal(NotifyLayout)
+        device_reset_pulse = Signal()
+
+        sizes = Array(C(s, 16) for s in p.queue_sizes) if not p.uniform_queue_size else None
+
+        def size_of(index):
+            return C(p.queue_sizes[0], 16) if sizes is None else sizes[index]
+
+        # ---------------------------------------------------------------- queue table
+        # One row per queue: num(16) desc(64) driver(64) device(64), written in 16-bit lanes.
+        # A row is only meaningful once `written`; reads of unwritten rows give reset values,
+        # so a device reset clears every queue in one cycle whatever N is.
+        row = data.StructLayout({"num": 16, "desc": 64, "driver": 64, "device": 64})
+        lanes = {"num": (0, 1), "desc": (1, 4), "driver": (5, 4), "device": (9, 4)}
+        m.submodules.queue_table = table = memory.Memory(
+            shape=unsigned(row.size), depth=n, init=[])
+        table_w = table.write_port(granularity=16)
+        table_r = table.read_port(transparent_for=())
+
+        # ---------------------------------------------------------------- bus requests
+        bus = self.bus
+        r_word = bus.r_addr
+        w_word = bus.w_addr
+        wd = bus.w_data
+        full = bus.w_strb == 0xF
+
+        cfg_lo = CONFIG_BASE // 4
+        cfg_hi = (CONFIG_BASE + p.config_size) // 4
+
+        def in_config(addr):
+            return (addr >= cfg_lo) & (addr < cfg_hi) if p.config_size else C(0)
+
+        r_cfg = bus.r_valid & in_config(r_word)
+        w_cfg = in_config(w_word)
+        w_notify = (w_word == word("QueueNotify")) & full
+        notify_full = notify_valid & ~self.notify.ready
+        m.d.comb += bus.w_ready.eq(~(w_notify & notify_full) & ~(w_cfg & r_cfg))
+        we = Signal()
+        m.d.comb += we.eq(bus.w_valid & bus.w_ready)
+
+        # ---------------------------------------------------------------- config port
+        cfg = self.config
+        m.d.comb += [
+            cfg.re.eq(r_cfg),
+            cfg.we.eq(we & w_cfg),
+            cfg.wdata.eq(wd),
+            cfg.be.eq(Mux(r_cfg, 0xF, bus.w_strb)),
+            cfg.addr.eq(Mux(r_cfg, r_word - cfg_lo, w_word - cfg_lo) << 2),
+        ]
+
+        # ---------------------------------------------------------------- read path
+        read_value = Signal(32)
+        with m.If(bus.r_valid):
+            with m.Switch(r_word):
+                def case(name, value):
+                    with m.Case(word(name)):
+                        m.d.comb += read_value.eq(value)
+                case("MagicValue", MAGIC_VALUE)
+                case("Version", p.version)
+                case("DeviceID", p.device_id)
+                case("VendorID", p.vendor_id)
+                case("DeviceFeatures", Mux(dev_feat_sel_ok,
+                                           Mux(dev_feat_sel_hi, p.features >> 32,
+                                               p.features & 0xFFFF_FFFF), 0))
+                case("QueueNumMax", Mux(queue_sel_ok, queue_sel_num_max, 0))
+                case("QueueReady", queue_sel_ready)
+                case("QueueNotify", p.notify_layout)
+                case("InterruptStatus", interrupt_status)
+                case("Status", status)
+                if p.shm:
+                    lens = Array(C(r.length, 64) for r in p.shm)
+                    bases = Array(C(r.base, 64) for r in p.shm)
+                    ones = C(0xFFFF_FFFF, 32)
+                    case("SHMLenLow", Mux(shm_ok, lens[shm_index][:32], ones))
+                    case("SHMLenHigh", Mux(shm_ok, lens[shm_index][32:], ones))
+                    case("SHMBaseLow", Mux(shm_ok, bases[shm_index][:32], ones))
+                    case("SHMBaseHigh", Mux(shm_ok, bases[shm_index][32:], ones))
+                else:
+                    for name in ("SHMLenLow", "SHMLenHigh", "SHMBaseLow", "SHMBaseHigh"):
+                        case(name, 0xFFFF_FFFF)
+                if "MsiStatus" in regs:
+                    # Lanes 3:2 (MsiCmd) are write-only and read 0.
+                    case("MsiStatus", Cat(C(n, 11), C(0, 4), self.msi_enabled))
+                case("ConfigGeneration", config_generation)
+        read_data = Signal(32)
+        read_from_cfg = Signal()
+        m.d.sync += [read_data.eq(read_value), read_from_cfg.eq(r_cfg)]
+        m.d.comb += bus.r_data.eq(Mux(read_from_cfg, cfg.rdata, read_data))
+
+        # ---------------------------------------------------------------- write path
+        device_reset = Signal()
+        status_next = Signal(8)
+        m.d.comb += status_next.eq(status)
+        ack_bits = Signal(2)
+        msi_cmd = self.msi
+        m.d.comb += [msi_cmd.address.eq(msi_addr), msi_cmd.data.eq(msi_data)]
+
+        def field_write(name):
+            """Write `name` of the selected queue (rules: ignored while ready or QueueSel >= N)."""
+            return we & full & (w_word == word(name)) & queue_sel_ok & ~queue_sel_ready
+
+        with m.If(we):
+            with m.Switch(w_word):
+                with m.Case(word("DeviceFeaturesSel")):
+                    with m.If(full):
+                        m.d.sync += [dev_feat_sel_ok.eq(wd < 2), dev_feat_sel_hi.eq(wd[0])]
+                with m.Case(word("DriverFeaturesSel")):
+                    with m.If(full):
+                        m.d.sync += [drv_feat_sel_ok.eq(wd < 2), drv_feat_sel_hi.eq(wd[0])]
+                with m.Case(word("DriverFeatures")):
+                    with m.If(full & drv_feat_sel_ok & ~status[3]):
+                        with m.If(drv_feat_sel_hi):
+                            m.d.sync += accepted[32:].eq(wd)
+                        with m.Else():
+                            m.d.sync += accepted[:32].eq(wd)
+                with m.Case(word("QueueSel")):
+                    with m.If(full):
+                        index = wd[:qbits]
+                        ok = wd < n
+                        m.d.sync += [
+                            queue_sel.eq(index),
+                            queue_sel_ok.eq(ok),
+                            queue_sel_ready.eq(ok & ready.bit_select(index, 1)),
+                            queue_sel_num_max.eq(size_of(index)),
+                        ]
+                with m.Case(word("QueueReady")):
+                    with m.If(full & queue_sel_ok):
+                        m.d.sync += [
+                            ready.bit_select(queue_sel, 1).eq(wd[0]),
+                            queue_sel_ready.eq(wd[0]),
+                        ]
+                with m.Case(word("InterruptACK")):
+                    with m.If(full):
+                        m.d.comb += ack_bits.eq(wd[:2])
+                with m.Case(word("Status")):
+                    with m.If(full):
+                        with m.If(wd == 0):
+                            m.d.comb += device_reset.eq(1)
+                        with m.Else():
+                            driver_bits = ~C(Status.DEVICE_NEEDS_RESET, 8)
+                            new = wd[:8] & driver_bits
+                            # Drivers only ever add bits; a write that clears one is ignored.
+                            with m.If((status & driver_bits & ~new) == 0):
+                                offered = C(p.features, 64)
+                                features_valid = (((accepted & ~offered) == 0) &
+                                                  accepted[Feature.VERSION_1])
+                                refuse = (new[3] & ~status[3] & ~features_valid)
+                                m.d.comb += status_next.eq(
+                                    (new & ~Mux(refuse, Status.FEATURES_OK, 0)) |
+                                    (status & Status.DEVICE_NEEDS_RESET))
+                with m.Case(word("SHMSel")):
+                    with m.If(full):
+                        m.d.sync += shm_ok.eq(0)
+                        for i, region in enumerate(p.shm):
+                            with m.If(wd == region.id):
+                                m.d.sync += [shm_index.eq(i), shm_ok.eq(1)]
+                if "MsiStatus" in regs:
+                    with m.Case(word("MsiStatus")):
+                        # 16-bit pair: MsiStatus in lanes 1:0, MsiCmd in lanes 3:2. A full write
+                        # applies MsiStatus first, then the command (which then wins).
+                        with m.If(bus.w_strb[0:2] == 0b11):
+                            m.d.comb += [msi_cmd.enable.eq(1), msi_cmd.enable_value.eq(wd[15])]
+                        with m.If(bus.w_strb[2:4] == 0b11):
+                            op, arg = wd[28:32], wd[16:28]
+                            with m.If((op == MsiOp.UPDATE) & (arg <= n)):
+                                m.d.comb += [msi_cmd.update.eq(1), msi_cmd.vector.eq(arg)]
+                            with m.If(op == MsiOp.ENABLE):
+                                m.d.comb += [msi_cmd.enable.eq(1),
+                                             msi_cmd.enable_value.eq(arg[0])]
+                    # Staging registers honour byte lanes: plain data, always latched.
+                    for name, target in (("MsiAddrLow", msi_addr[:32]),
+                                         ("MsiAddrHigh", msi_addr[32:]),
+                                         ("MsiData", msi_data)):
+                        with m.Case(word(name)):
+                            for lane in range(4):
+                                with m.If(bus.w_strb[lane]):
+                                    m.d.sync += target[8 * lane:8 * lane + 8].eq(
+                                        wd[8 * lane:8 * lane + 8])
+
+        # Queue table writes.
+        field_value = Signal(row)
+        field_lanes = Signal(13)
+        any_field = Signal()
+        num_ok = (wd != 0) & (wd <= queue_sel_num_max)
+        m.d.comb += field_value.num.eq(queue_sel_num_max)
+        with m.If(field_write("QueueNum") & num_ok):
+            m.d.comb += [field_value.num.eq(wd), any_field.eq(1)]
+            m.d.comb += field_lanes.eq(1 << lanes["num"][0])
+        for name, member in (("Desc", "desc"), ("Driver", "driver"), ("Device", "device")):
+            first = lanes[member][0]
+            for half in (0, 1):
+                with m.If(field_write(f"Queue{name}{('Low', 'High')[half]}")):
+                    m.d.comb += [
+                        getattr(field_value, member)[32 * half:32 * half + 32].eq(wd),
+                        field_lanes.eq(0b11 << (first + 2 * half)),
+                        any_field.eq(1),
+                    ]
+        m.d.comb += [
+            table_w.addr.eq(queue_sel),
+            table_w.data.eq(field_value),
+            # The first write since reset writes the whole row, the other fields at reset value.
+            table_w.en.eq(Mux(any_field,
+                              Mux(written.bit_select(queue_sel, 1), field_lanes, 0x1FFF), 0)),
+        ]
+        with m.If(any_field):
+            m.d.sync += written.bit_select(queue_sel, 1).eq(1)
+
+        # ---------------------------------------------------------------- notifications
+        with m.If(self.notify.ready):
+            m.d.sync += notify_valid.eq(0)
+        with m.If(we & w_notify):
+            data_negotiated = status[3] & accepted[Feature.NOTIFICATION_DATA]
+            queue = Mux(data_negotiated, wd[:16], wd)
+            with m.If(queue < n):
+                m.d.sync += [
+                    notify_valid.eq(1),
+                    notify_payload.queue.eq(queue),
+                    notify_payload.data.eq(wd),
+                ]
+        m.d.comb += [self.notify.valid.eq(notify_valid), self.notify.payload.eq(notify_payload)]
+
+        # ---------------------------------------------------------------- events and interrupts
+        used_event = self.used_valid & (self.used_queue < n)
+        config_event = self.config_changed | self.needs_reset
+        # MSI owns events while enabled (the MSI block turns them into messages).
+        intx = ~self.msi_enabled
+        m.d.sync += interrupt_status.eq(
+            Mux(intx, (interrupt_status & ~ack_bits) | Cat(used_event, config_event), 0))
+        with m.If(self.config_changed):
+            m.d.sync += config_generation.eq(config_generation + 1)
+        m.d.sync += status.eq(status_next |
+                              Mux(self.needs_reset, Status.DEVICE_NEEDS_RESET, 0))
+        m.d.comb += [
+            self.irq.eq(interrupt_status != 0),
+            self.status.eq(status),
+            self.driver_ok.eq(status[2]),
+            self.features.eq(Mux(status[3], accepted, 0)),
+            self.device_reset.eq(device_reset_pulse),
+            msi_cmd.reset.eq(device_reset),
+        ]
+        m.d.sync += device_reset_pulse.eq(device_reset)
+
+        # ---------------------------------------------------------------- device queue port
+        qp = self.queue
+        q_sel_ok = Signal()
+        q_ready = Signal()
+        q_written = Signal()
+        q_size = Signal(16)
+        q_index = qp.sel[:qbits]
+        m.d.comb += table_r.addr.eq(q_index)
+        m.d.sync += [
+            q_sel_ok.eq(qp.sel < n),
+            q_ready.eq(ready.bit_select(q_index, 1)),
+            q_written.eq(written.bit_select(q_index, 1)),
+            q_size.eq(size_of(q_index)),
+        ]
+        table_row = Signal(row)
+        m.d.comb += table_row.eq(table_r.data)
+        with m.If(q_sel_ok):
+            m.d.comb += qp.ready.eq(q_ready)
+            with m.If(q_written):
+                m.d.comb += [
+                    qp.num.eq(table_row.num), qp.desc.eq(table_row.desc),
+                    qp.driver.eq(table_row.driver), qp.device.eq(table_row.device),
+                ]
+            with m.Else():
+                m.d.comb += qp.num.eq(q_size)
+
+        # ---------------------------------------------------------------- device reset
+        # Last, so these assignments win over everything above in the reset cycle.
+        with m.If(device_reset):
+            m.d.sync += [
+                status.eq(0), interrupt_status.eq(0), accepted.eq(0),
+                dev_feat_sel_ok.eq(1), dev_feat_sel_hi.eq(0),
+                drv_feat_sel_ok.eq(1), drv_feat_sel_hi.eq(0),
+                queue_sel.eq(0), queue_sel_ok.eq(1), queue_sel_ready.eq(0),
+                queue_sel_num_max.eq(p.queue_sizes[0]),
+                ready.eq(0), written.eq(0),
+                shm_index.eq(shm_index.init), shm_ok.eq(shm_ok.init),
+                msi_addr.eq(0), msi_data.eq(0),
+                notify_valid.eq(0),
+            ]
+        return m

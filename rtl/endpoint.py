@@ -1,0 +1,129 @@
+"""The endpoint: register core + bus front-end + MSI manager port, with the flat port names of
+the Verilog port contract (SPEC §9)."""
+
+from amaranth.hdl import *
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out, Signature
+
+from .bus import AXI4LiteSignature, WishboneSignature
+from .core import RegisterCore
+from .frontends import AXI4LiteSubordinate, WishboneSubordinate
+from .params import EndpointParams
+
+
+__all__ = ["VirtioMmioEndpoint"]
+
+
+def _flat(prefix, signature):
+    """Members of ``signature`` as top-level ports named ``{prefix}_{name}``."""
+    return {f"{prefix}_{name}": member for name, member in signature.members.items()}
+
+
+class VirtioMmioEndpoint(wiring.Component):
+    """The virtio-mmio endpoint as one component with the ports of SPEC §9.
+
+    Parameters
+    ----------
+    params : :class:`EndpointParams`, or keyword arguments for one
+
+    Members
+    -------
+    s_axil_* or s_wb_*
+        Subordinate port (``params.bus``), see :class:`AXI4LiteSubordinate` and
+        :class:`WishboneSubordinate` for latency and throughput.
+    m_axil_* or m_wb_*
+        MSI manager port (same flavour as the subordinate). Idle until the MSI message generator
+        is implemented: no request is ever issued, responses are accepted and ignored.
+    irq, msi_error
+        Level interrupt ``InterruptStatus != 0``; latched MSI write error (0 without MSI).
+    used_valid, used_queue[15:0], config_changed, needs_reset
+        Device events (SPEC §7), accepted every cycle.
+    notify_valid, notify_ready, notify_queue[15:0], notify_data[31:0]
+        Notification stream (SPEC §6): valid holds until ready; the data word as written.
+    status[7:0], driver_ok, device_reset, features[63:0]
+        Device state (SPEC §5); ``device_reset`` pulses for one cycle after a device reset.
+    q_sel[15:0] in; q_ready, q_num[15:0], q_desc, q_driver, q_device out
+        Queue-state read port, one cycle of latency.
+    cfg_addr, cfg_re, cfg_rdata, cfg_we, cfg_wdata, cfg_be
+        Config-space port: the device answers ``cfg_re`` on ``cfg_rdata`` one cycle later.
+    """
+
+    def __init__(self, params=None, **kwargs):
+        if params is None:
+            params = EndpointParams(**kwargs)
+        elif kwargs:
+            raise TypeError("Pass either params or keyword arguments, not both")
+        if not isinstance(params, EndpointParams):
+            raise TypeError(f"params must be an EndpointParams, not {params!r}")
+        self._params = params
+        self._core = RegisterCore(params)
+        members = {}
+        if params.bus == "axil":
+            members.update(_flat("s_axil", AXI4LiteSignature(params.addr_width).flip()))
+            members.update(_flat("m_axil", AXI4LiteSignature(64, read=False)))
+        else:
+            members.update(_flat("s_wb", WishboneSignature(
+                params.addr_width - 2, mode=params.wishbone_mode).flip()))
+            members.update(_flat("m_wb", WishboneSignature(
+                62, mode=params.wishbone_mode, read=False)))
+        core = self._core.signature.members
+        members.update({
+            "irq": Out(1), "msi_error": Out(1),
+            "used_valid": In(1), "used_queue": In(16),
+            "config_changed": In(1), "needs_reset": In(1),
+            "notify_valid": Out(1), "notify_ready": In(1),
+            "notify_queue": Out(16), "notify_data": Out(32),
+            "status": Out(8), "driver_ok": Out(1), "device_reset": Out(1), "features": Out(64),
+        })
+        members.update(_flat("q", core["queue"].signature))
+        members.update(_flat("cfg", core["config"].signature))
+        super().__init__(members)
+
+    @property
+    def params(self):
+        return self._params
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._params
+        m.submodules.core = core = self._core
+
+        if p.bus == "axil":
+            m.submodules.frontend = frontend = AXI4LiteSubordinate(p.addr_width)
+            self._connect_flat(m, "s_axil", frontend.axi)
+            # MSI manager: idle (the message generator lands with the MSI issue).
+            m.d.comb += self.m_axil_bready.eq(1)
+        else:
+            m.submodules.frontend = frontend = WishboneSubordinate(
+                p.addr_width, mode=p.wishbone_mode)
+            self._connect_flat(m, "s_wb", frontend.wb)
+        wiring.connect(m, frontend.reg, core.bus)
+
+        m.d.comb += [
+            core.used_valid.eq(self.used_valid), core.used_queue.eq(self.used_queue),
+            core.config_changed.eq(self.config_changed), core.needs_reset.eq(self.needs_reset),
+            core.msi_enabled.eq(0),
+            self.irq.eq(core.irq),
+            self.notify_valid.eq(core.notify.valid),
+            core.notify.ready.eq(self.notify_ready),
+            self.notify_queue.eq(core.notify.payload.queue),
+            self.notify_data.eq(core.notify.payload.data),
+            self.status.eq(core.status), self.driver_ok.eq(core.driver_ok),
+            self.device_reset.eq(core.device_reset), self.features.eq(core.features),
+        ]
+        self._connect_flat(m, "q", core.queue)
+        self._connect_flat(m, "cfg", core.config)
+        return m
+
+    def _connect_flat(self, m, prefix, interface):
+        """Wire the flat ports ``{prefix}_*`` to the members of a sub-component's interface.
+
+        ``interface`` belongs to a sub-component; a member flowing into it is driven from the
+        top's port of the same name, and the other way round."""
+        for name, member in interface.signature.members.items():
+            inner = getattr(interface, name)
+            outer = getattr(self, f"{prefix}_{name}")
+            if member.flow == In:
+                m.d.comb += inner.eq(outer)
+            else:
+                m.d.comb += outer.eq(inner)

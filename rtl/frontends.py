@@ -1,0 +1,211 @@
+"""Bus front-ends of the register core (SPEC §8): AXI4-Lite and Wishbone B4 subordinates."""
+
+from amaranth.hdl import *
+from amaranth.lib import wiring, stream
+from amaranth.lib.wiring import In, Out
+
+from .bus import AXI4LiteSignature, WishboneSignature
+from .core import RegisterBus
+
+
+__all__ = ["SkidBuffer", "AXI4LiteSubordinate", "WishboneSubordinate"]
+
+
+class SkidBuffer(wiring.Component):
+    """A two-entry buffer with a registered ``i.ready`` and a bypass.
+
+    ``o`` presents the incoming payload in the same cycle when the buffer is empty, so the
+    buffer adds no latency; ``i.ready`` is a flip-flop (high while fewer than two entries are
+    held), so no combinational path runs from ``o.ready`` to ``i.ready``. Throughput: one
+    transfer per cycle. ``level`` is the number of entries held.
+    """
+
+    def __init__(self, width):
+        self._width = width
+        super().__init__({
+            "i": In(stream.Signature(width)),
+            "o": Out(stream.Signature(width)),
+            "level": Out(range(3)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        head = Signal(self._width)
+        tail = Signal(self._width)
+        level = self.level
+        m.d.comb += self.i.ready.eq(level < 2)  # level is a register: i.ready is registered
+        push = self.i.valid & self.i.ready
+        pop = self.o.valid & self.o.ready
+        m.d.comb += [
+            self.o.valid.eq((level != 0) | self.i.valid),
+            self.o.payload.eq(Mux(level != 0, head, self.i.payload)),
+        ]
+        with m.If(push & ~pop):
+            m.d.sync += level.eq(level + 1)
+            with m.If(level == 0):
+                m.d.sync += head.eq(self.i.payload)
+            with m.Else():
+                m.d.sync += tail.eq(self.i.payload)
+        with m.Elif(pop & ~push):
+            m.d.sync += [level.eq(level - 1), head.eq(tail)]
+        with m.Elif(pop & push):
+            # level 0: the input went straight through. level 1: it becomes the head.
+            with m.If(level == 1):
+                m.d.sync += head.eq(self.i.payload)
+            with m.Elif(level == 2):
+                m.d.sync += [head.eq(tail), tail.eq(self.i.payload)]
+        return m
+
+
+class AXI4LiteSubordinate(wiring.Component):
+    """AXI4-Lite subordinate in front of a :class:`RegisterBus` (SPEC §8).
+
+    Parameters
+    ----------
+    addr_width : int
+        Byte-address bits of ``awaddr``/``araddr``; bits 1:0 are ignored (every access is to a
+        whole word, with ``wstrb`` for the lanes).
+
+    Members
+    -------
+    axi : ``In(AXI4LiteSignature(addr_width))``
+    reg : ``Out(RegisterBus(addr_width))``
+
+    Latency and throughput
+    ----------------------
+    Read: RVALID one clock after the AR handshake. Write: the register is written in the
+    cycle the later of AW and W is handshaken (AW and W may come in either order, any number
+    of cycles apart), BVALID follows one clock later. One read and one write per clock,
+    sustained and concurrently, while the manager keeps RREADY and BREADY high. All ready and
+    valid outputs are flip-flops; every response is OKAY. AW and W are buffered two deep, R
+    two deep plus the read in flight, B as a count of up to three; when those fill under
+    back-pressure the ready signals drop and nothing is lost. A write the core cannot take yet
+    (a notification while the notify stream is full) waits in the buffers while reads go on.
+
+    Reset
+    -----
+    Synchronous ``rst`` empties every buffer.
+    """
+
+    def __init__(self, addr_width):
+        self._addr_width = addr_width
+        super().__init__({
+            "axi": In(AXI4LiteSignature(addr_width)),
+            "reg": Out(RegisterBus(addr_width)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        axi, reg = self.axi, self.reg
+        word_width = self._addr_width - 2
+
+        # ---- write: AW and W buffers, joined when both have an entry and B has room
+        m.submodules.aw = aw = SkidBuffer(word_width)
+        m.submodules.w = w = SkidBuffer(36)
+        m.d.comb += [
+            aw.i.valid.eq(axi.awvalid), aw.i.payload.eq(axi.awaddr[2:]),
+            axi.awready.eq(aw.i.ready),
+            w.i.valid.eq(axi.wvalid), w.i.payload.eq(Cat(axi.wdata, axi.wstrb)),
+            axi.wready.eq(w.i.ready),
+        ]
+        b_pending = Signal(range(4))
+        b_room = b_pending != 3
+        m.d.comb += [
+            reg.w_valid.eq(aw.o.valid & w.o.valid & b_room),
+            reg.w_addr.eq(aw.o.payload),
+            reg.w_data.eq(w.o.payload[:32]),
+            reg.w_strb.eq(w.o.payload[32:]),
+        ]
+        w_fire = reg.w_valid & reg.w_ready
+        m.d.comb += [aw.o.ready.eq(w_fire), w.o.ready.eq(w_fire)]
+        b_fire = axi.bvalid & axi.bready
+        m.d.sync += b_pending.eq(b_pending + w_fire - b_fire)
+        m.d.comb += [axi.bvalid.eq(b_pending != 0), axi.bresp.eq(0)]
+
+        # ---- read: issue on the AR handshake, the result lands a cycle later into R
+        arready = Signal(init=1)
+        in_flight = Signal()
+        outstanding = Signal(range(4))     # issued and not yet taken on R
+        m.submodules.r = r = SkidBuffer(32)
+        ar_fire = axi.arvalid & arready
+        r_fire = axi.rvalid & axi.rready
+        m.d.comb += [
+            axi.arready.eq(arready),
+            reg.r_valid.eq(ar_fire),
+            reg.r_addr.eq(axi.araddr[2:]),
+            r.i.valid.eq(in_flight),
+            r.i.payload.eq(reg.r_data),
+            axi.rvalid.eq(r.o.valid),
+            axi.rdata.eq(r.o.payload),
+            axi.rresp.eq(0),
+            r.o.ready.eq(axi.rready),
+        ]
+        outstanding_next = outstanding + ar_fire - r_fire
+        # Accept a read only if its result fits even when R stalls from now on:
+        # at most two results held plus the new one in flight.
+        m.d.sync += [
+            in_flight.eq(ar_fire),
+            outstanding.eq(outstanding_next),
+            arready.eq(outstanding_next <= 1),
+        ]
+        return m
+
+
+class WishboneSubordinate(wiring.Component):
+    """Wishbone B4 subordinate in front of a :class:`RegisterBus` (SPEC §8).
+
+    Parameters
+    ----------
+    addr_width : int
+        Byte-address bits of the endpoint's window; ``adr`` is the word address
+        (``addr_width - 2`` bits), ``sel`` the byte lanes.
+    mode : ``"classic"`` or ``"pipelined"``
+
+    Members
+    -------
+    wb : ``In(WishboneSignature(addr_width - 2, mode=mode))``
+    reg : ``Out(RegisterBus(addr_width))``
+
+    Latency and throughput
+    ----------------------
+    Classic: ``ack`` one clock after ``stb`` (registered feedback), so an access takes two
+    clocks when the manager drops ``stb`` on ``ack``. Pipelined: one access per clock, ``ack``
+    one clock after the request; ``stall`` rises (combinationally, from the request) only for a
+    notify write while the notify stream is full. Classic holds ``ack`` back the same way.
+    ``err`` is never asserted: every access is acknowledged.
+
+    Reset
+    -----
+    Synchronous ``rst`` drops a pending ``ack``.
+    """
+
+    def __init__(self, addr_width, *, mode="classic"):
+        self._addr_width = addr_width
+        self._mode = mode
+        super().__init__({
+            "wb": In(WishboneSignature(addr_width - 2, mode=mode)),
+            "reg": Out(RegisterBus(addr_width)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        wb, reg = self.wb, self.reg
+        ack = Signal()
+        request = wb.cyc & wb.stb
+        if self._mode == "classic":
+            # In the ack cycle stb still shows the request just answered: not a new one.
+            request = request & ~ack
+        m.d.comb += [
+            reg.r_valid.eq(request & ~wb.we),
+            reg.r_addr.eq(wb.adr),
+            reg.w_valid.eq(request & wb.we),
+            reg.w_addr.eq(wb.adr),
+            reg.w_data.eq(wb.dat_w),
+            reg.w_strb.eq(wb.sel),
+        ]
+        accepted = request & (~wb.we | reg.w_ready)
+        if self._mode == "pipelined":
+            m.d.comb += wb.stall.eq(request & wb.we & ~reg.w_ready)
+        m.d.sync += ack.eq(accepted)
+        m.d.comb += [wb.ack.eq(ack), wb.dat_r.eq(reg.r_data), wb.err.eq(0)]
+        return m
