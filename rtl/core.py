@@ -334,9 +334,10 @@ class RegisterCore(wiring.Component):
                                 features_valid = (((accepted & ~offered) == 0) &
                                                   accepted[Feature.VERSION_1])
                                 refuse = (new[3] & ~status[3] & ~features_valid)
+                                keep = Mux(refuse, C(0xFF & ~Status.FEATURES_OK, 8),
+                                           C(0xFF, 8))
                                 m.d.comb += status_next.eq(
-                                    (new & ~Mux(refuse, Status.FEATURES_OK, 0)) |
-                                    (status & Status.DEVICE_NEEDS_RESET))
+                                    (new & keep) | (status & Status.DEVICE_NEEDS_RESET))
                 with m.Case(word("SHMSel")):
                     with m.If(full):
                         m.d.sync += shm_ok.eq(0)

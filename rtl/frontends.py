@@ -77,9 +77,10 @@ class AXI4LiteSubordinate(wiring.Component):
     cycle the later of AW and W is handshaken (AW and W may come in either order, any number
     of cycles apart), BVALID follows one clock later. One read and one write per clock,
     sustained and concurrently, while the manager keeps RREADY and BREADY high. All ready and
-    valid outputs are flip-flops; every response is OKAY. AW and W are buffered two deep, R
-    two deep plus the read in flight, B as a count of up to three; when those fill under
-    back-pressure the ready signals drop and nothing is lost. A write the core cannot take yet
+    valid outputs are flip-flops; every response is OKAY. AW and W are buffered two deep, B is
+    a count of up to three responses, and at most two reads are outstanding (issued and not yet
+    taken on R, held in a two-entry buffer); when those fill under back-pressure the ready
+    signals drop and nothing is lost. A write the core cannot take yet
     (a notification while the notify stream is full) waits in the buffers while reads go on.
 
     Reset

@@ -239,7 +239,10 @@ class EndpointParams:
 
     def replace(self, **changes):
         kwargs = dict(profile=self.profile, bus=self.bus, wishbone_mode=self.wishbone_mode,
-                      queues=self.queues, queue_size=self.queue_sizes, device_id=self.device_id,
+                      queues=self.queues,
+                      queue_size=(self.queue_sizes[0] if self.uniform_queue_size
+                                  else self.queue_sizes),
+                      device_id=self.device_id,
                       vendor_id=self.vendor_id, features=self.features,
                       notify_base=self.notify_base if self.has_doorbells else None,
                       notify_multiplier=self.notify_multiplier if self.has_doorbells else None,

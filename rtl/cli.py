@@ -1,0 +1,195 @@
+"""The ``virtio-mmio`` command line (SPEC §10).
+
+Bad options print one line on stderr naming the option and what is allowed, and exit with
+status 2; no traceback.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .params import EndpointParams, BUSES, WISHBONE_MODES
+from .regmap import PROFILES
+
+
+__all__ = ["main"]
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(f"{self.prog}: error: {message}")
+
+
+def _integer(text):
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer (decimal or 0x hex), "
+                                         f"not {text!r}") from None
+
+
+def _integer_list(text):
+    values = [_integer(part) for part in text.split(",")]
+    return values[0] if len(values) == 1 else values
+
+
+def _triple(text):
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected ID:BASE:LEN, not {text!r}")
+    return tuple(_integer(part) for part in parts)
+
+
+def _pair(text):
+    parts = text.split(":")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"expected BASE:SIZE, not {text!r}")
+    return tuple(_integer(part) for part in parts)
+
+
+# Parameter name (as EndpointParams' messages start) -> command-line option.
+_OPTION_OF = {
+    "profile": "--profile", "bus": "--bus", "wishbone_mode": "--wishbone-mode",
+    "queues": "--queues", "queue_size": "--queue-size", "device_id": "--device-id",
+    "vendor_id": "--vendor-id", "features": "--features", "notify_base": "--notify-base",
+    "notify_multiplier": "--notify-multiplier", "notify_base and notify_multiplier":
+    "--notify-base/--notify-multiplier", "config_size": "--config-size", "shm": "--shm",
+    "msi_window": "--msi-window", "name": "--name", "addr_width": "--addr-width",
+}
+
+
+def _option_message(error):
+    message = str(error)
+    for name in sorted(_OPTION_OF, key=len, reverse=True):
+        if message.startswith(name + " "):
+            return _OPTION_OF[name] + message[len(name):]
+    return message
+
+
+def _add_endpoint_options(parser):
+    group = parser.add_argument_group("endpoint parameters")
+    group.add_argument("--profile", choices=list(PROFILES), default="seed",
+                       help="register-map profile (default: seed)")
+    group.add_argument("--bus", choices=BUSES, default="axil",
+                       help="subordinate (and MSI manager) bus (default: axil)")
+    group.add_argument("--wishbone-mode", choices=WISHBONE_MODES, default=None,
+                       help="Wishbone flavour, with --bus wishbone (default: classic)")
+    group.add_argument("--queues", type=_integer, default=1, metavar="N",
+                       help="number of virtqueues, 1..2047 (default: 1)")
+    group.add_argument("--queue-size", type=_integer_list, default=256, metavar="SIZE[,SIZE...]",
+                       help="QueueNumMax: one value, or one per queue (default: 256)")
+    group.add_argument("--device-id", type=_integer, default=4, metavar="ID",
+                       help="virtio device ID, non-zero (default: 4, entropy source)")
+    group.add_argument("--vendor-id", type=_integer, default=0x1AF4, metavar="ID",
+                       help="vendor ID (default: 0x1af4)")
+    group.add_argument("--features", type=_integer, default=1 << 32, metavar="BITS",
+                       help="offered 64-bit feature set; must contain bit 32 VERSION_1 "
+                            "(default: 0x100000000)")
+    group.add_argument("--notify-base", type=_integer, default=None, metavar="OFFSET",
+                       help="first doorbell (default: right after config space)")
+    group.add_argument("--notify-multiplier", type=_integer, default=None, metavar="BYTES",
+                       help="doorbell stride, 0 or a multiple of 4 (default: 4)")
+    group.add_argument("--config-size", type=_integer, default=256, metavar="BYTES",
+                       help="device config space size, multiple of 4 (default: 256)")
+    group.add_argument("--shm", type=_triple, action="append", default=[],
+                       metavar="ID:BASE:LEN", help="shared-memory region (repeatable)")
+    group.add_argument("--msi-window", type=_pair, default=None, metavar="BASE:SIZE",
+                       help="MSI address window: UPDATEs outside it leave the vector invalid")
+    group.add_argument("--name", default="virtio_mmio_endpoint",
+                       help="Verilog module name (default: virtio_mmio_endpoint)")
+    group.add_argument("--addr-width", type=_integer, default=None, metavar="BITS",
+                       help="byte-address bits of the window (default: the smallest that fits)")
+
+
+def params_from_args(args):
+    """Validated parameters; raises ValueError/TypeError naming the parameter."""
+    if args.wishbone_mode is not None and args.bus != "wishbone":
+        raise ValueError("wishbone_mode needs --bus wishbone")
+    return EndpointParams(
+        profile=args.profile, bus=args.bus, wishbone_mode=args.wishbone_mode or "classic",
+        queues=args.queues, queue_size=args.queue_size, device_id=args.device_id,
+        vendor_id=args.vendor_id, features=args.features, notify_base=args.notify_base,
+        notify_multiplier=args.notify_multiplier, config_size=args.config_size, shm=args.shm,
+        msi_window=args.msi_window, name=args.name, addr_width=args.addr_width)
+
+
+def _cmd_generate(args, params):
+    out = Path(args.output if args.output else f"build/{params.name}.v")
+    if out.suffix not in (".v", ".sv"):
+        raise UsageError(f"virtio-mmio generate: -o must name a .v file, not {str(out)!r}")
+    from .generate import generate_verilog
+    from .artefacts import write_artefacts
+    out.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    out.write_text(generate_verilog(params))
+    written = {"verilog": out}
+    if not args.no_artefacts:
+        written.update(write_artefacts(params, out))
+    for kind, path in written.items():
+        print(f"{kind:>9}: {path}")
+    print(f"{params.name}: profile {params.profile}, {params.bus}"
+          f"{' ' + params.wishbone_mode if params.bus == 'wishbone' else ''}, "
+          f"{params.queues} queue(s), {1 << params.addr_width:#x}-byte window "
+          f"({time.monotonic() - start:.1f} s)")
+    return 0
+
+
+def _cmd_bench(args, params):
+    from virtio_mmio_sim.bench import run_bench
+    return run_bench(params, accesses=args.accesses, out=sys.stdout)
+
+
+def build_parser():
+    parser = _Parser(prog="virtio-mmio",
+                     description="virtio-mmio endpoint: generate Verilog, measure performance")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    generate = commands.add_parser(
+        "generate", help="write the Verilog and, beside it, the register artefacts",
+        description="Write the Verilog module and, beside it: a JSON register map with the "
+                    "parameters, a device-tree node, a SystemRDL description and, exported "
+                    "from it with PeakRDL, a C header, Markdown and HTML documentation and "
+                    "IP-XACT.")
+    generate.add_argument("-o", "--output", metavar="FILE.v",
+                          help="Verilog output (default: build/NAME.v)")
+    generate.add_argument("--no-artefacts", action="store_true",
+                          help="write the Verilog only")
+    _add_endpoint_options(generate)
+    generate.set_defaults(handler=_cmd_generate)
+
+    bench = commands.add_parser(
+        "bench", help="measure the performance figures of SPEC §11 in simulation",
+        description="Measure clocks per access, read latency and concurrency on both buses "
+                    "in Amaranth's simulator and print a table against the SPEC §11 targets.")
+    bench.add_argument("--accesses", type=_integer, default=64, metavar="K",
+                       help="back-to-back accesses per measurement (default: 64)")
+    _add_endpoint_options(bench)
+    bench.set_defaults(handler=_cmd_bench)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        try:
+            params = params_from_args(args)
+        except (ValueError, TypeError) as error:
+            raise UsageError(f"virtio-mmio {args.command}: error: {_option_message(error)}")
+        return args.handler(args, params)
+    except UsageError as error:
+        print(str(error).splitlines()[0], file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("virtio-mmio: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

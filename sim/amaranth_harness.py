@@ -1,0 +1,68 @@
+"""Running the endpoint in Amaranth's simulator with the driver model attached.
+
+Waveforms on demand: with ``VIRTIO_MMIO_WAVES=1`` in the environment every simulation writes a
+VCD under ``build/waves/`` named after the running test.
+"""
+
+import contextlib
+import os
+import re
+from pathlib import Path
+
+from amaranth.sim import Simulator
+
+from virtio_mmio.endpoint import VirtioMmioEndpoint
+
+from .amaranth_bus import backend_for
+from .driver import VirtioMmioDriver
+
+
+__all__ = ["simulate", "waves_enabled"]
+
+
+def waves_enabled():
+    return os.environ.get("VIRTIO_MMIO_WAVES", "") not in ("", "0")
+
+
+def _wave_path(name):
+    test = name or os.environ.get("PYTEST_CURRENT_TEST", "sim").split(" ")[0]
+    return Path("build/waves") / (re.sub(r"[^A-Za-z0-9_.-]+", "_", test) + ".vcd")
+
+
+def simulate(params, body, *, pause=None, processes=(), name=None, timeout_cycles=200_000):
+    """Simulate an endpoint built from ``params``; ``body(ctx, dut, bus, driver)`` is the
+    testbench. ``processes`` are ``fn(dut) -> async process`` models added beside it. Returns the
+    endpoint. Fails if the testbench has not finished within ``timeout_cycles``."""
+    dut = VirtioMmioEndpoint(params)
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    finished = []
+
+    async def testbench(ctx):
+        bus = backend_for(ctx, dut, pause=pause)
+        await body(ctx, dut, bus, VirtioMmioDriver(bus, params.profile))
+        finished.append(True)
+
+    sim.add_testbench(testbench)
+    for process in processes:
+        sim.add_process(process(dut))
+    if waves_enabled():
+        path = _wave_path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = sim.write_vcd(str(path))
+        print(f"waveform: {path}")
+    else:
+        writer = contextlib.nullcontext()
+    expired = []
+
+    async def watchdog(ctx):
+        for _ in range(timeout_cycles):
+            await ctx.tick()
+        expired.append(True)
+
+    sim.add_testbench(watchdog, background=True)
+    with writer:
+        while sim.advance():
+            if expired:
+                raise TimeoutError(f"testbench did not finish within {timeout_cycles} cycles")
+    return dut

@@ -1,0 +1,169 @@
+"""``virtio-mmio bench``: the bus figures of SPEC §11, measured in Amaranth's simulator.
+
+Each figure is counted in clock cycles on the endpoint's own ports, with a manager that never
+holds back (valid always high, ready always high), so what is measured is the endpoint alone.
+"""
+
+import sys
+from dataclasses import dataclass
+
+from amaranth.sim import Simulator
+
+from virtio_mmio.endpoint import VirtioMmioEndpoint
+
+
+__all__ = ["Figure", "measure", "run_bench"]
+
+
+@dataclass
+class Figure:
+    name: str
+    value: float
+    target: str
+    met: bool
+
+    def row(self):
+        value = f"{self.value:.2f}" if isinstance(self.value, float) else str(self.value)
+        return (self.name, value, self.target, "yes" if self.met else "NO")
+
+
+def _run(dut, testbench):
+    result = {}
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+
+    async def wrapper(ctx):
+        result.update(await testbench(ctx))
+    sim.add_testbench(wrapper)
+    sim.run()
+    return result
+
+
+def _rate(cycles):
+    """Clocks per transfer between the first and the last of ``cycles``."""
+    if len(cycles) < 2:
+        return float("inf")
+    return (cycles[-1] - cycles[0]) / (len(cycles) - 1)
+
+
+def _axi_figures(params, accesses):
+    dut = VirtioMmioEndpoint(params)
+    regs = params.regmap
+    read_at = regs.offset("MagicValue")
+    # DeviceFeaturesSel: a plain register write with no side effect beyond the selector.
+    write_at = regs.offset("DeviceFeaturesSel")
+
+    async def stream(ctx, reads, writes):
+        ctx.set(dut.s_axil_araddr, read_at)
+        ctx.set(dut.s_axil_awaddr, write_at)
+        ctx.set(dut.s_axil_wdata, 0)
+        ctx.set(dut.s_axil_wstrb, 0xF)
+        ctx.set(dut.s_axil_rready, 1)
+        ctx.set(dut.s_axil_bready, 1)
+        ar, r, b = [], [], []
+        cycle = 0
+        while (reads and len(r) < accesses) or (writes and len(b) < accesses):
+            ctx.set(dut.s_axil_arvalid, reads and len(ar) < accesses)
+            ctx.set(dut.s_axil_awvalid, writes and len(b) < accesses)
+            ctx.set(dut.s_axil_wvalid, writes and len(b) < accesses)
+            _, _, arv, arr, rv, rr, bv, br = await ctx.tick().sample(
+                dut.s_axil_arvalid, dut.s_axil_arready, dut.s_axil_rvalid,
+                dut.s_axil_rready, dut.s_axil_bvalid, dut.s_axil_bready)
+            if arv and arr:
+                ar.append(cycle)
+            if rv and rr:
+                r.append(cycle)
+            if bv and br:
+                b.append(cycle)
+            cycle += 1
+            if cycle > 20 * accesses + 100:
+                raise RuntimeError("bench: the endpoint stopped answering")
+        for name in ("arvalid", "awvalid", "wvalid"):
+            ctx.set(getattr(dut, f"s_axil_{name}"), 0)
+        await ctx.tick().repeat(4)
+        return ar, r, b
+
+    async def testbench(ctx):
+        out = {}
+        ar, r, _ = await stream(ctx, True, False)
+        out["read_rate"] = _rate(r)
+        out["read_latency"] = r[0] - ar[0]
+        _, _, b = await stream(ctx, False, True)
+        out["write_rate"] = _rate(b)
+        _, r, b = await stream(ctx, True, True)
+        out["concurrent_read_rate"] = _rate(r)
+        out["concurrent_write_rate"] = _rate(b)
+        return out
+
+    m = _run(dut, testbench)
+    return [
+        Figure("AXI4-Lite clocks per read, back-to-back", m["read_rate"], "1.0",
+               m["read_rate"] <= 1.0),
+        Figure("AXI4-Lite clocks per write, back-to-back", m["write_rate"], "1.0",
+               m["write_rate"] <= 1.0),
+        Figure("AXI4-Lite clocks per read, concurrent with writes", m["concurrent_read_rate"],
+               "1.0", m["concurrent_read_rate"] <= 1.0),
+        Figure("AXI4-Lite clocks per write, concurrent with reads",
+               m["concurrent_write_rate"], "1.0", m["concurrent_write_rate"] <= 1.0),
+        Figure("AXI4-Lite read latency (AR handshake -> RVALID), clocks", m["read_latency"],
+               "1", m["read_latency"] <= 1),
+    ]
+
+
+def _wishbone_figures(params, accesses):
+    figures = []
+    read_at = params.regmap.offset("MagicValue") >> 2
+    for mode in ("pipelined", "classic"):
+        dut = VirtioMmioEndpoint(params.replace(bus="wishbone", wishbone_mode=mode))
+
+        async def testbench(ctx, dut=dut, mode=mode):
+            ctx.set(dut.s_wb_adr, read_at)
+            ctx.set(dut.s_wb_sel, 0xF)
+            ctx.set(dut.s_wb_cyc, 1)
+            ctx.set(dut.s_wb_stb, 1)
+            # stb stays high: in classic mode the next access starts in the cycle after ack.
+            acks, cycle = [], 0
+            while len(acks) < accesses:
+                _, _, ack = await ctx.tick().sample(dut.s_wb_ack)
+                if ack:
+                    acks.append(cycle)
+                cycle += 1
+                if cycle > 10 * accesses + 100:
+                    raise RuntimeError("bench: the endpoint stopped acknowledging")
+            ctx.set(dut.s_wb_cyc, 0)
+            ctx.set(dut.s_wb_stb, 0)
+            # The first request is presented in cycle 0.
+            return {"rate": _rate(acks), "latency": acks[0]}
+
+        m = _run(dut, testbench)
+        if mode == "pipelined":
+            figures.append(Figure("Wishbone pipelined clocks per access", m["rate"], "1",
+                                  m["rate"] <= 1.0))
+        else:
+            figures.append(Figure("Wishbone classic clocks from stb to ack", m["latency"], "1",
+                                  m["latency"] <= 1))
+            figures.append(Figure("Wishbone classic clocks per access, stb held high",
+                                  m["rate"], "-", True))
+    return figures
+
+
+def measure(params, accesses=64):
+    """All figures for the endpoint built with ``params`` (both buses are measured)."""
+    if accesses < 2:
+        raise ValueError(f"accesses must be at least 2, not {accesses!r}")
+    return (_axi_figures(params.replace(bus="axil"), accesses) +
+            _wishbone_figures(params, accesses))
+
+
+def run_bench(params, *, accesses=64, out=sys.stdout):
+    figures = measure(params, accesses)
+    rows = [("figure", "measured", "target", "met")] + [f.row() for f in figures]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    print(f"virtio-mmio bench: {params.profile}, {params.queues} queue(s), "
+          f"{accesses} accesses per figure (Amaranth simulator, clock cycles)", file=out)
+    for index, row in enumerate(rows):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip(),
+              file=out)
+        if index == 0:
+            print("  ".join("-" * width for width in widths), file=out)
+    return 0
