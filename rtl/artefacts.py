@@ -22,7 +22,7 @@ from pathlib import Path
 from amaranth.hdl import Shape
 from amaranth.lib.wiring import In
 
-from .endpoint import VirtioMmioEndpoint
+from .endpoint import port_members
 from .params import EndpointParams
 from .regmap import CONFIG_BASE, MAGIC_VALUE, PROFILES, Field
 
@@ -165,11 +165,10 @@ def _doorbells(params):
 
 
 def _ports(params):
-    # The component's own signature is the port list, so the JSON cannot drift from the
-    # Verilog; constructing it elaborates nothing. Amaranth adds the sync domain's clock and
-    # reset under these names (SPEC §9).
+    # The endpoint's own port members, so the JSON cannot drift from the Verilog. Amaranth
+    # adds the sync domain's clock and reset under these names (SPEC §9).
     ports = {"clk": {"direction": "in", "width": 1}, "rst": {"direction": "in", "width": 1}}
-    for name, member in VirtioMmioEndpoint(params).signature.members.items():
+    for name, member in port_members(params).items():
         ports[name] = {"direction": "in" if member.flow == In else "out",
                        "width": Shape.cast(member.shape).width}
     return ports

@@ -14,7 +14,7 @@ from .regmap import (CONFIG_BASE, MAGIC_VALUE, REGISTER_SPAN, Feature, MsiOp, Re
 
 
 __all__ = ["RegisterBus", "NotifyLayout", "QueueStatePort", "ConfigPort", "MsiCommandPort",
-           "RegisterCore"]
+           "RegisterCore", "config_addr_width"]
 
 
 class RegisterBus(wiring.Signature):
@@ -90,6 +90,11 @@ class MsiCommandPort(wiring.Signature):
         })
 
 
+def config_addr_width(params):
+    """Width of ``cfg_addr``: byte offsets into config space (at least 2 bits)."""
+    return max(2, (max(params.config_size, 4) - 1).bit_length())
+
+
 class RegisterCore(wiring.Component):
     """The transport's register file and state.
 
@@ -133,7 +138,6 @@ class RegisterCore(wiring.Component):
             raise TypeError(f"params must be an EndpointParams, not {params!r}")
         self._params = params
         self._regmap = RegisterMap(params.profile)
-        self._cfg_addr_width = max(2, (max(params.config_size, 4) - 1).bit_length())
         super().__init__({
             "bus": In(RegisterBus(params.addr_width)),
             "used_valid": In(1), "used_queue": In(16),
@@ -142,7 +146,7 @@ class RegisterCore(wiring.Component):
             "status": Out(8), "driver_ok": Out(1), "device_reset": Out(1),
             "features": Out(64), "irq": Out(1),
             "queue": In(QueueStatePort()),
-            "config": Out(ConfigPort(self._cfg_addr_width)),
+            "config": Out(ConfigPort(config_addr_width(params))),
             "msi": Out(MsiCommandPort()),
             "msi_enabled": In(1),
         })

@@ -6,17 +6,41 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out, Signature
 
 from .bus import AXI4LiteSignature, WishboneSignature
-from .core import RegisterCore
+from .core import ConfigPort, QueueStatePort, RegisterCore, config_addr_width
 from .frontends import AXI4LiteSubordinate, WishboneSubordinate
 from .params import EndpointParams
 
 
-__all__ = ["VirtioMmioEndpoint"]
+__all__ = ["VirtioMmioEndpoint", "port_members"]
 
 
 def _flat(prefix, signature):
     """Members of ``signature`` as top-level ports named ``{prefix}_{name}``."""
     return {f"{prefix}_{name}": member for name, member in signature.members.items()}
+
+
+def port_members(params):
+    """The endpoint's ports (SPEC §9) as signature members, from the parameters alone."""
+    members = {}
+    if params.bus == "axil":
+        members.update(_flat("s_axil", AXI4LiteSignature(params.addr_width).flip()))
+        members.update(_flat("m_axil", AXI4LiteSignature(64, read=False)))
+    else:
+        members.update(_flat("s_wb", WishboneSignature(
+            params.addr_width - 2, mode=params.wishbone_mode).flip()))
+        members.update(_flat("m_wb", WishboneSignature(
+            62, mode=params.wishbone_mode, read=False)))
+    members.update({
+        "irq": Out(1), "msi_error": Out(1),
+        "used_valid": In(1), "used_queue": In(16),
+        "config_changed": In(1), "needs_reset": In(1),
+        "notify_valid": Out(1), "notify_ready": In(1),
+        "notify_queue": Out(16), "notify_data": Out(32),
+        "status": Out(8), "driver_ok": Out(1), "device_reset": Out(1), "features": Out(64),
+    })
+    members.update(_flat("q", QueueStatePort().flip()))
+    members.update(_flat("cfg", ConfigPort(config_addr_width(params))))
+    return members
 
 
 class VirtioMmioEndpoint(wiring.Component):
@@ -56,28 +80,8 @@ class VirtioMmioEndpoint(wiring.Component):
         if not isinstance(params, EndpointParams):
             raise TypeError(f"params must be an EndpointParams, not {params!r}")
         self._params = params
-        self._core = RegisterCore(params)
-        members = {}
-        if params.bus == "axil":
-            members.update(_flat("s_axil", AXI4LiteSignature(params.addr_width).flip()))
-            members.update(_flat("m_axil", AXI4LiteSignature(64, read=False)))
-        else:
-            members.update(_flat("s_wb", WishboneSignature(
-                params.addr_width - 2, mode=params.wishbone_mode).flip()))
-            members.update(_flat("m_wb", WishboneSignature(
-                62, mode=params.wishbone_mode, read=False)))
-        core = self._core.signature.members
-        members.update({
-            "irq": Out(1), "msi_error": Out(1),
-            "used_valid": In(1), "used_queue": In(16),
-            "config_changed": In(1), "needs_reset": In(1),
-            "notify_valid": Out(1), "notify_ready": In(1),
-            "notify_queue": Out(16), "notify_data": Out(32),
-            "status": Out(8), "driver_ok": Out(1), "device_reset": Out(1), "features": Out(64),
-        })
-        members.update(_flat("q", core["queue"].signature))
-        members.update(_flat("cfg", core["config"].signature))
-        super().__init__(members)
+        self._core = None
+        super().__init__(port_members(params))
 
     @property
     def params(self):
@@ -86,7 +90,7 @@ class VirtioMmioEndpoint(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self._params
-        m.submodules.core = core = self._core
+        m.submodules.core = core = self._core = RegisterCore(p)
 
         if p.bus == "axil":
             m.submodules.frontend = frontend = AXI4LiteSubordinate(p.addr_width)

@@ -64,6 +64,7 @@ def test_window_widens_to_hold_config_space_and_doorbells():
     assert EndpointParams(notify_multiplier=8, notify_base=0x400).notify_layout == 0x0008_0400
 
 
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_endpoint_refuses_wrong_argument_types():
     with pytest.raises(TypeError, match="params must be an EndpointParams"):
         VirtioMmioEndpoint({"queues": 4})
