@@ -57,7 +57,8 @@ _OPTION_OF = {
     "profile": "--profile", "bus": "--bus", "wishbone_mode": "--wishbone-mode",
     "queues": "--queues", "queue_size": "--queue-size", "device_id": "--device-id",
     "vendor_id": "--vendor-id", "features": "--features", "notify_base": "--notify-base",
-    "notify_multiplier": "--notify-multiplier", "notify_base and notify_multiplier":
+    "notify_multiplier": "--notify-multiplier",
+    "notify_fifo_depth": "--notify-fifo-depth", "notify_base and notify_multiplier":
     "--notify-base/--notify-multiplier", "config_size": "--config-size", "shm": "--shm",
     "msi_window": "--msi-window", "name": "--name", "addr_width": "--addr-width",
 }
@@ -94,6 +95,9 @@ def _add_endpoint_options(parser):
                        help="first doorbell (default: right after config space)")
     group.add_argument("--notify-multiplier", type=_integer, default=None, metavar="BYTES",
                        help="doorbell stride, 0 or a multiple of 4 (default: 4)")
+    group.add_argument("--notify-fifo-depth", type=_integer, default=1, metavar="N",
+                       help="notifications held for the device logic before notify writes "
+                            "wait on the bus, 1..4096 (default: 1)")
     group.add_argument("--config-size", type=_integer, default=256, metavar="BYTES",
                        help="device config space size, multiple of 4 (default: 256)")
     group.add_argument("--shm", type=_triple, action="append", default=[],
@@ -114,7 +118,8 @@ def params_from_args(args):
         profile=args.profile, bus=args.bus, wishbone_mode=args.wishbone_mode or "classic",
         queues=args.queues, queue_size=args.queue_size, device_id=args.device_id,
         vendor_id=args.vendor_id, features=args.features, notify_base=args.notify_base,
-        notify_multiplier=args.notify_multiplier, config_size=args.config_size, shm=args.shm,
+        notify_multiplier=args.notify_multiplier, notify_fifo_depth=args.notify_fifo_depth,
+        config_size=args.config_size, shm=args.shm,
         msi_window=args.msi_window, name=args.name, addr_width=args.addr_width)
 
 

@@ -8,6 +8,7 @@ from amaranth.hdl import *
 from amaranth.lib import wiring, data, memory, stream
 from amaranth.lib.wiring import In, Out
 
+from .notify import DoorbellDecoder, NotifyLayout, NotifyQueue
 from .params import EndpointParams
 from .regmap import (CONFIG_BASE, MAGIC_VALUE, REGISTER_SPAN, Feature, MsiOp, RegisterMap,
                      Status)
@@ -41,10 +42,6 @@ class RegisterBus(wiring.Signature):
             "w_valid": Out(1), "w_addr": Out(addr_width - 2), "w_data": Out(32),
             "w_strb": Out(4), "w_ready": In(1),
         })
-
-
-#: Payload of the notification stream (SPEC §6, §9).
-NotifyLayout = data.StructLayout({"queue": 16, "data": 32})
 
 
 class QueueStatePort(wiring.Signature):
@@ -109,8 +106,12 @@ class RegisterCore(wiring.Component):
     used_valid, used_queue, config_changed, needs_reset : ``In``
         Device events, accepted every cycle (SPEC §7). Used events for queues >= N are ignored.
     notify : ``Out(stream.Signature(NotifyLayout))``
-        Notifications in write order; a notification waits in a one-entry register, and a
-        further notify write waits on the bus while it is full.
+        Notifications (QueueNotify and doorbells, see :class:`DoorbellDecoder`) in write order,
+        through a :class:`NotifyQueue` of ``params.notify_fifo_depth`` entries; while it is
+        full, a further notification waits on the bus. A device reset discards what the device
+        has not taken.
+    notify_dropped : ``Out(32)``
+        Count of notify writes dropped (partial writes, queues >= N); cleared by ``rst`` only.
     status, driver_ok, device_reset, features, irq : ``Out``
         Device state (SPEC §5, §9); ``features`` is the accepted set once FEATURES_OK is set,
         otherwise 0.
@@ -142,7 +143,7 @@ class RegisterCore(wiring.Component):
             "bus": In(RegisterBus(params.addr_width)),
             "used_valid": In(1), "used_queue": In(16),
             "config_changed": In(1), "needs_reset": In(1),
-            "notify": Out(stream.Signature(NotifyLayout)),
+            "notify": Out(stream.Signature(NotifyLayout)), "notify_dropped": Out(32),
             "status": Out(8), "driver_ok": Out(1), "device_reset": Out(1),
             "features": Out(64), "irq": Out(1),
             "queue": In(QueueStatePort()),
@@ -190,8 +191,6 @@ class RegisterCore(wiring.Component):
         shm_ok = Signal(init=bool(shm_zero))
         msi_addr = Signal(64)
         msi_data = Signal(32)
-        notify_valid = Signal()
-        notify_payload = Signal(NotifyLayout)
         device_reset_pulse = Signal()
 
         sizes = Array(C(s, 16) for s in p.queue_sizes) if not p.uniform_queue_size else None
@@ -225,9 +224,15 @@ class RegisterCore(wiring.Component):
 
         r_cfg = bus.r_valid & in_config(r_word)
         w_cfg = in_config(w_word)
-        w_notify = (w_word == word("QueueNotify")) & full
-        notify_full = notify_valid & ~self.notify.ready
-        m.d.comb += bus.w_ready.eq(~(w_notify & notify_full) & ~(w_cfg & r_cfg))
+        m.submodules.doorbells = doorbells = DoorbellDecoder(p, word("QueueNotify"))
+        m.submodules.notify_queue = notify_queue = NotifyQueue(p.notify_fifo_depth)
+        m.d.comb += [
+            doorbells.word.eq(w_word), doorbells.data.eq(wd), doorbells.full.eq(full),
+            doorbells.data_negotiated.eq(status[3] & accepted[Feature.NOTIFICATION_DATA]),
+        ]
+        # A notification waits on the bus while the queue is full; everything else goes on.
+        notify_blocked = doorbells.valid & ~notify_queue.i.ready
+        m.d.comb += bus.w_ready.eq(~notify_blocked & ~(w_cfg & r_cfg))
         we = Signal()
         m.d.comb += we.eq(bus.w_valid & bus.w_ready)
 
@@ -400,18 +405,17 @@ class RegisterCore(wiring.Component):
             m.d.sync += written.bit_select(queue_sel, 1).eq(1)
 
         # ---------------------------------------------------------------- notifications
-        with m.If(self.notify.ready):
-            m.d.sync += notify_valid.eq(0)
-        with m.If(we & w_notify):
-            data_negotiated = status[3] & accepted[Feature.NOTIFICATION_DATA]
-            queue = Mux(data_negotiated, wd[:16], wd)
-            with m.If(queue < n):
-                m.d.sync += [
-                    notify_valid.eq(1),
-                    notify_payload.queue.eq(queue),
-                    notify_payload.data.eq(wd),
-                ]
-        m.d.comb += [self.notify.valid.eq(notify_valid), self.notify.payload.eq(notify_payload)]
+        m.d.comb += [
+            notify_queue.i.valid.eq(we & doorbells.valid),
+            notify_queue.i.payload.queue.eq(doorbells.queue),
+            notify_queue.i.payload.data.eq(wd),
+            notify_queue.i.payload.has_data.eq(doorbells.data_negotiated),
+            notify_queue.reset.eq(device_reset),
+        ]
+        wiring.connect(m, notify_queue.o, wiring.flipped(self.notify))
+        # Partial writes and queues >= N: dropped, and counted for the integrator.
+        with m.If(we & doorbells.hit & ~doorbells.valid):
+            m.d.sync += self.notify_dropped.eq(self.notify_dropped + 1)
 
         # ---------------------------------------------------------------- events and interrupts
         used_event = self.used_valid & (self.used_queue < n)
@@ -472,6 +476,5 @@ class RegisterCore(wiring.Component):
                 ready.eq(0), written.eq(0),
                 shm_index.eq(shm_index.init), shm_ok.eq(shm_ok.init),
                 msi_addr.eq(0), msi_data.eq(0),
-                notify_valid.eq(0),
             ]
         return m

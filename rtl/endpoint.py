@@ -35,7 +35,8 @@ def port_members(params):
         "used_valid": In(1), "used_queue": In(16),
         "config_changed": In(1), "needs_reset": In(1),
         "notify_valid": Out(1), "notify_ready": In(1),
-        "notify_queue": Out(16), "notify_data": Out(32),
+        "notify_queue": Out(16), "notify_data": Out(32), "notify_has_data": Out(1),
+        "notify_dropped": Out(32),
         "status": Out(8), "driver_ok": Out(1), "device_reset": Out(1), "features": Out(64),
     })
     members.update(_flat("q", QueueStatePort().flip()))
@@ -62,8 +63,10 @@ class VirtioMmioEndpoint(wiring.Component):
         Level interrupt ``InterruptStatus != 0``; latched MSI write error (0 without MSI).
     used_valid, used_queue[15:0], config_changed, needs_reset
         Device events (SPEC §7), accepted every cycle.
-    notify_valid, notify_ready, notify_queue[15:0], notify_data[31:0]
-        Notification stream (SPEC §6): valid holds until ready; the data word as written.
+    notify_valid, notify_ready, notify_queue[15:0], notify_data[31:0], notify_has_data
+        Notification stream (SPEC §6): valid holds until ready; the data word as written;
+        ``notify_has_data`` when it is a notification-data word. ``notify_dropped[31:0]``
+        counts dropped notify writes.
     status[7:0], driver_ok, device_reset, features[63:0]
         Device state (SPEC §5); ``device_reset`` pulses for one cycle after a device reset.
     q_sel[15:0] in; q_ready, q_num[15:0], q_desc, q_driver, q_device out
@@ -112,6 +115,8 @@ class VirtioMmioEndpoint(wiring.Component):
             core.notify.ready.eq(self.notify_ready),
             self.notify_queue.eq(core.notify.payload.queue),
             self.notify_data.eq(core.notify.payload.data),
+            self.notify_has_data.eq(core.notify.payload.has_data),
+            self.notify_dropped.eq(core.notify_dropped),
             self.status.eq(core.status), self.driver_ok.eq(core.driver_ok),
             self.device_reset.eq(core.device_reset), self.features.eq(core.features),
         ]

@@ -47,6 +47,7 @@ class EndpointParams:
     ``device_id`` (non-zero) and ``vendor_id``: 32-bit. ``features``: the offered 64-bit set; must
     contain VIRTIO_F_VERSION_1 (bit 32). ``notify_base``/``notify_multiplier``: doorbell layout
     (profiles with doorbells only; default: right after config space, multiplier 4).
+    ``notify_fifo_depth``: notifications held for the device logic before the bus waits.
     ``config_size``: bytes of device config space, a multiple of 4. ``shm``: shared-memory regions
     as ``(id, base, length)``. ``msi_window``: ``(base, size)`` or ``None``. ``name``: the Verilog
     module name. ``addr_width``: byte-address bits of the window; default the smallest that holds
@@ -63,6 +64,7 @@ class EndpointParams:
     features: int
     notify_base: int
     notify_multiplier: int
+    notify_fifo_depth: int
     config_size: int
     shm: tuple
     msi_window: object
@@ -72,7 +74,7 @@ class EndpointParams:
     def __init__(self, *, profile="seed", bus="axil", wishbone_mode="classic", queues=1,
                  queue_size=256, device_id=4, vendor_id=0x1AF4,
                  features=1 << Feature.VERSION_1, notify_base=None, notify_multiplier=None,
-                 config_size=256, shm=(), msi_window=None, name="virtio_mmio_endpoint",
+                 notify_fifo_depth=1, config_size=256, shm=(), msi_window=None, name="virtio_mmio_endpoint",
                  addr_width=None):
         s = lambda k, v: object.__setattr__(self, k, v)
 
@@ -148,6 +150,8 @@ class EndpointParams:
                                  f"above, not {notify_base:#x}")
         s("notify_base", notify_base)
         s("notify_multiplier", notify_multiplier)
+        s("notify_fifo_depth", _int("notify_fifo_depth", notify_fifo_depth, 1, 4096,
+                                    "an integer in 1..4096"))
 
         regions = []
         seen = set()
@@ -246,6 +250,7 @@ class EndpointParams:
                       vendor_id=self.vendor_id, features=self.features,
                       notify_base=self.notify_base if self.has_doorbells else None,
                       notify_multiplier=self.notify_multiplier if self.has_doorbells else None,
+                      notify_fifo_depth=self.notify_fifo_depth,
                       config_size=self.config_size, shm=self.shm, msi_window=self.msi_window,
                       name=self.name)
         kwargs.update(changes)
@@ -258,6 +263,7 @@ class EndpointParams:
             "queue_sizes": list(self.queue_sizes), "device_id": self.device_id,
             "vendor_id": self.vendor_id, "features": self.features,
             "notify_base": self.notify_base, "notify_multiplier": self.notify_multiplier,
+            "notify_fifo_depth": self.notify_fifo_depth,
             "config_size": self.config_size,
             "shm": [{"id": r.id, "base": r.base, "length": r.length} for r in self.shm],
             "msi_window": (None if self.msi_window is None else

@@ -47,10 +47,14 @@ class VirtioMmioDriver:
         The register map to drive (it must match the device's profile).
     accepted_versions : tuple of int
         Versions the driver probes: stock Linux takes (1, 2); the 2019 patch (1, 2, 3).
+    use_doorbells : bool
+        Notify through the doorbells of the layout read at probe (Version 3), as the 2019
+        patch does; otherwise, or before a probe, through QueueNotify.
     """
 
-    def __init__(self, bus, profile="seed", *, accepted_versions=(1, 2, 3)):
+    def __init__(self, bus, profile="seed", *, accepted_versions=(1, 2, 3), use_doorbells=True):
         self.bus = bus
+        self.use_doorbells = use_doorbells
         self.regmap = profile if isinstance(profile, RegisterMap) else RegisterMap(profile)
         self.accepted_versions = tuple(accepted_versions)
         self.info = None
@@ -166,9 +170,18 @@ class VirtioMmioDriver:
             raise DriverError(f"Queue {index} did not leave the ready state")
         self.queues.pop(index, None)
 
+    def doorbell(self, index):
+        """The byte offset the driver notifies queue ``index`` at."""
+        layout = self.info.notify_layout if self.info is not None else None
+        if not self.use_doorbells or layout is None:
+            return self._off("QueueNotify")
+        base, multiplier = layout
+        return base + multiplier * index
+
     async def notify(self, index, data=None):
-        """``vm_notify``/``vm_notify_with_data``: QueueNotify = queue or notification data."""
-        await self.write("QueueNotify", index if data is None else data)
+        """``vm_notify``/``vm_notify_with_data``: the word is the queue index or the
+        notification-data word, written to the queue's doorbell (see :meth:`doorbell`)."""
+        await self.bus.write(self.doorbell(index), index if data is None else data)
 
     # ---------------------------------------------------------------- whole sequences
 
