@@ -256,6 +256,22 @@ class EndpointParams:
         kwargs.update(changes)
         return EndpointParams(**kwargs)
 
+    @classmethod
+    def from_dict(cls, d):
+        """The inverse of :meth:`as_dict`."""
+        doorbells = PROFILES[d["profile"]].doorbells
+        window = d["msi_window"]
+        return cls(
+            profile=d["profile"], bus=d["bus"], wishbone_mode=d["wishbone_mode"],
+            queues=d["queues"], queue_size=tuple(d["queue_sizes"]), device_id=d["device_id"],
+            vendor_id=d["vendor_id"], features=d["features"],
+            notify_base=d["notify_base"] if doorbells else None,
+            notify_multiplier=d["notify_multiplier"] if doorbells else None,
+            notify_fifo_depth=d["notify_fifo_depth"], config_size=d["config_size"],
+            shm=tuple((r["id"], r["base"], r["length"]) for r in d["shm"]),
+            msi_window=None if window is None else (window["base"], window["size"]),
+            name=d["name"], addr_width=d["addr_width"])
+
     def as_dict(self):
         return {
             "profile": self.profile, "version": self.version, "bus": self.bus,

@@ -57,6 +57,13 @@ CONFIGS = {
         features=_features(3, Feature.VERSION_1, Feature.RING_PACKED)),
     "axil-seed-q1-no-config": EndpointParams(
         bus="axil", queues=1, queue_size=8, config_size=0),
+    # Doorbell layouts: a multiplier that is not a power of two with a notify FIFO, and the
+    # single doorbell near the top of a 64 KiB window.
+    "axil-seed-q5-multiplier-12-fifo-4": EndpointParams(
+        bus="axil", queues=5, notify_multiplier=12, notify_fifo_depth=4),
+    "wishbone-pipelined-seed-q3-single-doorbell": EndpointParams(
+        bus="wishbone", wishbone_mode="pipelined", queues=3, notify_base=0xFFF0,
+        notify_multiplier=0),
 }
 
 
