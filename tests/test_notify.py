@@ -136,6 +136,36 @@ def test_back_pressure_scoreboard(depth):
     assert [q for q, _, _ in received] == sent
 
 
+def test_notify_back_pressure_keeps_reads_going():
+    """While the device holds notify_ready low, a second notify write waits on the bus and
+    reads on the other channel still complete; then both arrive, in order."""
+    received = []
+    hold = [True]
+    async def body(ctx, dut, bus, drv):
+        await drv.notify(1)                     # taken into the stream register
+        ctx.set(dut.s_axil_awaddr, SEED.offset("QueueNotify"))
+        ctx.set(dut.s_axil_awvalid, 1)
+        ctx.set(dut.s_axil_wdata, 2)
+        ctx.set(dut.s_axil_wstrb, 0xF)
+        ctx.set(dut.s_axil_wvalid, 1)
+        await ctx.tick()                        # AW and W taken into the front-end's buffers
+        ctx.set(dut.s_axil_awvalid, 0)
+        ctx.set(dut.s_axil_wvalid, 0)
+        await ctx.tick().repeat(20)
+        assert not ctx.get(dut.s_axil_bvalid)   # the second notify is still waiting
+        assert await bus.read(SEED.offset("MagicValue")) == MAGIC_VALUE
+        assert await bus.read(SEED.offset("Status")) == 0
+        assert received == []
+        hold[0] = False
+        await ctx.tick().until(dut.s_axil_bvalid)
+        ctx.set(dut.s_axil_bready, 1)
+        await ctx.tick()
+        ctx.set(dut.s_axil_bready, 0)
+        await ctx.tick().repeat(3)
+    simulate(EndpointParams(queues=4), body, processes=[sink(received, lambda: not hold[0])])
+    assert received == [(1, 1, 0), (2, 2, 0)]
+
+
 def test_notification_data():
     params = EndpointParams(queues=4, notify_multiplier=8,
                             features=V1 | 1 << Feature.NOTIFICATION_DATA)
