@@ -8,13 +8,14 @@ from amaranth.hdl import *
 from amaranth.lib import wiring, data, memory, stream
 from amaranth.lib.wiring import In, Out
 
+from .msi import InterruptController, MsiMessage
 from .notify import DoorbellDecoder, NotifyLayout, NotifyQueue
 from .params import EndpointParams
 from .regmap import (CONFIG_BASE, MAGIC_VALUE, REGISTER_SPAN, Feature, MsiOp, RegisterMap,
                      Status)
 
 
-__all__ = ["RegisterBus", "NotifyLayout", "QueueStatePort", "ConfigPort", "MsiCommandPort",
+__all__ = ["RegisterBus", "NotifyLayout", "QueueStatePort", "ConfigPort",
            "RegisterCore", "config_addr_width"]
 
 
@@ -73,20 +74,6 @@ class ConfigPort(wiring.Signature):
         })
 
 
-class MsiCommandPort(wiring.Signature):
-    """Decoded MSI commands from the core to the vector table (SPEC §4 0x0C0–0x0CC).
-
-    ``update`` pulses for an UPDATE of vector ``vector`` (0..N) with the staged ``address`` and
-    ``data``; ``enable`` pulses with ``enable_value`` for ENABLE or a MsiStatus write;
-    ``reset`` pulses with every device reset."""
-
-    def __init__(self):
-        super().__init__({
-            "update": Out(1), "vector": Out(12), "address": Out(64), "data": Out(32),
-            "enable": Out(1), "enable_value": Out(1), "reset": Out(1),
-        })
-
-
 def config_addr_width(params):
     """Width of ``cfg_addr``: byte offsets into config space (at least 2 bits)."""
     return max(2, (max(params.config_size, 4) - 1).bit_length())
@@ -117,12 +104,12 @@ class RegisterCore(wiring.Component):
         otherwise 0.
     queue : ``In(QueueStatePort)``
     config : ``Out(ConfigPort)``
-    msi : ``Out(MsiCommandPort)``
-    msi_enabled : ``In``
-        Whether MSI is currently enabled, driven by the MSI block; MsiStatus bit 15 reads it and
-        InterruptStatus stays 0 while it is high. Tie it low where no MSI block stands behind
-        :attr:`msi`: enabling is then ignored, so no event can be lost.
-
+    msi_message : ``Out(stream.Signature(MsiMessage))``
+        MSI messages for the manager port (see :class:`InterruptController`).
+    msi_rejected : ``Out(32)``
+        UPDATEs refused by the MSI address window.
+    msi_enabled : ``Out(1)``
+        MSI is enabled (InterruptStatus is 0 and ``irq`` low meanwhile).
     Latency
     -------
     Reads: data one cycle after the request. Writes: take effect at the next clock edge, so a
@@ -148,8 +135,8 @@ class RegisterCore(wiring.Component):
             "features": Out(64), "irq": Out(1),
             "queue": In(QueueStatePort()),
             "config": Out(ConfigPort(config_addr_width(params))),
-            "msi": Out(MsiCommandPort()),
-            "msi_enabled": In(1),
+            "msi_message": Out(stream.Signature(MsiMessage)), "msi_rejected": Out(32),
+            "msi_enabled": Out(1),
         })
 
     @property
@@ -172,7 +159,6 @@ class RegisterCore(wiring.Component):
 
         # ---------------------------------------------------------------- state
         status = Signal(8)
-        interrupt_status = Signal(2)
         config_generation = Signal(32)
         dev_feat_sel_ok = Signal(init=1)      # DeviceFeaturesSel < 2
         dev_feat_sel_hi = Signal()
@@ -192,6 +178,11 @@ class RegisterCore(wiring.Component):
         msi_addr = Signal(64)
         msi_data = Signal(32)
         device_reset_pulse = Signal()
+
+        # ---------------------------------------------------------------- interrupts, MSI
+        profile = regs.profile
+        m.submodules.interrupts = interrupts = InterruptController(p, msi=profile.msi_registers)
+        msi_cmd = interrupts.command
 
         sizes = Array(C(s, 16) for s in p.queue_sizes) if not p.uniform_queue_size else None
 
@@ -263,7 +254,7 @@ class RegisterCore(wiring.Component):
                 case("QueueNumMax", Mux(queue_sel_ok, queue_sel_num_max, 0))
                 case("QueueReady", queue_sel_ready)
                 case("QueueNotify", p.notify_layout)
-                case("InterruptStatus", interrupt_status)
+                case("InterruptStatus", interrupts.interrupt_status)
                 case("Status", status)
                 if p.shm:
                     lens = Array(C(r.length, 64) for r in p.shm)
@@ -278,7 +269,8 @@ class RegisterCore(wiring.Component):
                         case(name, 0xFFFF_FFFF)
                 if "MsiStatus" in regs:
                     # Lanes 3:2 (MsiCmd) are write-only and read 0.
-                    case("MsiStatus", Cat(C(n, 11), C(0, 4), self.msi_enabled))
+                    enabled = C(1) if profile.msi_status_capable else interrupts.enabled
+                    case("MsiStatus", Cat(C(n, 11), C(0, 4), enabled))
                 case("ConfigGeneration", config_generation)
         read_data = Signal(32)
         read_from_cfg = Signal()
@@ -290,7 +282,6 @@ class RegisterCore(wiring.Component):
         status_next = Signal(8)
         m.d.comb += status_next.eq(status)
         ack_bits = Signal(2)
-        msi_cmd = self.msi
         m.d.comb += [msi_cmd.address.eq(msi_addr), msi_cmd.data.eq(msi_data)]
 
         def field_write(name):
@@ -418,23 +409,26 @@ class RegisterCore(wiring.Component):
             m.d.sync += self.notify_dropped.eq(self.notify_dropped + 1)
 
         # ---------------------------------------------------------------- events and interrupts
-        used_event = self.used_valid & (self.used_queue < n)
-        config_event = self.config_changed | self.needs_reset
-        # MSI owns events while enabled (the MSI block turns them into messages).
-        intx = ~self.msi_enabled
-        m.d.sync += interrupt_status.eq(
-            Mux(intx, (interrupt_status & ~ack_bits) | Cat(used_event, config_event), 0))
+        m.d.comb += [
+            interrupts.used_valid.eq(self.used_valid),
+            interrupts.used_queue.eq(self.used_queue),
+            interrupts.config_event.eq(self.config_changed | self.needs_reset),
+            interrupts.ack.eq(ack_bits),
+            interrupts.reset.eq(device_reset),
+            self.msi_rejected.eq(interrupts.rejected),
+            self.msi_enabled.eq(interrupts.enabled),
+        ]
+        wiring.connect(m, interrupts.message, wiring.flipped(self.msi_message))
         with m.If(self.config_changed):
             m.d.sync += config_generation.eq(config_generation + 1)
         m.d.sync += status.eq(status_next |
                               Mux(self.needs_reset, Status.DEVICE_NEEDS_RESET, 0))
         m.d.comb += [
-            self.irq.eq(interrupt_status != 0),
+            self.irq.eq(interrupts.irq),
             self.status.eq(status),
             self.driver_ok.eq(status[2]),
             self.features.eq(Mux(status[3], accepted, 0)),
             self.device_reset.eq(device_reset_pulse),
-            msi_cmd.reset.eq(device_reset),
         ]
         m.d.sync += device_reset_pulse.eq(device_reset)
 
@@ -468,7 +462,7 @@ class RegisterCore(wiring.Component):
         # Last, so these assignments win over everything above in the reset cycle.
         with m.If(device_reset):
             m.d.sync += [
-                status.eq(0), interrupt_status.eq(0), accepted.eq(0),
+                status.eq(0), accepted.eq(0),
                 dev_feat_sel_ok.eq(1), dev_feat_sel_hi.eq(0),
                 drv_feat_sel_ok.eq(1), drv_feat_sel_hi.eq(0),
                 queue_sel.eq(0), queue_sel_ok.eq(1), queue_sel_ready.eq(0),

@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out, Signature
 from .bus import AXI4LiteSignature, WishboneSignature
 from .core import ConfigPort, QueueStatePort, RegisterCore, config_addr_width
 from .frontends import AXI4LiteSubordinate, WishboneSubordinate
+from .msi import AXI4LiteWriteManager, WishboneWriteManager
 from .params import EndpointParams
 
 
@@ -31,7 +32,8 @@ def port_members(params):
         members.update(_flat("m_wb", WishboneSignature(
             62, mode=params.wishbone_mode, read=False)))
     members.update({
-        "irq": Out(1), "msi_error": Out(1),
+        "irq": Out(1), "msi_error": Out(1), "msi_errors": Out(32), "msi_rejected": Out(32),
+        "msi_enabled": Out(1),
         "used_valid": In(1), "used_queue": In(16),
         "config_changed": In(1), "needs_reset": In(1),
         "notify_valid": Out(1), "notify_ready": In(1),
@@ -57,10 +59,13 @@ class VirtioMmioEndpoint(wiring.Component):
         Subordinate port (``params.bus``), see :class:`AXI4LiteSubordinate` and
         :class:`WishboneSubordinate` for latency and throughput.
     m_axil_* or m_wb_*
-        MSI manager port (same flavour as the subordinate). Idle until the MSI message generator
-        is implemented: no request is ever issued, responses are accepted and ignored.
-    irq, msi_error
-        Level interrupt ``InterruptStatus != 0``; latched MSI write error (0 without MSI).
+        MSI manager port (same flavour as the subordinate), see :class:`AXI4LiteWriteManager`
+        and :class:`WishboneWriteManager`. Idle in profiles without MSI.
+    irq, msi_error, msi_errors[31:0], msi_rejected[31:0]
+        Level interrupt ``InterruptStatus != 0``; latched MSI write error and the count of
+        error responses; count of UPDATEs refused by the MSI address window.
+    msi_enabled
+        MSI is switched on (events become messages; ``irq`` stays low).
     used_valid, used_queue[15:0], config_changed, needs_reset
         Device events (SPEC §7), accepted every cycle.
     notify_valid, notify_ready, notify_queue[15:0], notify_data[31:0], notify_has_data
@@ -98,18 +103,22 @@ class VirtioMmioEndpoint(wiring.Component):
         if p.bus == "axil":
             m.submodules.frontend = frontend = AXI4LiteSubordinate(p.addr_width)
             self._connect_flat(m, "s_axil", frontend.axi)
-            # MSI manager: idle (the message generator lands with the MSI issue).
-            m.d.comb += self.m_axil_bready.eq(1)
+            m.submodules.msi_manager = manager = AXI4LiteWriteManager()
+            self._connect_flat(m, "m_axil", manager.axi)
         else:
             m.submodules.frontend = frontend = WishboneSubordinate(
                 p.addr_width, mode=p.wishbone_mode)
             self._connect_flat(m, "s_wb", frontend.wb)
+            m.submodules.msi_manager = manager = WishboneWriteManager(p.wishbone_mode)
+            self._connect_flat(m, "m_wb", manager.wb)
         wiring.connect(m, frontend.reg, core.bus)
+        wiring.connect(m, core.msi_message, manager.message)
 
         m.d.comb += [
             core.used_valid.eq(self.used_valid), core.used_queue.eq(self.used_queue),
             core.config_changed.eq(self.config_changed), core.needs_reset.eq(self.needs_reset),
-            core.msi_enabled.eq(0),
+            self.msi_error.eq(manager.error), self.msi_errors.eq(manager.errors),
+            self.msi_rejected.eq(core.msi_rejected), self.msi_enabled.eq(core.msi_enabled),
             self.irq.eq(core.irq),
             self.notify_valid.eq(core.notify.valid),
             core.notify.ready.eq(self.notify_ready),

@@ -69,12 +69,20 @@ class Profile:
     #: Doorbells at ``notify_base + q * notify_multiplier`` exist.
     doorbells: bool
     doc: str
+    #: MsiStatus bit 15 reads 1 whenever MSI is implemented (the 2019 Linux patch's reading),
+    #: instead of "MSI currently enabled".
+    msi_status_capable: bool = False
 
 
 PROFILES = {
     "seed": Profile(
         name="seed", version=3, msi_registers=True, notify_layout_readable=True, doorbells=True,
         doc="The December 2019 Version 3 proposal as written: MSI, notify addresses."),
+    "linux-k1": Profile(
+        name="linux-k1", version=3, msi_registers=True, notify_layout_readable=True,
+        doorbells=True, msi_status_capable=True,
+        doc="As seed, but MsiStatus bit 15 reads 1 (MSI capable), as the Linux driver patch "
+            "that accompanied the proposal expects; it enables MSI by writing bit 15."),
     "plain-v2": Profile(
         name="plain-v2", version=2, msi_registers=False, notify_layout_readable=False,
         doorbells=False,
@@ -195,8 +203,9 @@ def _transport_registers(profile):
     if profile.msi_registers:
         regs += [
             Register("MsiStatus", 0x0C0, "RW",
-                     "[10:0] number of queues N (vectors 0..N); [15] MSI enabled. A write "
-                     "with both lanes enables (bit 15 = 1) or disables MSI",
+                     "[10:0] number of queues N (vectors 0..N); [15] " +
+                     ("1: MSI implemented" if profile.msi_status_capable else "MSI enabled") +
+                     ". A write with both lanes enables (bit 15 = 1) or disables MSI",
                      reset=None, width=16,
                      fields=(Field("queues", 0, 11), Field("enabled", 15, 1))),
             Register("MsiCmd", 0x0C2, "W",

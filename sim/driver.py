@@ -8,7 +8,7 @@ register map (:mod:`virtio_mmio.regmap`).
 
 from dataclasses import dataclass
 
-from virtio_mmio.regmap import (CONFIG_BASE, MAGIC_VALUE, Feature, RegisterMap, Status)
+from virtio_mmio.regmap import (CONFIG_BASE, MAGIC_VALUE, Feature, MsiOp, RegisterMap, Status)
 
 
 __all__ = ["DriverError", "ProbeInfo", "QueueSetup", "VirtioMmioDriver"]
@@ -238,6 +238,58 @@ class VirtioMmioDriver:
             return None
         base = await self.read("SHMBaseLow") | await self.read("SHMBaseHigh") << 32
         return base, length
+
+    # ---------------------------------------------------------------- MSI (Version 3)
+
+    MSI_ENABLE_BIT = 0x8000
+
+    async def msi_status(self):
+        """16-bit read of MsiStatus: ``[10:0]`` the number of queues, bit 15 per profile."""
+        return await self.read("MsiStatus", 2)
+
+    async def msi_update(self, vector, address, data):
+        """Stage address and data, then UPDATE the vector (both drivers' sequence)."""
+        await self.write("MsiAddrLow", address & 0xFFFF_FFFF)
+        await self.write("MsiAddrHigh", address >> 32)
+        await self.write("MsiData", data)
+        await self.write("MsiCmd", MsiOp.UPDATE << 12 | vector, 2)
+
+    async def msi_enable_seed(self, on=True):
+        """The seed text's ENABLE command: W16 MsiCmd = 0x2001 (0x2000 disables)."""
+        await self.write("MsiCmd", MsiOp.ENABLE << 12 | int(on), 2)
+
+    async def msi_enable_k1(self, on=True):
+        """The 2019 Linux patch: read MsiStatus, write it back with bit 15 set or cleared."""
+        value = await self.msi_status()
+        value = value | self.MSI_ENABLE_BIT if on else value & ~self.MSI_ENABLE_BIT
+        await self.write("MsiStatus", value, 2)
+
+    async def setup_msi(self, vectors, *, style="seed"):
+        """Program ``vectors`` ({vector: (address, data)}) and enable MSI.
+
+        ``style="linux-k1"`` follows the 2019 patch: MSI only if MsiStatus bit 15 already
+        reads 1, enable by writing bit 15; it returns False (use INTx) otherwise. ``"seed"``
+        follows the proposal's text: UPDATE each vector, then ENABLE. Returns True when MSI
+        was enabled."""
+        if style not in ("seed", "linux-k1"):
+            raise ValueError(f"MSI style must be 'seed' or 'linux-k1', not {style!r}")
+        if "MsiStatus" not in self.regmap:
+            return False
+        if style == "linux-k1" and not await self.msi_status() & self.MSI_ENABLE_BIT:
+            return False
+        for vector, (address, data) in sorted(vectors.items()):
+            await self.msi_update(vector, address, data)
+        if style == "linux-k1":
+            await self.msi_enable_k1(True)
+        else:
+            await self.msi_enable_seed(True)
+        return True
+
+    async def teardown_msi(self, *, style="seed"):
+        if style == "linux-k1":
+            await self.msi_enable_k1(False)
+        else:
+            await self.msi_enable_seed(False)
 
     # ---------------------------------------------------------------- interrupts
 

@@ -175,8 +175,6 @@ def test_device_reset_clears_everything_but_config_generation():
         for q in range(4):
             assert await queue_state(ctx, dut, q) == dict(ready=0, num=8, desc=0, driver=0,
                                                           device=0)
-        # MSI staging was cleared: the UPDATE strobe carries zeros.
-        assert ctx.get(dut._core.msi.address) == 0
     dut = run(body, queue_size=8, shm=[(0, 0x4000, 0x5000)])
 
 
@@ -426,74 +424,6 @@ def test_config_generation_retry_loop_sees_a_concurrent_change():
         assert tries == 2 and data == bytes([0x55] * 8)
     run(body, processes=[config_device(store), changer], config_size=16)
 
-
-# ------------------------------------------------------------------------------ MSI decode
-
-def msi_monitor(events):
-    def factory(dut):
-        msi = dut._core.msi
-        async def process(ctx):
-            async for _, _, upd, vec, addr, data, en, val in ctx.tick().sample(
-                    msi.update, msi.vector, msi.address, msi.data, msi.enable,
-                    msi.enable_value):
-                if upd:
-                    events.append(("update", vec, addr, data))
-                if en:
-                    events.append(("enable", val))
-        return process
-    return factory
-
-
-def test_msi_register_decode():
-    events = []
-    async def body(ctx, dut, bus, drv):
-        assert await bus.read(off("MsiStatus"), 2) == 4          # N, MSI disabled
-        assert await bus.read(off("MsiStatus")) == 4             # lanes 3:2 read 0
-        await bus.write(off("MsiAddrLow"), 0xFEE0_0000)
-        await bus.write(off("MsiAddrHigh"), 0x1)
-        await bus.write(off("MsiData"), 0x41)
-        await bus.write(off("MsiCmd"), MsiOp.UPDATE << 12 | 3, size=2)
-        await bus.write(off("MsiCmd"), MsiOp.UPDATE << 12 | 4, size=2)      # arg N: valid
-        await bus.write(off("MsiCmd"), MsiOp.UPDATE << 12 | 5, size=2)      # arg > N: ignored
-        await bus.write(off("MsiData"), 0x42, size=1)                       # byte lanes kept
-        await bus.write(off("MsiAddrLow"), 0xAB, size=1)
-        await bus.write(off("MsiCmd"), MsiOp.UPDATE << 12 | 0, size=2)
-        await bus.write(off("MsiCmd"), MsiOp.ENABLE << 12 | 1, size=2)
-        await bus.write(off("MsiCmd"), MsiOp.ENABLE << 12 | 0, size=2)
-        await bus.write(off("MsiCmd"), 7 << 12 | 1, size=2)                 # unknown op
-        await bus.write(off("MsiStatus"), 0x8004, size=2)                   # K1 enable
-        await bus.write(off("MsiStatus"), 0x80, size=1)                     # one lane: ignored
-        await bus.write(off("MsiCmd") + 1, 0x20, size=1)                    # one lane: ignored
-        # A full write: MsiStatus half first, then the command.
-        await bus.write(off("MsiStatus"), (MsiOp.ENABLE << 12 | 1) << 16 | 0x0000)
-        # MSI is not implemented yet: bit 15 stays 0, so no event can be lost.
-        assert await bus.read(off("MsiStatus"), 2) == 4
-    run(body, processes=[msi_monitor(events)])
-    assert events == [
-        ("update", 3, 0x1_FEE0_0000, 0x41),
-        ("update", 4, 0x1_FEE0_0000, 0x41),
-        ("update", 0, 0x1_FEE0_00AB, 0x42),
-        ("enable", 1), ("enable", 0),
-        ("enable", 1),
-        # The full write: MsiStatus (0) then ENABLE 1 in one cycle, net effect enable.
-        ("enable", 1),
-    ]
-
-
-def test_plain_v2_has_no_msi_registers():
-    events = []
-    regmap = RegisterMap("plain-v2")
-    async def body(ctx, dut, bus, drv):
-        base = SEED.offset("MsiStatus")
-        for offset in range(base, base + 16, 4):
-            await bus.write(offset, 0x2001_1000)
-            assert await bus.read(offset) == 0
-    run(body, processes=[msi_monitor(events)], profile="plain-v2")
-    assert events == []
-    assert "MsiStatus" not in regmap
-
-
-# ------------------------------------------------------------------------------ notifications
 
 # ------------------------------------------------------------------------------ illegal accesses
 

@@ -15,7 +15,7 @@ from virtio_mmio.regmap import RegisterMap
     (dict(queues=2048), ValueError, r"queues must be .*2047"),
     (dict(queues="4"), TypeError, r"queues must be an integer"),
     (dict(queues=True), TypeError, r"queues must be an integer"),
-    (dict(profile="v3"), ValueError, r"profile must be one of seed, plain-v2"),
+    (dict(profile="v3"), ValueError, r"profile must be one of seed, linux-k1, plain-v2"),
     (dict(profile=3), TypeError, r"profile must be a string"),
     (dict(bus="apb"), ValueError, r"bus must be one of axil, wishbone"),
     (dict(wishbone_mode="burst"), ValueError, r"wishbone_mode must be one of"),
@@ -73,7 +73,7 @@ def test_endpoint_refuses_wrong_argument_types():
 
 
 def test_register_map_rejects_unknown_profile():
-    with pytest.raises(ValueError, match="Profile must be one of seed, plain-v2"):
+    with pytest.raises(ValueError, match="Profile must be one of seed, linux-k1, plain-v2"):
         RegisterMap("linux-k2")
 
 

@@ -1,0 +1,287 @@
+"""Interrupts (SPEC §7): InterruptStatus for INTx, the MSI vector table and message generator,
+and the MSI manager ports (AXI4-Lite write, Wishbone write)."""
+
+from amaranth.hdl import *
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .bus import AXI4LiteSignature, WishboneSignature
+
+
+__all__ = ["MsiMessage", "MsiCommand", "InterruptController", "AXI4LiteWriteManager",
+           "WishboneWriteManager", "onehot_index"]
+
+
+#: One MSI message: a 32-bit write of ``data`` to ``address``.
+MsiMessage = data.StructLayout({"address": 64, "data": 32})
+
+
+class MsiCommand(wiring.Signature):
+    """Decoded MSI register writes, from the register core to the interrupt controller.
+
+    ``update`` pulses for an UPDATE of vector ``vector`` (0..N) with the staged ``address`` and
+    ``data``; ``enable`` pulses with ``enable_value`` for ENABLE or a MsiStatus write."""
+
+    def __init__(self):
+        super().__init__({
+            "update": Out(1), "vector": Out(12), "address": Out(64), "data": Out(32),
+            "enable": Out(1), "enable_value": Out(1),
+        })
+
+
+def onehot_index(onehot):
+    """The index of the set bit of a one-hot vector: each index bit is the OR of the vector's
+    bits at indices having that bit set (log-depth, no priority chain)."""
+    width = len(onehot)
+    index_bits = max(1, (width - 1).bit_length())
+    return Cat(*(Cat(*(onehot[i] for i in range(width) if i >> b & 1)).any()
+                 if width > 1 << b else C(0, 1) for b in range(index_bits)))
+
+
+class InterruptController(wiring.Component):
+    """InterruptStatus, the MSI vector table and the message generator (SPEC §7).
+
+    Parameters
+    ----------
+    params : EndpointParams
+    msi : bool
+        Whether the profile has MSI. Without it, only InterruptStatus and ``irq`` exist and
+        enable commands are ignored.
+
+    Members
+    -------
+    used_valid, used_queue, config_event : In
+        Events, accepted every cycle: vector ``used_queue + 1`` (queues >= N ignored) and
+        vector 0.
+    ack : In(2)
+        InterruptACK bits written this cycle (ignored while MSI is enabled).
+    command : In(MsiCommand)
+    reset : In(1)
+        Device reset: InterruptStatus, MSI enable, every vector (invalid) and every pending
+        event cleared. A message already presented on ``message`` stays until taken (a bus
+        manager cannot take back a request).
+    interrupt_status : Out(2), irq : Out(1), enabled : Out(1)
+    message : Out(stream.Signature(MsiMessage))
+        Messages to send, one per pending and valid vector.
+    rejected : Out(32)
+        UPDATEs refused because the address was outside ``params.msi_window``.
+
+    Behaviour
+    ---------
+    While MSI is enabled an event marks its vector pending; a pending vector merges further
+    events. Each cycle the next pending vector that is valid, in round-robin order after the
+    last one served, is issued: it stops being pending and its table entry is read, and in the
+    next cycle the message is on ``message``. Enabling moves InterruptStatus into pending
+    vectors (bit 1 → vector 0, bit 0 → every queue vector); disabling moves pending vectors
+    back (vector 0 → bit 1, any other → bit 0). InterruptStatus is 0 and ``irq`` low while
+    enabled.
+
+    Latency and throughput
+    ----------------------
+    Event to ``message.valid``: 2 cycles (pending register, table read). One message per cycle
+    while ``message.ready`` is high, so N+1 pending vectors leave in N+2 cycles.
+    """
+
+    def __init__(self, params, *, msi=True):
+        self._params = params
+        self._msi = msi
+        super().__init__({
+            "used_valid": In(1), "used_queue": In(16), "config_event": In(1),
+            "ack": In(2), "command": In(MsiCommand()), "reset": In(1),
+            "interrupt_status": Out(2), "irq": Out(1), "enabled": Out(1),
+            "message": Out(stream.Signature(MsiMessage)),
+            "rejected": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._params
+        n = p.queues
+        vectors = n + 1
+
+        status = Signal(2)
+        m.d.comb += [self.interrupt_status.eq(status), self.irq.eq(status != 0)]
+        used = self.used_valid & (self.used_queue < n)
+        event_bits = Cat(used, self.config_event)       # InterruptStatus bit order
+
+        if not self._msi:
+            m.d.sync += status.eq((status & ~self.ack) | event_bits)
+            with m.If(self.reset):
+                m.d.sync += status.eq(0)
+            return m
+
+        enabled = Signal()
+        pending = Signal(vectors)
+        valid = Signal(vectors)
+        m.d.comb += self.enabled.eq(enabled)
+
+        # Events as vector bits: vector 0 for config, q + 1 for queue q.
+        qbits = max(1, (n - 1).bit_length())
+        event_vectors = Signal(vectors)
+        m.d.comb += event_vectors.eq(Cat(
+            self.config_event, Mux(used, C(1, 1) << self.used_queue[:qbits], 0)[:n]))
+
+        # ---- vector table
+        m.submodules.table = table = memory.Memory(shape=MsiMessage, depth=vectors, init=[])
+        table_w = table.write_port()
+        table_r = table.read_port(transparent_for=(table_w,))
+        cmd = self.command
+        in_window = C(1)
+        if p.msi_window is not None:
+            base, size = p.msi_window
+            in_window = (cmd.address >= base) & (cmd.address + 4 <= base + size)
+        m.d.comb += [
+            table_w.addr.eq(cmd.vector),
+            table_w.data.address.eq(cmd.address),
+            table_w.data.data.eq(cmd.data),
+            # An UPDATE outside the window does not touch the entry either: a message being
+            # issued from it in the same cycle must not pick up the refused address.
+            table_w.en.eq(cmd.update & in_window),
+        ]
+        with m.If(cmd.update & ~in_window):
+            m.d.sync += self.rejected.eq(self.rejected + 1)
+
+        # ---- generator: round robin, the lowest ready vector above the last one served
+        # (`above` holds the bits above it), else the lowest ready vector of all.
+        ready_vectors = pending & valid
+        above = Signal(vectors, init=(1 << vectors) - 1)
+        above_ready = ready_vectors & above
+        chosen = Mux(above_ready != 0, above_ready, ready_vectors)
+        lowest = Signal(vectors)                         # one-hot: the vector to serve
+        m.d.comb += lowest.eq(chosen & (~chosen + 1))
+        pick = Signal(range(vectors))
+        m.d.comb += pick.eq(onehot_index(lowest))
+        out_valid = Signal()
+        advance = ~out_valid | self.message.ready
+        issue = enabled & (ready_vectors != 0) & advance
+        m.d.comb += [
+            table_r.addr.eq(pick),
+            table_r.en.eq(advance),
+            self.message.valid.eq(out_valid),
+            self.message.payload.eq(table_r.data),
+        ]
+        with m.If(advance):
+            m.d.sync += out_valid.eq(issue)
+        with m.If(issue):
+            m.d.sync += above.eq(~(lowest | (lowest - 1)))
+        issued = Mux(issue, lowest, 0)
+
+        # ---- state: pending, enable transitions, InterruptStatus
+        queue_vectors = C((1 << vectors) - 2, vectors)      # every vector but 0
+        with m.If(enabled):
+            with m.If(cmd.enable & ~cmd.enable_value):
+                # Off: pending vectors (and this cycle's events) go back to InterruptStatus.
+                still = (pending & ~issued) | event_vectors
+                m.d.sync += [
+                    enabled.eq(0), pending.eq(0),
+                    status.eq(Cat(still[1:] != 0, still[0])),
+                ]
+            with m.Else():
+                m.d.sync += pending.eq((pending & ~issued) | event_vectors)
+        with m.Else():
+            with m.If(cmd.enable & cmd.enable_value):
+                # On: InterruptStatus (and this cycle's events) become pending vectors.
+                bits = (status & ~self.ack) | event_bits
+                m.d.sync += [
+                    enabled.eq(1), status.eq(0),
+                    pending.eq(Mux(bits[1], 1, 0) | Mux(bits[0], queue_vectors, 0)),
+                ]
+            with m.Else():
+                m.d.sync += status.eq((status & ~self.ack) | event_bits)
+
+        with m.If(cmd.update):
+            m.d.sync += valid.bit_select(cmd.vector, 1).eq(in_window)
+
+        with m.If(self.reset):
+            m.d.sync += [enabled.eq(0), pending.eq(0), valid.eq(0), status.eq(0),
+                         above.eq(above.init)]
+        return m
+
+
+class AXI4LiteWriteManager(wiring.Component):
+    """Sends :data:`MsiMessage` s as AXI4-Lite writes (SPEC §8: 64-bit address, full strobes).
+
+    AW and W are raised together from the message and each drops on its own handshake; the
+    message is taken when both are done. B is always accepted; a non-OKAY response is counted
+    in ``errors`` and latched on ``error`` (until ``rst``).
+
+    Latency and throughput: AWVALID/WVALID in the cycle the message is presented (from
+    registers, no combinational path from the bus inputs); one message per clock while AWREADY
+    and WREADY are high, any number of writes outstanding.
+    """
+
+    def __init__(self):
+        super().__init__({
+            "message": In(stream.Signature(MsiMessage)),
+            "axi": Out(AXI4LiteSignature(64, read=False)),
+            "error": Out(1), "errors": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        axi, msg = self.axi, self.message
+        aw_done = Signal()
+        w_done = Signal()
+        aw_now = axi.awvalid & axi.awready
+        w_now = axi.wvalid & axi.wready
+        m.d.comb += [
+            axi.awvalid.eq(msg.valid & ~aw_done),
+            axi.awaddr.eq(msg.payload.address),
+            axi.awprot.eq(0),
+            axi.wvalid.eq(msg.valid & ~w_done),
+            axi.wdata.eq(msg.payload.data),
+            axi.wstrb.eq(0xF),
+            axi.bready.eq(1),
+            msg.ready.eq((aw_done | aw_now) & (w_done | w_now)),
+        ]
+        with m.If(msg.valid & msg.ready):
+            m.d.sync += [aw_done.eq(0), w_done.eq(0)]
+        with m.Else():
+            with m.If(aw_now):
+                m.d.sync += aw_done.eq(1)
+            with m.If(w_now):
+                m.d.sync += w_done.eq(1)
+        with m.If(axi.bvalid & (axi.bresp != 0)):
+            m.d.sync += [self.error.eq(1), self.errors.eq(self.errors + 1)]
+        return m
+
+
+class WishboneWriteManager(wiring.Component):
+    """Sends :data:`MsiMessage` s as Wishbone writes (word address = address[63:2], ``sel``
+    0xF).
+
+    Classic: ``cyc``/``stb`` with the message until ``ack`` or ``err`` (one message per two
+    clocks with a registered-feedback subordinate). Pipelined: a request per clock while
+    ``stall`` is low; ``cyc`` stays high until every request is answered. ``err`` is counted in
+    ``errors`` and latched on ``error`` (until ``rst``).
+    """
+
+    def __init__(self, mode="classic"):
+        self._mode = mode
+        super().__init__({
+            "message": In(stream.Signature(MsiMessage)),
+            "wb": Out(WishboneSignature(62, mode=mode, read=False)),
+            "error": Out(1), "errors": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        wb, msg = self.wb, self.message
+        answered = wb.ack | wb.err
+        m.d.comb += [
+            wb.stb.eq(msg.valid),
+            wb.we.eq(1),
+            wb.sel.eq(0xF),
+            wb.adr.eq(msg.payload.address[2:]),
+            wb.dat_w.eq(msg.payload.data),
+        ]
+        if self._mode == "classic":
+            m.d.comb += [wb.cyc.eq(msg.valid), msg.ready.eq(answered)]
+        else:
+            outstanding = Signal(range(1 << 16))
+            sent = msg.valid & ~wb.stall
+            m.d.comb += [wb.cyc.eq(msg.valid | (outstanding != 0)), msg.ready.eq(~wb.stall)]
+            m.d.sync += outstanding.eq(outstanding + sent - answered)
+        with m.If(wb.err):
+            m.d.sync += [self.error.eq(1), self.errors.eq(self.errors + 1)]
+        return m
