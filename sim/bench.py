@@ -10,6 +10,10 @@ from dataclasses import dataclass
 from amaranth.sim import Simulator
 
 from virtio_mmio.endpoint import VirtioMmioEndpoint
+from virtio_mmio.regmap import PROFILES
+
+from .amaranth_bus import AmaranthAxiLite
+from .driver import VirtioMmioDriver
 
 
 __all__ = ["Figure", "measure", "run_bench"]
@@ -27,10 +31,12 @@ class Figure:
         return (self.name, value, self.target, "yes" if self.met else "NO")
 
 
-def _run(dut, testbench):
+def _run(dut, testbench, processes=()):
     result = {}
     sim = Simulator(dut)
     sim.add_clock(1e-8)
+    for process in processes:
+        sim.add_process(process)
 
     async def wrapper(ctx):
         result.update(await testbench(ctx))
@@ -176,11 +182,67 @@ def _wishbone_figures(params, accesses):
     return figures
 
 
+def _msi_figures(params):
+    """Event -> AWVALID, and all N+1 vectors pending at once drained with the manager always
+    ready (SPEC §11)."""
+    n = params.queues
+    if not PROFILES[params.profile].msi_registers:
+        return [Figure("MSI figures", "n/a", f"profile {params.profile} has no MSI", True)]
+    dut = VirtioMmioEndpoint(params.replace(bus="axil", msi_window=None))
+    seen = {"enabled": [], "aw": [], "awvalid": []}
+
+    async def monitor(ctx):
+        cycle = 0
+        ctx.set(dut.m_axil_awready, 1)
+        ctx.set(dut.m_axil_wready, 1)
+        async for _, _, enabled, awv, awr in ctx.tick().sample(
+                dut.msi_enabled, dut.m_axil_awvalid, dut.m_axil_awready):
+            seen["enabled"].append(enabled)
+            seen["awvalid"].append(awv)
+            if awv and awr:
+                seen["aw"].append(cycle)
+            cycle += 1
+
+    async def testbench(ctx):
+        driver = VirtioMmioDriver(AmaranthAxiLite(ctx, dut), params.profile)
+        for vector in range(n + 1):
+            await driver.msi_update(vector, 0x1000 + 4 * vector, vector)
+        # INTx first: both InterruptStatus bits set, so enabling makes every vector pending.
+        ctx.set(dut.config_changed, 1)
+        ctx.set(dut.used_valid, 1)
+        await ctx.tick()
+        ctx.set(dut.config_changed, 0)
+        ctx.set(dut.used_valid, 0)
+        await driver.msi_enable_seed(True)
+        while len(seen["aw"]) < n + 1:
+            await ctx.tick()
+        await ctx.tick().repeat(4)
+        drained_from = seen["enabled"].index(1)
+        drain = seen["aw"][n] - drained_from + 1
+        # One event on an idle endpoint: cycles from the event's cycle to AWVALID.
+        event_cycle = len(seen["awvalid"])
+        ctx.set(dut.used_queue, n - 1)
+        ctx.set(dut.used_valid, 1)
+        await ctx.tick()
+        ctx.set(dut.used_valid, 0)
+        await ctx.tick().repeat(6)
+        latency = seen["awvalid"].index(1, event_cycle) - event_cycle
+        return {"drain": drain, "latency": latency}
+
+    m = _run(dut, testbench, [monitor])
+    return [
+        Figure("MSI: event input -> AWVALID, clocks", m["latency"], "<= 2", m["latency"] <= 2),
+        Figure(f"MSI: all {n + 1} vectors pending, clocks to send all", m["drain"],
+               f"<= {n + 5}", m["drain"] <= n + 5),
+    ]
+
+
 def measure(params, accesses=64):
     """All figures for the endpoint built with ``params`` (both buses are measured)."""
     if accesses < 2:
         raise ValueError(f"accesses must be at least 2, not {accesses!r}")
     return (_axi_figures(params.replace(bus="axil"), accesses) +
+            _msi_figures(params) +
             _wishbone_figures(params, accesses))
 
 
