@@ -11,8 +11,7 @@ from amaranth.lib.wiring import In, Out
 from .msi import InterruptController, MsiMessage
 from .notify import DoorbellDecoder, NotifyLayout, NotifyQueue
 from .params import EndpointParams
-from .regmap import (CONFIG_BASE, MAGIC_VALUE, REGISTER_SPAN, Feature, MsiOp, RegisterMap,
-                     Status)
+from .regmap import CONFIG_BASE, MAGIC_VALUE, Feature, MsiOp, RegisterMap, Status
 
 
 __all__ = ["RegisterBus", "NotifyLayout", "QueueStatePort", "ConfigPort",
@@ -110,6 +109,7 @@ class RegisterCore(wiring.Component):
         UPDATEs refused by the MSI address window.
     msi_enabled : ``Out(1)``
         MSI is enabled (InterruptStatus is 0 and ``irq`` low meanwhile).
+
     Latency
     -------
     Reads: data one cycle after the request. Writes: take effect at the next clock edge, so a
@@ -194,7 +194,7 @@ class RegisterCore(wiring.Component):
         # A row is only meaningful once `written`; reads of unwritten rows give reset values,
         # so a device reset clears every queue in one cycle whatever N is.
         row = data.StructLayout({"num": 16, "desc": 64, "driver": 64, "device": 64})
-        lanes = {"num": (0, 1), "desc": (1, 4), "driver": (5, 4), "device": (9, 4)}
+        first_lane = {"num": 0, "desc": 1, "driver": 5, "device": 9}
         m.submodules.queue_table = table = memory.Memory(
             shape=unsigned(row.size), depth=n, init=[])
         table_w = table.write_port(granularity=16)
@@ -375,9 +375,9 @@ class RegisterCore(wiring.Component):
         m.d.comb += field_value.num.eq(queue_sel_num_max)
         with m.If(field_write("QueueNum") & num_ok):
             m.d.comb += [field_value.num.eq(wd), any_field.eq(1)]
-            m.d.comb += field_lanes.eq(1 << lanes["num"][0])
+            m.d.comb += field_lanes.eq(1 << first_lane["num"])
         for name, member in (("Desc", "desc"), ("Driver", "driver"), ("Device", "device")):
-            first = lanes[member][0]
+            first = first_lane[member]
             for half in (0, 1):
                 with m.If(field_write(f"Queue{name}{('Low', 'High')[half]}")):
                     m.d.comb += [

@@ -3,7 +3,7 @@ the Verilog port contract (SPEC §9)."""
 
 from amaranth.hdl import *
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out, Signature
+from amaranth.lib.wiring import In, Out
 
 from .bus import AXI4LiteSignature, WishboneSignature
 from .core import ConfigPort, QueueStatePort, RegisterCore, config_addr_width

@@ -5,8 +5,6 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from .regmap import Feature
-
 
 __all__ = ["NotifyLayout", "DoorbellDecoder", "NotifyQueue"]
 

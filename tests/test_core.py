@@ -5,8 +5,7 @@ import random
 import pytest
 
 from virtio_mmio.params import EndpointParams
-from virtio_mmio.regmap import (CONFIG_BASE, MAGIC_VALUE, REGISTER_SPAN, Feature, MsiOp,
-                                RegisterMap, Status)
+from virtio_mmio.regmap import CONFIG_BASE, MAGIC_VALUE, Feature, RegisterMap, Status
 from virtio_mmio_sim.amaranth_harness import simulate
 from virtio_mmio_sim.driver import DriverError, VirtioMmioDriver
 
@@ -161,7 +160,6 @@ def test_device_reset_clears_everything_but_config_generation():
         await bus.write(off("MsiAddrLow"), 0x1234)
         assert await bus.read(off("ConfigGeneration")) == 1
         assert ctx.get(dut.irq)
-        resets = []
         await bus.write(off("Status"), 0)
         # The reset is complete before the next access.
         assert ctx.get(dut.status) == 0 and ctx.get(dut.irq) == 0
@@ -175,7 +173,7 @@ def test_device_reset_clears_everything_but_config_generation():
         for q in range(4):
             assert await queue_state(ctx, dut, q) == dict(ready=0, num=8, desc=0, driver=0,
                                                           device=0)
-    dut = run(body, queue_size=8, shm=[(0, 0x4000, 0x5000)])
+    run(body, queue_size=8, shm=[(0, 0x4000, 0x5000)])
 
 
 def test_device_reset_pulse_is_one_cycle():
@@ -369,7 +367,6 @@ def config_device(store):
     """A device answering the config port from ``store`` (a bytearray), one cycle later."""
     def factory(dut):
         async def process(ctx):
-            answer = 0
             async for _, _, re, we, addr, wdata, be in ctx.tick().sample(
                     dut.cfg_re, dut.cfg_we, dut.cfg_addr, dut.cfg_wdata, dut.cfg_be):
                 assert not (re and we)

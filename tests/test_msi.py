@@ -7,7 +7,7 @@ import random
 import pytest
 
 from virtio_mmio.params import EndpointParams
-from virtio_mmio.regmap import Feature, MsiOp, RegisterMap
+from virtio_mmio.regmap import MsiOp, RegisterMap
 from virtio_mmio_sim.amaranth_harness import simulate
 from virtio_mmio_sim.msi_receiver import MsiReceiver
 
