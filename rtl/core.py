@@ -33,6 +33,10 @@ class RegisterBus(wiring.Signature):
         The write is taken in a cycle with ``w_valid & w_ready``. Combinational from the write
         request, the concurrent read and the notify stream; low only while a notification cannot
         be taken or while a config-space read uses the config port in the same cycle.
+    w_conflict : Out at the core
+        The write waits only because a config-space read has the config port this cycle. A
+        front-end that can issue reads every cycle must then hold reads back for a cycle, or
+        a stream of config reads could starve a config write.
     """
 
     def __init__(self, addr_width):
@@ -40,7 +44,7 @@ class RegisterBus(wiring.Signature):
         super().__init__({
             "r_valid": Out(1), "r_addr": Out(addr_width - 2), "r_data": In(32),
             "w_valid": Out(1), "w_addr": Out(addr_width - 2), "w_data": Out(32),
-            "w_strb": Out(4), "w_ready": In(1),
+            "w_strb": Out(4), "w_ready": In(1), "w_conflict": In(1),
         })
 
 
@@ -223,7 +227,10 @@ class RegisterCore(wiring.Component):
         ]
         # A notification waits on the bus while the queue is full; everything else goes on.
         notify_blocked = doorbells.valid & ~notify_queue.i.ready
-        m.d.comb += bus.w_ready.eq(~notify_blocked & ~(w_cfg & r_cfg))
+        m.d.comb += [
+            bus.w_ready.eq(~notify_blocked & ~(w_cfg & r_cfg)),
+            bus.w_conflict.eq(bus.w_valid & w_cfg & r_cfg),
+        ]
         we = Signal()
         m.d.comb += we.eq(bus.w_valid & bus.w_ready)
 

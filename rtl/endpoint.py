@@ -89,25 +89,43 @@ class VirtioMmioEndpoint(wiring.Component):
             raise TypeError(f"params must be an EndpointParams, not {params!r}")
         self._params = params
         self._core = None
+        self._frontend = None
         super().__init__(port_members(params))
 
     @property
     def params(self):
         return self._params
 
+    # The sub-components are made on first use, so proofs and tests can reach their
+    # observation members before elaboration, and an endpoint that is only inspected (for its
+    # ports) builds nothing.
+    @property
+    def core(self):
+        if self._core is None:
+            self._core = RegisterCore(self._params)
+        return self._core
+
+    @property
+    def frontend(self):
+        if self._frontend is None:
+            p = self._params
+            if p.bus == "axil":
+                self._frontend = AXI4LiteSubordinate(p.addr_width)
+            else:
+                self._frontend = WishboneSubordinate(p.addr_width, mode=p.wishbone_mode)
+        return self._frontend
+
     def elaborate(self, platform):
         m = Module()
         p = self._params
-        m.submodules.core = core = self._core = RegisterCore(p)
+        m.submodules.core = core = self.core
+        m.submodules.frontend = frontend = self.frontend
 
         if p.bus == "axil":
-            m.submodules.frontend = frontend = AXI4LiteSubordinate(p.addr_width)
             self._connect_flat(m, "s_axil", frontend.axi)
             m.submodules.msi_manager = manager = AXI4LiteWriteManager()
             self._connect_flat(m, "m_axil", manager.axi)
         else:
-            m.submodules.frontend = frontend = WishboneSubordinate(
-                p.addr_width, mode=p.wishbone_mode)
             self._connect_flat(m, "s_wb", frontend.wb)
             m.submodules.msi_manager = manager = WishboneWriteManager(p.wishbone_mode)
             self._connect_flat(m, "m_wb", manager.wb)

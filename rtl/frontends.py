@@ -86,6 +86,15 @@ class AXI4LiteSubordinate(wiring.Component):
     Reset
     -----
     Synchronous ``rst`` empties every buffer.
+
+    Observation members (for proofs; leave unconnected)
+    ---------------------------------------------------
+    reads_issued : Out
+        Reads issued and not taken on R (the count that gates ARREADY).
+    reads_in_flight, reads_held : Out
+        Reads issued last cycle (their data lands now), results held in the R buffer.
+    aw_held, w_held, b_pending : Out
+        AW and W entries waiting to be joined; writes done and not yet answered on B.
     """
 
     def __init__(self, addr_width):
@@ -93,6 +102,8 @@ class AXI4LiteSubordinate(wiring.Component):
         super().__init__({
             "axi": In(AXI4LiteSignature(addr_width)),
             "reg": Out(RegisterBus(addr_width)),
+            "reads_issued": Out(range(4)), "reads_in_flight": Out(1), "reads_held": Out(range(3)),
+            "aw_held": Out(range(3)), "w_held": Out(range(3)), "b_pending": Out(range(4)),
         })
 
     def elaborate(self, platform):
@@ -121,6 +132,8 @@ class AXI4LiteSubordinate(wiring.Component):
         m.d.comb += [aw.o.ready.eq(w_fire), w.o.ready.eq(w_fire)]
         b_fire = axi.bvalid & axi.bready
         m.d.sync += b_pending.eq(b_pending + w_fire - b_fire)
+        m.d.comb += [self.b_pending.eq(b_pending), self.aw_held.eq(aw.level),
+                     self.w_held.eq(w.level)]
         m.d.comb += [axi.bvalid.eq(b_pending != 0), axi.bresp.eq(0)]
 
         # ---- read: issue on the AR handshake, the result lands a cycle later into R
@@ -142,12 +155,15 @@ class AXI4LiteSubordinate(wiring.Component):
             r.o.ready.eq(axi.rready),
         ]
         outstanding_next = outstanding + ar_fire - r_fire
+        m.d.comb += [self.reads_issued.eq(outstanding), self.reads_in_flight.eq(in_flight),
+                     self.reads_held.eq(r.level)]
         # Accept a read only if its result fits even when R stalls from now on:
         # at most two results held plus the new one in flight.
+        # A write kept from the config port by a config read goes first in the next cycle.
         m.d.sync += [
             in_flight.eq(ar_fire),
             outstanding.eq(outstanding_next),
-            arready.eq(outstanding_next <= 1),
+            arready.eq((outstanding_next <= 1) & ~reg.w_conflict),
         ]
         return m
 

@@ -309,7 +309,7 @@ def test_event_storm_during_acks_loses_nothing():
     ack_word = SEED["InterruptACK"].word
 
     def storm(dut):
-        core_bus = dut._core.bus
+        core_bus = dut.core.bus
         async def process(ctx):
             async for _, _, irq, used, queue, config, wv, wr, wa, wd, ws in ctx.tick().sample(
                     dut.irq, dut.used_valid, dut.used_queue, dut.config_changed,

@@ -1,0 +1,138 @@
+"""Formal property checkers for the bus ports (SPEC §8, §12), as Amaranth components.
+
+A checker sits beside a port and observes every signal of it (all its members are inputs). It
+``Assume`` s what the other side of the port owes and ``Assert`` s what the design owes, so a
+proof of the design with the checker beside it covers every legal behaviour of the other side.
+Outstanding-transaction counters are outputs, so a proof can relate the design's own counters
+to them (k-induction needs that).
+
+There is no ``Past`` in Amaranth: each checker keeps the previous cycle's values in registers
+of its own. Every checker takes ``rst`` from its domain: a reset clears its counters, and the
+cycle after a reset is not compared with the one before it.
+"""
+
+from amaranth.hdl import *
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .bus import AXI4LiteSignature
+
+
+__all__ = ["AXI4LiteSubordinateChecker"]
+
+
+def _observer(signature):
+    """Every member of a port signature as an input of the checker."""
+    return {name: In(member.shape) for name, member in signature.members.items()}
+
+
+class _History:
+    """Previous-cycle copies of values, valid from the second cycle after a reset on."""
+
+    def __init__(self, m):
+        self._m = m
+        self.valid = Signal()
+        m.d.sync += self.valid.eq(1)
+
+    def past(self, value):
+        past = Signal.like(value) if isinstance(value, Signal) else Signal(len(value))
+        self._m.d.sync += past.eq(value)
+        return past
+
+
+class AXI4LiteSubordinateChecker(wiring.Component):
+    """Checks an AXI4-Lite subordinate port (SPEC §8).
+
+    Assumed of the manager: AWVALID, WVALID and ARVALID low in reset and, once high, held with
+    their payload until the handshake.
+
+    Asserted of the subordinate: BVALID and RVALID held with their payload until the handshake;
+    a B only for a write whose AW and W have both been handshaken and not yet answered, an R
+    only for an AR not yet answered; no response in the cycle after a reset; at most
+    ``max_reads`` reads and ``max_writes`` writes outstanding; and, unless ``response_bound``
+    is None, while the manager keeps BREADY (RREADY) high, a response within
+    ``response_bound`` cycles of the request it answers becoming complete.
+
+    Members
+    -------
+    All AXI4-Lite signals, as inputs.
+    reads, writes_aw, writes_w : Out
+        Reads issued and not answered; AW and W handshakes not yet answered by a B.
+    """
+
+    def __init__(self, addr_width, *, max_reads, max_writes, response_bound):
+        self._max_reads = max_reads
+        self._max_writes = max_writes
+        self._bound = response_bound
+        counter = range(max(max_reads, max_writes) + 2)
+        if response_bound is not None and response_bound < 1:
+            raise ValueError(f"response_bound must be a positive integer or None, "
+                             f"not {response_bound!r}")
+        super().__init__({
+            **_observer(AXI4LiteSignature(addr_width)),
+            "reads": Out(counter), "writes_aw": Out(counter), "writes_w": Out(counter),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        rst = ResetSignal()
+        history = _History(m)
+        # (History registers are created outside any `If`: they must update every cycle.)
+        compare = history.valid & ~history.past(rst)
+
+        def handshake(channel):
+            return getattr(self, f"{channel}valid") & getattr(self, f"{channel}ready")
+
+        # ---- the manager's obligations
+        with m.If(rst):
+            m.d.comb += Assume(~self.awvalid & ~self.wvalid & ~self.arvalid)
+        for channel, payload in (("aw", ("awaddr", "awprot")), ("w", ("wdata", "wstrb")),
+                                 ("ar", ("araddr", "arprot"))):
+            valid = getattr(self, f"{channel}valid")
+            waiting = history.past(valid & ~getattr(self, f"{channel}ready"))
+            held = [getattr(self, name) == history.past(getattr(self, name)) for name in payload]
+            with m.If(compare & waiting):
+                m.d.comb += [Assume(valid), *(Assume(same) for same in held)]
+
+        # ---- the subordinate's obligations
+        for channel, payload in (("b", ("bresp",)), ("r", ("rdata", "rresp"))):
+            valid = getattr(self, f"{channel}valid")
+            waiting = history.past(valid & ~getattr(self, f"{channel}ready"))
+            held = [getattr(self, name) == history.past(getattr(self, name)) for name in payload]
+            with m.If(compare & waiting):
+                m.d.comb += [Assert(valid), *(Assert(same) for same in held)]
+        after_reset = history.past(rst)
+        with m.If(history.valid & after_reset):
+            m.d.comb += Assert(~self.bvalid & ~self.rvalid)
+
+        # ---- outstanding transactions
+        aw, w, ar = handshake("aw"), handshake("w"), handshake("ar")
+        b, r = handshake("b"), handshake("r")
+        m.d.sync += [
+            self.writes_aw.eq(self.writes_aw + aw - b),
+            self.writes_w.eq(self.writes_w + w - b),
+            self.reads.eq(self.reads + ar - r),
+        ]
+        with m.If(self.bvalid):
+            m.d.comb += Assert((self.writes_aw != 0) & (self.writes_w != 0))
+        with m.If(self.rvalid):
+            m.d.comb += Assert(self.reads != 0)
+        m.d.comb += [
+            Assert(self.reads <= self._max_reads),
+            Assert(self.writes_aw <= self._max_writes),
+            Assert(self.writes_w <= self._max_writes),
+        ]
+
+        # ---- bounded response while the manager is ready for it
+        if self._bound is None:
+            return m
+        for channel, owed in (("b", (self.writes_aw != 0) & (self.writes_w != 0)),
+                              ("r", self.reads != 0)):
+            ready = getattr(self, f"{channel}ready")
+            waited = Signal(range(self._bound + 2), name=f"{channel}_waited")
+            with m.If(~owed | handshake(channel) | ~ready):
+                m.d.sync += waited.eq(0)
+            with m.Elif(waited <= self._bound):
+                m.d.sync += waited.eq(waited + 1)
+            m.d.comb += Assert(waited <= self._bound)
+        return m

