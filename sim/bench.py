@@ -89,31 +89,24 @@ def _axi_figures(params, accesses):
         await ctx.tick().repeat(4)
         return ar, r, b
 
+    handshakes = {"aw": [], "w": [], "notify": []}
+
+    async def monitor(ctx):
+        cycle = 0
+        async for _, _, awv, awr, wv, wr, nv in ctx.tick().sample(
+                dut.s_axil_awvalid, dut.s_axil_awready, dut.s_axil_wvalid,
+                dut.s_axil_wready, dut.notify_valid):
+            for name, fired in (("aw", awv and awr), ("w", wv and wr), ("notify", nv)):
+                if fired:
+                    handshakes[name].append(cycle)
+            cycle += 1
+
     async def notify_latency(ctx):
         """Cycles from the write being taken (both AW and W handshaken) to notify_valid."""
         ctx.set(dut.notify_ready, 1)
-        ctx.set(dut.s_axil_awaddr, regs.offset("QueueNotify"))
-        ctx.set(dut.s_axil_wdata, 0)
-        ctx.set(dut.s_axil_wstrb, 0xF)
-        ctx.set(dut.s_axil_awvalid, 1)
-        ctx.set(dut.s_axil_wvalid, 1)
-        aw_done = w_done = False
-        taken = None
-        for cycle in range(32):
-            _, _, awv, awr, wv, wr, nv = await ctx.tick().sample(
-                dut.s_axil_awvalid, dut.s_axil_awready, dut.s_axil_wvalid,
-                dut.s_axil_wready, dut.notify_valid)
-            if nv:
-                return cycle - taken
-            if awv and awr:
-                aw_done = True
-                ctx.set(dut.s_axil_awvalid, 0)
-            if wv and wr:
-                w_done = True
-                ctx.set(dut.s_axil_wvalid, 0)
-            if aw_done and w_done and taken is None:
-                taken = cycle
-        raise RuntimeError("bench: no notification came out")
+        await AmaranthAxiLite(ctx, dut).write_word(regs.offset("QueueNotify"), 0)
+        taken = max(handshakes["aw"][0], handshakes["w"][0])
+        return handshakes["notify"][0] - taken
 
     async def testbench(ctx):
         out = {"notify_latency": await notify_latency(ctx)}
@@ -128,7 +121,7 @@ def _axi_figures(params, accesses):
         out["concurrent_write_rate"] = _rate(b)
         return out
 
-    m = _run(dut, testbench)
+    m = _run(dut, testbench, [monitor])
     return [
         Figure("AXI4-Lite clocks per read, back-to-back", m["read_rate"], "1.0",
                m["read_rate"] <= 1.0),
