@@ -15,10 +15,10 @@ from amaranth.hdl import *
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .bus import AXI4LiteSignature
+from .bus import AXI4LiteSignature, WishboneSignature
 
 
-__all__ = ["AXI4LiteSubordinateChecker"]
+__all__ = ["AXI4LiteSubordinateChecker", "WishboneSubordinateChecker"]
 
 
 def _observer(signature):
@@ -131,6 +131,85 @@ class AXI4LiteSubordinateChecker(wiring.Component):
             ready = getattr(self, f"{channel}ready")
             waited = Signal(range(self._bound + 2), name=f"{channel}_waited")
             with m.If(~owed | handshake(channel) | ~ready):
+                m.d.sync += waited.eq(0)
+            with m.Elif(waited <= self._bound):
+                m.d.sync += waited.eq(waited + 1)
+            m.d.comb += Assert(waited <= self._bound)
+        return m
+
+
+class WishboneSubordinateChecker(wiring.Component):
+    """Checks a Wishbone B4 subordinate port, classic or pipelined (SPEC §8).
+
+    Assumed of the manager: ``stb`` only inside ``cyc`` and never in reset. Classic: a request
+    (``stb``) and its ``adr``/``we``/``dat_w``/``sel`` held until ``ack`` or ``err``.
+    Pipelined: a stalled request held likewise; ``cyc`` held while answers are outstanding.
+
+    Asserted of the subordinate: never ``ack`` and ``err`` together; no answer in the cycle
+    after a reset; classic: an answer only to a request presented in that cycle; pipelined: an
+    answer only for an accepted, unanswered request, at most ``max_outstanding`` of them; and,
+    unless ``response_bound`` is None, a request answered (classic) or accepted and answered
+    (pipelined) within ``response_bound`` cycles.
+
+    Members
+    -------
+    The Wishbone signals, as inputs. ``outstanding`` : Out — accepted, unanswered requests
+    (pipelined).
+    """
+
+    def __init__(self, addr_width, *, mode, max_outstanding=1, response_bound=None):
+        self._mode = mode
+        self._max = max_outstanding
+        self._bound = response_bound
+        if response_bound is not None and response_bound < 1:
+            raise ValueError(f"response_bound must be a positive integer or None, "
+                             f"not {response_bound!r}")
+        super().__init__({
+            **_observer(WishboneSignature(addr_width, mode=mode)),
+            "outstanding": Out(range(max_outstanding + 2)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        rst = ResetSignal()
+        history = _History(m)
+        compare = history.valid & ~history.past(rst)
+        answer = self.ack | self.err
+        payload = (self.adr, self.we, self.dat_w, self.sel)
+
+        m.d.comb += Assume(~self.stb | self.cyc)
+        with m.If(rst):
+            m.d.comb += Assume(~self.stb)
+        m.d.comb += Assert(~(self.ack & self.err))
+        after_reset = history.past(rst)
+        with m.If(history.valid & after_reset):
+            m.d.comb += Assert(~answer)
+
+        if self._mode == "classic":
+            waiting = history.past(self.stb & ~answer)
+            held = [value == history.past(value) for value in payload]
+            with m.If(compare & waiting):
+                m.d.comb += [Assume(self.stb), *(Assume(same) for same in held)]
+            with m.If(answer):
+                m.d.comb += Assert(self.cyc & self.stb)
+            pending = self.stb & ~answer
+        else:
+            stalled = history.past(self.stb & self.stall)
+            held = [value == history.past(value) for value in payload]
+            with m.If(compare & stalled):
+                m.d.comb += [Assume(self.stb), *(Assume(same) for same in held)]
+            with m.If(self.outstanding != 0):
+                m.d.comb += Assume(self.cyc)
+            accepted = self.cyc & self.stb & ~self.stall
+            m.d.sync += self.outstanding.eq(self.outstanding + accepted - answer)
+            with m.If(answer):
+                m.d.comb += Assert(self.outstanding != 0)
+            m.d.comb += Assert(self.outstanding <= self._max)
+            pending = (self.stb & self.stall) | ((self.outstanding != 0) & ~answer)
+
+        if self._bound is not None:
+            waited = Signal(range(self._bound + 2))
+            with m.If(~pending):
                 m.d.sync += waited.eq(0)
             with m.Elif(waited <= self._bound):
                 m.d.sync += waited.eq(waited + 1)

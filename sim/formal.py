@@ -16,11 +16,11 @@ from amaranth.back import rtlil
 from amaranth.hdl import *
 from amaranth.lib.wiring import In
 
-from virtio_mmio.checkers import AXI4LiteSubordinateChecker
+from virtio_mmio.checkers import AXI4LiteSubordinateChecker, WishboneSubordinateChecker
 from virtio_mmio.endpoint import VirtioMmioEndpoint
 
 
-__all__ = ["ProofResult", "AXI4LiteEndpointProof", "run_proof"]
+__all__ = ["ProofResult", "AXI4LiteEndpointProof", "WishboneEndpointProof", "run_proof"]
 
 
 class AXI4LiteEndpointProof(Elaboratable):
@@ -67,6 +67,38 @@ class AXI4LiteEndpointProof(Elaboratable):
             Assert(frontend.b_pending <= 3),
             Assert(~dut.s_axil_arready | (frontend.reads_issued <= 1)),
         ]
+        return m
+
+
+class WishboneEndpointProof(Elaboratable):
+    """The endpoint with a :class:`WishboneSubordinateChecker` on ``s_wb``, every other input
+    free; ``flowing_notify`` as for :class:`AXI4LiteEndpointProof`."""
+
+    def __init__(self, params, *, flowing_notify, response_bound=2):
+        if params.bus != "wishbone":
+            raise ValueError(f"WishboneEndpointProof needs bus 'wishbone', not {params.bus!r}")
+        self.params = params
+        self.flowing_notify = flowing_notify
+        self.response_bound = response_bound if flowing_notify else None
+        self.dut = VirtioMmioEndpoint(params)
+
+    ports = AXI4LiteEndpointProof.ports
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = dut = self.dut
+        m.submodules.checker = checker = WishboneSubordinateChecker(
+            self.params.addr_width - 2, mode=self.params.wishbone_mode,
+            response_bound=self.response_bound)
+        for name in checker.signature.members:
+            port = getattr(dut, f"s_wb_{name}", None)
+            if port is not None:
+                m.d.comb += getattr(checker, name).eq(port)
+        if self.flowing_notify:
+            m.d.comb += Assume(dut.notify_ready)
+        if self.params.wishbone_mode == "pipelined":
+            # The front-end answers every accepted request in the next cycle.
+            m.d.comb += Assert(checker.outstanding == dut.s_wb_ack)
         return m
 
 

@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 from virtio_mmio.bus import AXI4LiteSignature
 from virtio_mmio.checkers import AXI4LiteSubordinateChecker
 from virtio_mmio.params import EndpointParams
-from virtio_mmio_sim.formal import AXI4LiteEndpointProof, run_proof
+from virtio_mmio_sim.formal import AXI4LiteEndpointProof, WishboneEndpointProof, run_proof
 
 
 pytestmark = pytest.mark.formal
@@ -31,6 +31,18 @@ def test_axi4lite_port_of_the_endpoint(profile, flowing_notify):
     params = EndpointParams(profile=profile, queues=1, config_size=4)
     proof = AXI4LiteEndpointProof(params, flowing_notify=flowing_notify)
     name = f"axil-{profile}-{'bounded' if flowing_notify else 'backpressure'}"
+    result = run_proof(name, proof, proof.ports, mode="prove", depth=8, timeout=600)
+    assert result.passed, explain(result)
+
+
+@pytest.mark.parametrize("mode", ["classic", "pipelined"])
+@pytest.mark.parametrize("flowing_notify", [True, False], ids=["bounded", "backpressure"])
+def test_wishbone_port_of_the_endpoint(mode, flowing_notify):
+    """Answers only to requests, never ack and err together, nothing after reset, pipelined
+    outstanding limit; with the notify stream flowing, an answer within 2 clocks."""
+    params = EndpointParams(bus="wishbone", wishbone_mode=mode, queues=1, config_size=4)
+    proof = WishboneEndpointProof(params, flowing_notify=flowing_notify)
+    name = f"wishbone-{mode}-{'bounded' if flowing_notify else 'backpressure'}"
     result = run_proof(name, proof, proof.ports, mode="prove", depth=8, timeout=600)
     assert result.passed, explain(result)
 
