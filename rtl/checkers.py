@@ -18,7 +18,8 @@ from amaranth.lib.wiring import In, Out
 from .bus import AXI4LiteSignature, WishboneSignature
 
 
-__all__ = ["AXI4LiteSubordinateChecker", "WishboneSubordinateChecker"]
+__all__ = ["AXI4LiteSubordinateChecker", "AXI4LiteWriteManagerChecker",
+           "WishboneSubordinateChecker"]
 
 
 def _observer(signature):
@@ -214,4 +215,71 @@ class WishboneSubordinateChecker(wiring.Component):
             with m.Elif(waited <= self._bound):
                 m.d.sync += waited.eq(waited + 1)
             m.d.comb += Assert(waited <= self._bound)
+        return m
+
+
+class AXI4LiteWriteManagerChecker(wiring.Component):
+    """Checks an AXI4-Lite write-only manager port (the MSI port, SPEC §8).
+
+    Assumed of the subordinate: a B only for a write whose AW and W it has taken and not yet
+    answered, BVALID held with BRESP until BREADY, and no more than ``max_writes`` writes
+    taken and unanswered (AWREADY/WREADY low at that limit).
+
+    Asserted of the manager: AWVALID and WVALID held with their payload until the handshake,
+    neither in the cycle after a reset, and every write with all four byte lanes
+    (``full_strobes``).
+
+    Members
+    -------
+    The write-channel signals, as inputs. ``writes_aw``, ``writes_w`` : Out — AW and W
+    handshakes not yet answered by a B.
+    """
+
+    def __init__(self, addr_width, *, max_writes=3, full_strobes=True):
+        self._max = max_writes
+        self._full_strobes = full_strobes
+        counter = range(max_writes + 2)
+        super().__init__({
+            **_observer(AXI4LiteSignature(addr_width, read=False)),
+            "writes_aw": Out(counter), "writes_w": Out(counter),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        rst = ResetSignal()
+        history = _History(m)
+        compare = history.valid & ~history.past(rst)
+
+        for channel, payload in (("aw", ("awaddr", "awprot")), ("w", ("wdata", "wstrb"))):
+            valid = getattr(self, f"{channel}valid")
+            waiting = history.past(valid & ~getattr(self, f"{channel}ready"))
+            held = [getattr(self, name) == history.past(getattr(self, name)) for name in payload]
+            with m.If(compare & waiting):
+                m.d.comb += [Assert(valid), *(Assert(same) for same in held)]
+        after_reset = history.past(rst)
+        with m.If(history.valid & after_reset):
+            m.d.comb += Assert(~self.awvalid & ~self.wvalid)
+        if self._full_strobes:
+            with m.If(self.wvalid):
+                m.d.comb += Assert(self.wstrb == 0xF)
+
+        aw = self.awvalid & self.awready
+        w = self.wvalid & self.wready
+        b = self.bvalid & self.bready
+        m.d.sync += [
+            self.writes_aw.eq(self.writes_aw + aw - b),
+            self.writes_w.eq(self.writes_w + w - b),
+        ]
+        with m.If(rst):
+            m.d.comb += Assume(~self.bvalid)
+        with m.If(self.bvalid):
+            m.d.comb += Assume((self.writes_aw != 0) & (self.writes_w != 0))
+        waiting_b = history.past(self.bvalid & ~self.bready)
+        same_bresp = self.bresp == history.past(self.bresp)
+        with m.If(compare & waiting_b):
+            m.d.comb += [Assume(self.bvalid), Assume(same_bresp)]
+        with m.If(self.writes_aw >= self._max):
+            m.d.comb += Assume(~self.awready)
+        with m.If(self.writes_w >= self._max):
+            m.d.comb += Assume(~self.wready)
         return m

@@ -90,6 +90,7 @@ class VirtioMmioEndpoint(wiring.Component):
         self._params = params
         self._core = None
         self._frontend = None
+        self._msi_manager = None
         super().__init__(port_members(params))
 
     @property
@@ -106,6 +107,16 @@ class VirtioMmioEndpoint(wiring.Component):
         return self._core
 
     @property
+    def msi_manager(self):
+        if self._msi_manager is None:
+            p = self._params
+            if p.bus == "axil":
+                self._msi_manager = AXI4LiteWriteManager()
+            else:
+                self._msi_manager = WishboneWriteManager(p.wishbone_mode)
+        return self._msi_manager
+
+    @property
     def frontend(self):
         if self._frontend is None:
             p = self._params
@@ -120,14 +131,12 @@ class VirtioMmioEndpoint(wiring.Component):
         p = self._params
         m.submodules.core = core = self.core
         m.submodules.frontend = frontend = self.frontend
-
+        m.submodules.msi_manager = manager = self.msi_manager
         if p.bus == "axil":
             self._connect_flat(m, "s_axil", frontend.axi)
-            m.submodules.msi_manager = manager = AXI4LiteWriteManager()
             self._connect_flat(m, "m_axil", manager.axi)
         else:
             self._connect_flat(m, "s_wb", frontend.wb)
-            m.submodules.msi_manager = manager = WishboneWriteManager(p.wishbone_mode)
             self._connect_flat(m, "m_wb", manager.wb)
         wiring.connect(m, frontend.reg, core.bus)
         wiring.connect(m, core.msi_message, manager.message)

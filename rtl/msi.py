@@ -215,6 +215,8 @@ class AXI4LiteWriteManager(wiring.Component):
             "message": In(stream.Signature(MsiMessage)),
             "axi": Out(AXI4LiteSignature(64, read=False)),
             "error": Out(1), "errors": Out(32),
+            # Observation (for proofs): the current message's AW / W already handshaken.
+            "aw_sent": Out(1), "w_sent": Out(1),
         })
 
     def elaborate(self, platform):
@@ -243,6 +245,7 @@ class AXI4LiteWriteManager(wiring.Component):
                 m.d.sync += w_done.eq(1)
         with m.If(axi.bvalid & (axi.bresp != 0)):
             m.d.sync += [self.error.eq(1), self.errors.eq(self.errors + 1)]
+        m.d.comb += [self.aw_sent.eq(aw_done), self.w_sent.eq(w_done)]
         return m
 
 

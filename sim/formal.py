@@ -16,11 +16,13 @@ from amaranth.back import rtlil
 from amaranth.hdl import *
 from amaranth.lib.wiring import In
 
-from virtio_mmio.checkers import AXI4LiteSubordinateChecker, WishboneSubordinateChecker
+from virtio_mmio.checkers import (AXI4LiteSubordinateChecker, AXI4LiteWriteManagerChecker,
+                                  WishboneSubordinateChecker)
 from virtio_mmio.endpoint import VirtioMmioEndpoint
 
 
-__all__ = ["ProofResult", "AXI4LiteEndpointProof", "WishboneEndpointProof", "run_proof"]
+__all__ = ["ProofResult", "AXI4LiteEndpointProof", "WishboneEndpointProof", "MsiEndpointProof",
+           "run_proof"]
 
 
 class AXI4LiteEndpointProof(Elaboratable):
@@ -99,6 +101,43 @@ class WishboneEndpointProof(Elaboratable):
         if self.params.wishbone_mode == "pipelined":
             # The front-end answers every accepted request in the next cycle.
             m.d.comb += Assert(checker.outstanding == dut.s_wb_ack)
+        return m
+
+
+class MsiEndpointProof(Elaboratable):
+    """The endpoint (AXI flavour) with an :class:`AXI4LiteWriteManagerChecker` on the MSI
+    port, every input free. Besides the port's protocol it asserts the endpoint invariant that
+    ``irq`` is low while MSI is enabled, and, with ``params.msi_window``, that no MSI write is
+    presented outside the window."""
+
+    def __init__(self, params):
+        if params.bus != "axil":
+            raise ValueError(f"MsiEndpointProof needs bus 'axil', not {params.bus!r}")
+        self.params = params
+        self.dut = VirtioMmioEndpoint(params)
+
+    ports = AXI4LiteEndpointProof.ports
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = dut = self.dut
+        m.submodules.checker = checker = AXI4LiteWriteManagerChecker(64)
+        for name in checker.signature.members:
+            port = getattr(dut, f"m_axil_{name}", None)
+            if port is not None:
+                m.d.comb += getattr(checker, name).eq(port)
+        manager = dut.msi_manager
+        m.d.comb += [
+            # The current message's partial progress is the only difference between the AW and
+            # W handshake counts.
+            Assert(checker.writes_aw + manager.w_sent == checker.writes_w + manager.aw_sent),
+            Assert(~dut.msi_enabled | ~dut.irq),
+        ]
+        if self.params.msi_window is not None:
+            base, size = self.params.msi_window
+            address = dut.m_axil_awaddr
+            with m.If(dut.m_axil_awvalid):
+                m.d.comb += Assert((address >= base) & (address + 4 <= base + size))
         return m
 
 
