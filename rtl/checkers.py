@@ -28,17 +28,35 @@ def _observer(signature):
 
 
 class _History:
-    """Previous-cycle copies of values, valid from the second cycle after a reset on."""
+    """Previous-cycle copies of values. ``valid``: there is a previous cycle; ``compare``: and
+    it was not a reset cycle, so values may be compared across it. (History registers must be
+    made outside any ``If``: they update every cycle.)"""
 
     def __init__(self, m):
         self._m = m
         self.valid = Signal()
         m.d.sync += self.valid.eq(1)
+        self.after_reset = self.past(ResetSignal())
+        self.compare = self.valid & ~self.after_reset
 
     def past(self, value):
         past = Signal.like(value) if isinstance(value, Signal) else Signal(len(value))
         self._m.d.sync += past.eq(value)
         return past
+
+    def hold_until_handshake(self, port, channel, payload, rule):
+        """``rule`` (Assert or Assume) that a channel's valid, once high without ready, stays
+        high with ``payload`` unchanged."""
+        valid = getattr(port, f"{channel}valid")
+        waiting = self.past(valid & ~getattr(port, f"{channel}ready"))
+        held = [getattr(port, name) == self.past(getattr(port, name)) for name in payload]
+        with self._m.If(self.compare & waiting):
+            self._m.d.comb += [rule(valid), *(rule(same) for same in held)]
+
+    def quiet_after_reset(self, *valids):
+        """Assert that none of ``valids`` is high in the cycle after a reset."""
+        with self._m.If(self.valid & self.after_reset):
+            self._m.d.comb += Assert(~Cat(*valids).any())
 
 
 class AXI4LiteSubordinateChecker(wiring.Component):
@@ -78,8 +96,6 @@ class AXI4LiteSubordinateChecker(wiring.Component):
         m = Module()
         rst = ResetSignal()
         history = _History(m)
-        # (History registers are created outside any `If`: they must update every cycle.)
-        compare = history.valid & ~history.past(rst)
 
         def handshake(channel):
             return getattr(self, f"{channel}valid") & getattr(self, f"{channel}ready")
@@ -87,24 +103,14 @@ class AXI4LiteSubordinateChecker(wiring.Component):
         # ---- the manager's obligations
         with m.If(rst):
             m.d.comb += Assume(~self.awvalid & ~self.wvalid & ~self.arvalid)
-        for channel, payload in (("aw", ("awaddr", "awprot")), ("w", ("wdata", "wstrb")),
-                                 ("ar", ("araddr", "arprot"))):
-            valid = getattr(self, f"{channel}valid")
-            waiting = history.past(valid & ~getattr(self, f"{channel}ready"))
-            held = [getattr(self, name) == history.past(getattr(self, name)) for name in payload]
-            with m.If(compare & waiting):
-                m.d.comb += [Assume(valid), *(Assume(same) for same in held)]
+        history.hold_until_handshake(self, "aw", ("awaddr", "awprot"), Assume)
+        history.hold_until_handshake(self, "w", ("wdata", "wstrb"), Assume)
+        history.hold_until_handshake(self, "ar", ("araddr", "arprot"), Assume)
 
         # ---- the subordinate's obligations
-        for channel, payload in (("b", ("bresp",)), ("r", ("rdata", "rresp"))):
-            valid = getattr(self, f"{channel}valid")
-            waiting = history.past(valid & ~getattr(self, f"{channel}ready"))
-            held = [getattr(self, name) == history.past(getattr(self, name)) for name in payload]
-            with m.If(compare & waiting):
-                m.d.comb += [Assert(valid), *(Assert(same) for same in held)]
-        after_reset = history.past(rst)
-        with m.If(history.valid & after_reset):
-            m.d.comb += Assert(~self.bvalid & ~self.rvalid)
+        history.hold_until_handshake(self, "b", ("bresp",), Assert)
+        history.hold_until_handshake(self, "r", ("rdata", "rresp"), Assert)
+        history.quiet_after_reset(self.bvalid, self.rvalid)
 
         # ---- outstanding transactions
         aw, w, ar = handshake("aw"), handshake("w"), handshake("ar")
@@ -174,7 +180,7 @@ class WishboneSubordinateChecker(wiring.Component):
         m = Module()
         rst = ResetSignal()
         history = _History(m)
-        compare = history.valid & ~history.past(rst)
+        compare = history.compare
         answer = self.ack | self.err
         payload = (self.adr, self.we, self.dat_w, self.sel)
 
@@ -182,9 +188,7 @@ class WishboneSubordinateChecker(wiring.Component):
         with m.If(rst):
             m.d.comb += Assume(~self.stb)
         m.d.comb += Assert(~(self.ack & self.err))
-        after_reset = history.past(rst)
-        with m.If(history.valid & after_reset):
-            m.d.comb += Assert(~answer)
+        history.quiet_after_reset(answer)
 
         if self._mode == "classic":
             waiting = history.past(self.stb & ~answer)
@@ -248,17 +252,9 @@ class AXI4LiteWriteManagerChecker(wiring.Component):
         m = Module()
         rst = ResetSignal()
         history = _History(m)
-        compare = history.valid & ~history.past(rst)
-
-        for channel, payload in (("aw", ("awaddr", "awprot")), ("w", ("wdata", "wstrb"))):
-            valid = getattr(self, f"{channel}valid")
-            waiting = history.past(valid & ~getattr(self, f"{channel}ready"))
-            held = [getattr(self, name) == history.past(getattr(self, name)) for name in payload]
-            with m.If(compare & waiting):
-                m.d.comb += [Assert(valid), *(Assert(same) for same in held)]
-        after_reset = history.past(rst)
-        with m.If(history.valid & after_reset):
-            m.d.comb += Assert(~self.awvalid & ~self.wvalid)
+        history.hold_until_handshake(self, "aw", ("awaddr", "awprot"), Assert)
+        history.hold_until_handshake(self, "w", ("wdata", "wstrb"), Assert)
+        history.quiet_after_reset(self.awvalid, self.wvalid)
         if self._full_strobes:
             with m.If(self.wvalid):
                 m.d.comb += Assert(self.wstrb == 0xF)
@@ -274,10 +270,7 @@ class AXI4LiteWriteManagerChecker(wiring.Component):
             m.d.comb += Assume(~self.bvalid)
         with m.If(self.bvalid):
             m.d.comb += Assume((self.writes_aw != 0) & (self.writes_w != 0))
-        waiting_b = history.past(self.bvalid & ~self.bready)
-        same_bresp = self.bresp == history.past(self.bresp)
-        with m.If(compare & waiting_b):
-            m.d.comb += [Assume(self.bvalid), Assume(same_bresp)]
+        history.hold_until_handshake(self, "b", ("bresp",), Assume)
         with m.If(self.writes_aw >= self._max):
             m.d.comb += Assume(~self.awready)
         with m.If(self.writes_w >= self._max):

@@ -25,21 +25,17 @@ __all__ = ["ProofResult", "AXI4LiteEndpointProof", "WishboneEndpointProof", "Msi
            "run_proof"]
 
 
-class AXI4LiteEndpointProof(Elaboratable):
-    """The endpoint with an :class:`AXI4LiteSubordinateChecker` on ``s_axil``, every other
-    input free, and the front-end's own counters tied to the checker's (the invariants that
-    make k-induction go through).
+class _EndpointProof(Elaboratable):
+    """The endpoint with a checker beside one of its ports; every endpoint input is free."""
 
-    ``flowing_notify``: assume ``notify_ready`` high, so the checker's bounded-response
-    property applies (a notification may otherwise wait on the bus forever, by design).
-    """
+    bus = None
 
-    def __init__(self, params, *, flowing_notify, response_bound=3):
-        if params.bus != "axil":
-            raise ValueError(f"AXI4LiteEndpointProof needs bus 'axil', not {params.bus!r}")
+    def __init__(self, params, *, flowing_notify=False):
+        if params.bus != self.bus:
+            raise ValueError(f"{type(self).__name__} needs bus {self.bus!r}, "
+                             f"not {params.bus!r}")
         self.params = params
         self.flowing_notify = flowing_notify
-        self.response_bound = response_bound if flowing_notify else None
         self.dut = VirtioMmioEndpoint(params)
 
     @property
@@ -48,18 +44,39 @@ class AXI4LiteEndpointProof(Elaboratable):
         return [getattr(self.dut, name) for name, member in self.dut.signature.members.items()
                 if member.flow == In]
 
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.dut = dut = self.dut
-        m.submodules.checker = checker = AXI4LiteSubordinateChecker(
-            self.params.addr_width, max_reads=2, max_writes=5,
-            response_bound=self.response_bound)
+    def _watch(self, m, checker, prefix):
+        """Elaborate the endpoint with ``checker`` observing its ports ``{prefix}_*``."""
+        m.submodules.dut = self.dut
+        m.submodules.checker = checker
         for name in checker.signature.members:
-            port = getattr(dut, f"s_axil_{name}", None)
+            port = getattr(self.dut, f"{prefix}_{name}", None)
             if port is not None:
                 m.d.comb += getattr(checker, name).eq(port)
         if self.flowing_notify:
-            m.d.comb += Assume(dut.notify_ready)
+            # A notification may otherwise wait on the bus forever, by design.
+            m.d.comb += Assume(self.dut.notify_ready)
+
+
+class AXI4LiteEndpointProof(_EndpointProof):
+    """The endpoint with an :class:`AXI4LiteSubordinateChecker` on ``s_axil``, and the
+    front-end's own counters tied to the checker's (the invariants that make k-induction go
+    through). ``flowing_notify``: assume ``notify_ready`` high, so the checker's
+    bounded-response property (``response_bound`` cycles) applies.
+    """
+
+    bus = "axil"
+
+    def __init__(self, params, *, flowing_notify, response_bound=3):
+        super().__init__(params, flowing_notify=flowing_notify)
+        self.response_bound = response_bound if flowing_notify else None
+
+    def elaborate(self, platform):
+        m = Module()
+        dut = self.dut
+        checker = AXI4LiteSubordinateChecker(
+            self.params.addr_width, max_reads=2, max_writes=5,
+            response_bound=self.response_bound)
+        self._watch(m, checker, "s_axil")
         frontend = dut.frontend
         m.d.comb += [
             Assert(checker.reads == frontend.reads_issued),
@@ -72,60 +89,41 @@ class AXI4LiteEndpointProof(Elaboratable):
         return m
 
 
-class WishboneEndpointProof(Elaboratable):
-    """The endpoint with a :class:`WishboneSubordinateChecker` on ``s_wb``, every other input
-    free; ``flowing_notify`` as for :class:`AXI4LiteEndpointProof`."""
+class WishboneEndpointProof(_EndpointProof):
+    """The endpoint with a :class:`WishboneSubordinateChecker` on ``s_wb``;
+    ``flowing_notify`` and ``response_bound`` as for :class:`AXI4LiteEndpointProof`."""
+
+    bus = "wishbone"
 
     def __init__(self, params, *, flowing_notify, response_bound=2):
-        if params.bus != "wishbone":
-            raise ValueError(f"WishboneEndpointProof needs bus 'wishbone', not {params.bus!r}")
-        self.params = params
-        self.flowing_notify = flowing_notify
+        super().__init__(params, flowing_notify=flowing_notify)
         self.response_bound = response_bound if flowing_notify else None
-        self.dut = VirtioMmioEndpoint(params)
-
-    ports = AXI4LiteEndpointProof.ports
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.dut = dut = self.dut
-        m.submodules.checker = checker = WishboneSubordinateChecker(
+        checker = WishboneSubordinateChecker(
             self.params.addr_width - 2, mode=self.params.wishbone_mode,
             response_bound=self.response_bound)
-        for name in checker.signature.members:
-            port = getattr(dut, f"s_wb_{name}", None)
-            if port is not None:
-                m.d.comb += getattr(checker, name).eq(port)
-        if self.flowing_notify:
-            m.d.comb += Assume(dut.notify_ready)
+        self._watch(m, checker, "s_wb")
         if self.params.wishbone_mode == "pipelined":
             # The front-end answers every accepted request in the next cycle.
-            m.d.comb += Assert(checker.outstanding == dut.s_wb_ack)
+            m.d.comb += Assert(checker.outstanding == self.dut.s_wb_ack)
         return m
 
 
-class MsiEndpointProof(Elaboratable):
+class MsiEndpointProof(_EndpointProof):
     """The endpoint (AXI flavour) with an :class:`AXI4LiteWriteManagerChecker` on the MSI
-    port, every input free. Besides the port's protocol it asserts the endpoint invariant that
-    ``irq`` is low while MSI is enabled, and, with ``params.msi_window``, that no MSI write is
-    presented outside the window."""
+    port. Besides the port's protocol it asserts the endpoint invariant that ``irq`` is low
+    while MSI is enabled, and, with ``params.msi_window``, that no MSI write is presented
+    outside the window."""
 
-    def __init__(self, params):
-        if params.bus != "axil":
-            raise ValueError(f"MsiEndpointProof needs bus 'axil', not {params.bus!r}")
-        self.params = params
-        self.dut = VirtioMmioEndpoint(params)
-
-    ports = AXI4LiteEndpointProof.ports
+    bus = "axil"
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.dut = dut = self.dut
-        m.submodules.checker = checker = AXI4LiteWriteManagerChecker(64)
-        for name in checker.signature.members:
-            port = getattr(dut, f"m_axil_{name}", None)
-            if port is not None:
-                m.d.comb += getattr(checker, name).eq(port)
+        dut = self.dut
+        checker = AXI4LiteWriteManagerChecker(64)
+        self._watch(m, checker, "m_axil")
         manager = dut.msi_manager
         m.d.comb += [
             # The current message's partial progress is the only difference between the AW and
