@@ -282,7 +282,7 @@ class Testbench:
         dut = self.dut
         for name in ("used_valid", "used_queue", "config_changed", "needs_reset", "q_sel",
                      "cfg_rdata", "notify_ready",
-                     # MSI manager port: never ready, no responses (it issues nothing yet).
+                     # MSI manager port: never ready, no responses (these tests leave MSI off).
                      "m_axil_awready", "m_axil_wready", "m_axil_bvalid", "m_axil_bresp",
                      "m_wb_ack", "m_wb_err", "m_wb_stall"):
             if hasattr(dut, name):
