@@ -11,8 +11,8 @@ from amaranth.lib.wiring import In, Out
 from virtio_mmio.bus import AXI4LiteSignature
 from virtio_mmio.checkers import AXI4LiteSubordinateChecker
 from virtio_mmio.params import EndpointParams
-from virtio_mmio_sim.formal import (AXI4LiteEndpointProof, MsiEndpointProof,
-                                   WishboneEndpointProof, run_proof)
+from virtio_mmio_sim.formal import (COVER_SCENARIOS, AXI4LiteEndpointProof, EndpointCover,
+                                   MsiEndpointProof, WishboneEndpointProof, run_proof)
 
 
 pytestmark = pytest.mark.formal
@@ -68,6 +68,17 @@ def test_no_msi_write_outside_the_window():
     proof = MsiEndpointProof(params)
     result = run_proof("msi-window", proof, proof.ports, mode="bmc", depth=10, timeout=900)
     assert result.passed, explain(result)
+
+
+@pytest.mark.parametrize("scenario", list(COVER_SCENARIOS))
+def test_cover(scenario):
+    """Key scenarios are reachable; the trace reaching each is kept as VCD."""
+    params = EndpointParams(queues=1, config_size=4)
+    top = EndpointCover(params, scenario)
+    result = run_proof(f"cover-{scenario}", top, top.ports, mode="cover", depth=14,
+                       timeout=600)
+    assert result.passed, explain(result)
+    assert result.trace is not None and result.trace.exists(), explain(result)
 
 
 class _DroppingSubordinate(wiring.Component):
