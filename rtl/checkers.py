@@ -53,6 +53,15 @@ class _History:
         with self._m.If(self.compare & waiting):
             self._m.d.comb += [rule(valid), *(rule(same) for same in held)]
 
+    def bounded(self, waiting, bound, name):
+        """Assert that ``waiting`` is never high for more than ``bound`` cycles in a row."""
+        waited = Signal(range(bound + 2), name=name)
+        with self._m.If(~waiting):
+            self._m.d.sync += waited.eq(0)
+        with self._m.Elif(waited <= bound):
+            self._m.d.sync += waited.eq(waited + 1)
+        self._m.d.comb += Assert(waited <= bound)
+
     def quiet_after_reset(self, *valids):
         """Assert that none of ``valids`` is high in the cycle after a reset."""
         with self._m.If(self.valid & self.after_reset):
@@ -136,12 +145,8 @@ class AXI4LiteSubordinateChecker(wiring.Component):
         for channel, owed in (("b", (self.writes_aw != 0) & (self.writes_w != 0)),
                               ("r", self.reads != 0)):
             ready = getattr(self, f"{channel}ready")
-            waited = Signal(range(self._bound + 2), name=f"{channel}_waited")
-            with m.If(~owed | handshake(channel) | ~ready):
-                m.d.sync += waited.eq(0)
-            with m.Elif(waited <= self._bound):
-                m.d.sync += waited.eq(waited + 1)
-            m.d.comb += Assert(waited <= self._bound)
+            history.bounded(owed & ready & ~handshake(channel), self._bound,
+                            f"{channel}_waited")
         return m
 
 
@@ -213,12 +218,7 @@ class WishboneSubordinateChecker(wiring.Component):
             pending = (self.stb & self.stall) | ((self.outstanding != 0) & ~answer)
 
         if self._bound is not None:
-            waited = Signal(range(self._bound + 2))
-            with m.If(~pending):
-                m.d.sync += waited.eq(0)
-            with m.Elif(waited <= self._bound):
-                m.d.sync += waited.eq(waited + 1)
-            m.d.comb += Assert(waited <= self._bound)
+            history.bounded(pending, self._bound, "answer_waited")
         return m
 
 

@@ -20,8 +20,14 @@ from cocotbext.wishbone import WBOp, WishboneMaster
 from .access import RegisterAccess
 
 
-__all__ = ["BusError", "random_pauses", "pattern_pauses", "CocotbAxiLite", "CocotbWishbone",
-           "backend_for"]
+__all__ = ["signal_value", "BusError", "random_pauses", "pattern_pauses", "CocotbAxiLite",
+           "CocotbWishbone", "backend_for"]
+
+
+def signal_value(handle):
+    """A DUT signal as an unsigned integer."""
+    v = handle.value
+    return v.to_unsigned() if hasattr(v, "to_unsigned") else int(v)
 
 
 class BusError(Exception):

@@ -25,17 +25,12 @@ import cocotb
 from cocotb.triggers import FallingEdge, ReadOnly
 from cocotbext.axi import AxiLiteRamWrite, AxiLiteWriteBus
 
-from .cocotb_bus import random_pauses
+from .cocotb_bus import random_pauses, signal_value as _value
 
 
 __all__ = ["MsiLayout", "MsiReceiver", "MsiWriteRefused", "AxiLiteMsiRam",
            "WishboneMsiSubordinate", "MsiRequest", "MsiPortMonitor", "MsiPort", "TargetHistory",
            "check_storm"]
-
-
-def _value(handle):
-    v = handle.value
-    return v.to_unsigned() if hasattr(v, "to_unsigned") else int(v)
 
 
 class MsiLayout:

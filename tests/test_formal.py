@@ -6,7 +6,7 @@ import pytest
 
 from amaranth.hdl import *
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import In
 
 from virtio_mmio.bus import AXI4LiteSignature
 from virtio_mmio.checkers import AXI4LiteSubordinateChecker

@@ -26,7 +26,7 @@ from cocotb.utils import get_sim_time
 from virtio_mmio.params import EndpointParams
 from virtio_mmio.regmap import CONFIG_BASE, MAGIC_VALUE, Feature, Status
 from virtio_mmio_sim.cocotb_bus import (BusError, CocotbAxiLite, backend_for, pattern_pauses,
-                                         random_pauses)
+                                         random_pauses, signal_value as value)
 from virtio_mmio_sim.driver import VirtioMmioDriver
 
 
@@ -54,12 +54,6 @@ def load_params():
 
 
 PARAMS = load_params()
-
-
-def value(handle):
-    """A DUT signal as an unsigned integer."""
-    v = handle.value
-    return v.to_unsigned() if hasattr(v, "to_unsigned") else int(v)
 
 
 @dataclass(frozen=True)
