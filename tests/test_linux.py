@@ -1,0 +1,170 @@
+"""Linux in the loop: Debian's arm64 kernel in QEMU binds its stock ``virtio_mmio`` and
+``virtio-rng`` drivers to the generated Verilog and reads ``/dev/hwrng`` through it
+(:mod:`virtio_mmio_sim.linux.run`), once per subordinate bus.
+
+The first run on a machine builds QEMU and fetches the guest (a few minutes; cached under
+``~/.cache/virtio-mmio/linux``, or ``$VIRTIO_MMIO_LINUX_CACHE``). Where that cannot be done (no
+apt, no network) the test fails and says what is missing; ``VIRTIO_MMIO_LINUX=skip`` leaves it
+out on purpose, reported as a skip with that reason.
+
+The verdict logic, the socket protocol and the setup's error path have fast tests of their own
+here that need neither QEMU nor a simulator.
+"""
+
+import io
+import os
+import shutil
+import socket
+import struct
+from pathlib import Path
+
+import pytest
+
+from virtio_mmio_sim.linux import setup
+from virtio_mmio_sim.linux.protocol import HEADER, Link, LinkClosed, Message, MmioRequest
+from virtio_mmio_sim.linux.run import HWRNG_BYTES, judge, run_linux
+from virtio_mmio_sim.linux.setup import SetupError
+
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Wall-clock limit of one session (it takes 5-15 s once everything is built).
+TIMEOUT_S = 240
+
+
+@pytest.mark.linux
+@pytest.mark.parametrize("bus,simulator", [("axil", "verilator"), ("wishbone", "verilator"),
+                                           ("axil", "icarus")])
+def test_linux_reads_hwrng_through_the_rtl(bus, simulator):
+    if os.environ.get("VIRTIO_MMIO_LINUX", "").strip().lower() == "skip":
+        pytest.skip("VIRTIO_MMIO_LINUX=skip: the Linux-in-the-loop test was left out on "
+                    "purpose")
+    console = io.StringIO()
+    try:
+        run = run_linux(bus=bus, simulator=simulator, timeout=TIMEOUT_S,
+                        work_dir=ROOT / "build" / "linux",
+                        out=console, progress=lambda message: None)
+    except SetupError as error:
+        pytest.fail(f"The Linux co-simulation could not be set up: {error}", pytrace=False)
+    report = "\n".join(f"{'ok' if c.ok else 'FAIL'} {c.name}: {c.detail}" for c in run.checks)
+    assert run.passed, f"{run.verdict()}\n{report}\nconsole: {run.console}"
+
+    # Beyond the verdict: what crossed the bus is what Linux does (LINUX_LOOP.md).
+    assert run.check("hwrng").detail.startswith(f"{HWRNG_BYTES} bytes")
+    assert run.result["notifications"] >= HWRNG_BYTES // 64
+    assert run.result["buffers"] >= HWRNG_BYTES // 64
+    assert run.result["used_events"] == run.result["notifications"]
+    assert run.result["link"]["irq_rise"] >= run.result["used_events"] - 1
+    accesses = (run.console.parent / "accesses.log").read_text().splitlines()
+    assert accesses[0].startswith("read 0x000 (4 B) -> 0x74726976"), accesses[0]
+    assert any(line.startswith("write 0x070 <- 0xf ") for line in accesses), \
+        "the driver never set DRIVER_OK"
+    assert accesses[-1].startswith("write 0x070 <- 0x0 "), \
+        f"the last access is not the reset at power-off: {accesses[-1]}"
+
+
+# ---------------------------------------------------------------------------------- verdict
+
+STREAM = bytes(range(256)) * 6
+
+
+def _console(hwrng=STREAM[100:100 + HWRNG_BYTES], driver="virtio_rng", device="0x0004",
+             features="0" * 32 + "1" + "0" * 31, power_down=True):
+    lines = ["[    0.5] Booting Linux", "VMMIO-LOOP: start",
+             f"VMMIO-LOOP: device virtio0 id={device} vendor=0x1af4 driver={driver} "
+             f"features={features}\r"]
+    if hwrng is not None:
+        lines.append(f"VMMIO-LOOP: hwrng {hwrng.hex()}")
+    lines.append("VMMIO-LOOP: done")
+    if power_down:
+        lines.append("[    0.9] reboot: Power down")
+    return "\n".join(lines) + "\n"
+
+
+def _failed(checks):
+    return {check.name for check in checks if not check.ok}
+
+
+RESULT = {"outcome": "closed", "backend_errors": [], "stream": STREAM.hex()}
+
+
+def test_verdict_passes_a_good_session():
+    assert _failed(judge(_console(), RESULT, 0, False)) == set()
+
+
+@pytest.mark.parametrize("console,failed", [
+    (_console(driver="none"), {"bound", "version_1"}),
+    (_console(device="0x0001"), {"bound"}),
+    (_console(features="0" * 64), {"version_1"}),
+    (_console(hwrng=bytes(HWRNG_BYTES)), {"hwrng"}),                    # not what was written
+    (_console(hwrng=STREAM[:HWRNG_BYTES - 1]), {"hwrng"}),              # short
+    (_console(hwrng=None), {"hwrng"}),
+    (_console(power_down=False), {"poweroff"}),
+])
+def test_verdict_catches(console, failed):
+    assert _failed(judge(console, RESULT, 0, False)) == failed
+
+
+def test_verdict_catches_timeouts_exit_status_and_backend_errors():
+    assert _failed(judge(_console(), RESULT, 0, True)) == {"poweroff"}
+    assert _failed(judge(_console(), RESULT, 1, False)) == {"poweroff"}
+    broken = dict(RESULT, backend_errors=["queue 0: descriptor 9 >= size 8"])
+    assert _failed(judge(_console(), broken, 0, False)) == {"simulation"}
+    assert _failed(judge(_console(), {}, 0, False)) == {"hwrng", "simulation"}
+
+
+# --------------------------------------------------------------------------------- protocol
+
+def _qemu_message(kind, size=0, addr=0, data=0, payload=b""):
+    return HEADER.pack(kind, size, addr, data) + payload
+
+
+def test_link_keeps_an_mmio_request_that_arrives_during_a_memory_read():
+    qemu, simulator = socket.socketpair()
+    link = Link(simulator, reply_timeout=5)
+    # The vCPU's access crosses the simulator's MEM_READ: QEMU sends its request first, then
+    # serves the read.
+    qemu.sendall(_qemu_message(Message.MMIO_WRITE, 4, 0x50, 0) +
+                 _qemu_message(Message.MEM_DATA, 4, 0x4000_0000, 0, b"\x01\x02\x03\x04"))
+    assert link.mem_read(0x4000_0000, 4) == b"\x01\x02\x03\x04"
+    sent = qemu.recv(HEADER.size)
+    assert HEADER.unpack(sent) == (Message.MEM_READ, 4, 0x4000_0000, 0)
+    assert link.next_request(0) == MmioRequest(True, 0x50, 4, 0)
+    assert link.next_request(0) is None
+    link.reply_write()
+    assert HEADER.unpack(qemu.recv(HEADER.size))[0] == Message.WRITE_ACK
+
+    link.set_irq(1)
+    link.set_irq(1)             # no change: nothing sent
+    link.set_irq(0)
+    kinds = [HEADER.unpack(qemu.recv(HEADER.size)) for _ in range(2)]
+    assert kinds == [(Message.IRQ, 0, 0, 1), (Message.IRQ, 0, 0, 0)]
+    assert link.counts["irq_rise"] == 1 and link.counts["irq_fall"] == 1
+
+    qemu.sendall(_qemu_message(Message.MEM_ACK))
+    link.mem_write(0x4000_1000, b"abc")
+    assert qemu.recv(HEADER.size + 3) == _qemu_message(Message.MEM_WRITE, 3, 0x4000_1000, 0,
+                                                       b"abc")
+    qemu.close()
+    with pytest.raises(LinkClosed):
+        link.next_request(1)
+
+
+def test_link_rejects_an_unexpected_message():
+    qemu, simulator = socket.socketpair()
+    link = Link(simulator, reply_timeout=5)
+    qemu.sendall(_qemu_message(Message.MEM_ACK))
+    with pytest.raises(ValueError, match="MEM_ACK"):
+        link.next_request(1)
+
+
+# ------------------------------------------------------------------------------------ setup
+
+def test_setup_names_what_is_missing_and_how_to_opt_out(monkeypatch):
+    real_which = shutil.which
+    monkeypatch.setattr(setup.shutil, "which",
+                        lambda name, *a, **k: None if name in ("dpkg-query", "apt-get")
+                        else real_which(name, *a, **k))
+    with pytest.raises(SetupError) as caught:
+        setup.ensure_host_packages(["meson"], "building QEMU", progress=lambda message: None)
+    message = str(caught.value)
+    assert "meson" in message and "VIRTIO_MMIO_LINUX=skip" in message
