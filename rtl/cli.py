@@ -171,6 +171,64 @@ def _cmd_linux(args, params):
     return 0 if run.passed else 1
 
 
+def _cmd_build(args, params):
+    try:
+        from virtio_mmio_platforms import BOARDS
+        from virtio_mmio_platforms.build import BuildError, build, program
+    except ImportError as error:
+        raise UsageError(f"virtio-mmio build: error: {error}") from None
+    if args.list:
+        for board in BOARDS.values():
+            print(f"{board.name:<22} {board.description}; programs with {board.programmer}")
+        return 0
+    if args.board is None:
+        raise UsageError("virtio-mmio build: error: --board is required (one of "
+                         f"{', '.join(BOARDS)}; --list describes them)")
+    if args.board not in BOARDS:
+        raise UsageError(f"virtio-mmio build: error: --board must be one of "
+                         f"{', '.join(BOARDS)}, not {args.board!r}")
+    try:
+        summary = build(args.board, args.build_dir, out=sys.stdout)
+        print("\n".join(summary.lines()))
+        if args.program:
+            program(args.board, summary.bitstream, out=sys.stdout)
+    except BuildError as error:
+        print(f"virtio-mmio build: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_host(args, params):
+    from virtio_mmio_sim.bridge_host import BridgeError, PortError, SerialTransport, \
+        BridgeClient, run_sync
+    from virtio_mmio_sim.host import host_session, simulate_session
+    say = lambda line: print(line, flush=True)
+    if args.simulate:
+        print("virtio-mmio host: simulated demo SoC (Amaranth simulator, UART at bit level)")
+        report = simulate_session(say=say)
+    else:
+        if args.port is None:
+            raise UsageError("virtio-mmio host: error: --port is required (the board's serial "
+                             "port, e.g. /dev/ttyUSB1), or --simulate")
+        if args.timeout <= 0:
+            raise UsageError(f"virtio-mmio host: error: --timeout must be positive, "
+                             f"not {args.timeout:g}")
+        try:
+            transport = SerialTransport(args.port, args.baud, timeout_s=args.timeout)
+        except PortError as error:
+            raise UsageError(f"virtio-mmio host: error: {error}") from None
+        print(f"virtio-mmio host: {args.port} at {args.baud} baud")
+        try:
+            with transport:
+                report = run_sync(host_session(BridgeClient(transport), say=say))
+        except BridgeError as error:
+            print(f"virtio-mmio host: {type(error).__name__}: {error} (is the demo bitstream "
+                  f"loaded, and is this its port and baud rate?)", file=sys.stderr)
+            return 1
+    print(report.lines()[-1])
+    return 0 if report.passed else 1
+
+
 def build_parser():
     parser = _Parser(prog="virtio-mmio",
                      description="virtio-mmio endpoint: generate Verilog, measure performance")
@@ -214,6 +272,33 @@ def build_parser():
     linux.add_argument("--work-dir", default="build/linux", metavar="DIR",
                        help="models, console and session logs (default: build/linux)")
     linux.set_defaults(handler=_cmd_linux, endpoint_options=False)
+
+    board = commands.add_parser(
+        "build", help="build the board demo's bitstream with YoWASP (and program it)",
+        description="Build the demo SoC (UART bridge, endpoint, MSI sink, demo device) for a "
+                    "board with the YoWASP Yosys and nextpnr, then print Fmax against the "
+                    "clock constraint, utilisation and where the bitstream is.")
+    board.add_argument("--board", metavar="NAME", help="the board (see --list)")
+    board.add_argument("--list", action="store_true", help="list the boards and exit")
+    board.add_argument("--program", action="store_true",
+                       help="load the bitstream with the board's programmer afterwards")
+    board.add_argument("--build-dir", default="build/boards", metavar="DIR",
+                       help="where each board's build goes (default: build/boards)")
+    board.set_defaults(handler=_cmd_build, endpoint_options=False)
+
+    host = commands.add_parser(
+        "host", help="drive the board demo from this PC over its UART",
+        description="Run the driver model over the demo's UART bridge: probe, negotiate, set "
+                    "up the queues, an INTx round, MSI messages into the on-board sink, reset; "
+                    "report what came back.")
+    host.add_argument("--port", metavar="DEVICE", help="serial port, e.g. /dev/ttyUSB1")
+    host.add_argument("--baud", type=_integer, default=115_200, help="baud rate (default: "
+                      "115200, what the demo uses)")
+    host.add_argument("--timeout", type=float, default=1.0, metavar="SECONDS",
+                      help="wait this long for each answer (default: 1)")
+    host.add_argument("--simulate", action="store_true",
+                      help="run the same session against the simulated demo SoC instead")
+    host.set_defaults(handler=_cmd_host, endpoint_options=False)
     return parser
 
 

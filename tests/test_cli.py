@@ -94,6 +94,11 @@ def test_generate_writes_artefacts_and_module_name(tmp_path):
     (["linux", "--sim", "vcs"], "--sim: invalid choice"),
     (["linux", "--timeout", "0"], "--timeout must be positive"),
     (["linux", "--queues", "2"], "unrecognized arguments"),
+    (["build"], "--board is required"),
+    (["build", "--board", "de10"], "--board must be one of icebreaker, ulx3s-85f"),
+    (["host"], "--port is required"),
+    (["host", "--port", "/dev/ttyNOPE"], "cannot open serial port '/dev/ttyNOPE': no such"),
+    (["host", "--port", "/dev/ttyNOPE", "--timeout", "0"], "--timeout must be positive"),
     (["explode"], "invalid choice"),
     ([], "required"),
 ])
@@ -105,6 +110,14 @@ def test_bad_options_one_line_exit_2(args, message, tmp_path):
     assert len(lines) == 1, result.stderr
     assert message in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_build_lists_the_boards():
+    result = subprocess.run([sys.executable, "-m", "virtio_mmio.cli", "build", "--list"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    assert [line.split()[0] for line in result.stdout.splitlines()] == \
+        ["icebreaker", "ulx3s-85f", "orangecrab-r0.2-25f"]
 
 
 def test_bench_prints_the_table():

