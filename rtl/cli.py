@@ -145,6 +145,24 @@ def _cmd_generate(args, params):
 
 
 def _cmd_bench(args, params):
+    if args.scaling:
+        from virtio_mmio_sim.scaling import DEVICES, run_scaling
+        devices = args.devices.split(",")
+        for device in devices:
+            if device not in DEVICES:
+                raise UsageError(f"virtio-mmio bench: error: --devices must be among "
+                                 f"{', '.join(DEVICES)}, not {device!r}")
+        sizes = args.sizes if isinstance(args.sizes, list) else [args.sizes]
+        for size in sizes:
+            if not 1 <= size <= 2047:
+                raise UsageError(f"virtio-mmio bench: error: --sizes must be integers in "
+                                 f"1..2047, not {size}")
+        if not 1 <= args.seeds <= 20:
+            raise UsageError(f"virtio-mmio bench: error: --seeds must be in 1..20, "
+                             f"not {args.seeds}")
+        run_scaling(params, queues=sizes, devices=devices,
+                    seeds=tuple(range(1, args.seeds + 1)), out_dir=args.out_dir)
+        return 0
     from virtio_mmio_sim.bench import run_bench
     return run_bench(params, accesses=args.accesses, out=sys.stdout)
 
@@ -254,6 +272,20 @@ def build_parser():
                     "in Amaranth's simulator and print a table against the SPEC §11 targets.")
     bench.add_argument("--accesses", type=_integer, default=64, metavar="K",
                        help="back-to-back accesses per measurement (default: 64)")
+    bench.add_argument("--scaling", action="store_true",
+                       help="instead: synthesise and place the endpoint for each N in the "
+                            "SPEC §11 harness (Fmax, area, ratio to a bare AXI4-Lite register; "
+                            "minutes)")
+    bench.add_argument("--devices", default="ice40,ecp5", metavar="LIST",
+                       help="--scaling: devices, of ice40, ecp5 (default: both)")
+    bench.add_argument("--sizes", type=_integer_list, default=[1, 2, 8, 64, 512, 2047],
+                       metavar="N,N,...", help="--scaling: queue counts "
+                                               "(default: 1,2,8,64,512,2047)")
+    bench.add_argument("--seeds", type=_integer, default=5, metavar="K",
+                       help="--scaling: nextpnr seeds 1..K, median taken (default: 5)")
+    bench.add_argument("--out-dir", default="build/scaling", metavar="DIR",
+                       help="--scaling: where the table, JSON and plot go (default: "
+                            "build/scaling)")
     _add_endpoint_options(bench)
     bench.set_defaults(handler=_cmd_bench)
 

@@ -55,7 +55,13 @@ class DoorbellDecoder(wiring.Component):
         p = self._params
         n = p.queues
         queue_from_data = Mux(self.data_negotiated, self.data[:16], self.data)
-        data_queue_ok = queue_from_data < n
+        # "value < n" as "the high bits are zero and the low ones below n": a wide comparison
+        # against a small constant would otherwise become a 32-bit carry chain on the write path.
+        low = max(1, (n - 1).bit_length())
+
+        def below_n(value):
+            return (value[low:] == 0) & (value[:low] < n)
+        data_queue_ok = Mux(self.data_negotiated, below_n(self.data[:16]), below_n(self.data))
 
         # Addresses where the queue comes from the data word, and per-queue doorbells.
         at_data_doorbell = self.word == self._queue_notify_word

