@@ -9,6 +9,7 @@ from amaranth.lib import wiring, data, memory, stream
 from amaranth.lib.wiring import In, Out
 
 from .msi import InterruptController, MsiMessage
+from .compare import at_most, below
 from .notify import DoorbellDecoder, NotifyLayout, NotifyQueue
 from .params import EndpointParams
 from .regmap import CONFIG_BASE, MAGIC_VALUE, Feature, MsiOp, RegisterMap, Status
@@ -299,10 +300,10 @@ class RegisterCore(wiring.Component):
             with m.Switch(w_word):
                 with m.Case(word("DeviceFeaturesSel")):
                     with m.If(full):
-                        m.d.sync += [dev_feat_sel_ok.eq(wd < 2), dev_feat_sel_hi.eq(wd[0])]
+                        m.d.sync += [dev_feat_sel_ok.eq(below(wd, 2)), dev_feat_sel_hi.eq(wd[0])]
                 with m.Case(word("DriverFeaturesSel")):
                     with m.If(full):
-                        m.d.sync += [drv_feat_sel_ok.eq(wd < 2), drv_feat_sel_hi.eq(wd[0])]
+                        m.d.sync += [drv_feat_sel_ok.eq(below(wd, 2)), drv_feat_sel_hi.eq(wd[0])]
                 with m.Case(word("DriverFeatures")):
                     with m.If(full & drv_feat_sel_ok & ~status[3]):
                         with m.If(drv_feat_sel_hi):
@@ -312,7 +313,7 @@ class RegisterCore(wiring.Component):
                 with m.Case(word("QueueSel")):
                     with m.If(full):
                         index = wd[:qbits]
-                        ok = wd < n
+                        ok = below(wd, n)
                         m.d.sync += [
                             queue_sel.eq(index),
                             queue_sel_ok.eq(ok),
@@ -359,7 +360,7 @@ class RegisterCore(wiring.Component):
                             m.d.comb += [msi_cmd.enable.eq(1), msi_cmd.enable_value.eq(wd[15])]
                         with m.If(bus.w_strb[2:4] == 0b11):
                             op, arg = wd[28:32], wd[16:28]
-                            with m.If((op == MsiOp.UPDATE) & (arg <= n)):
+                            with m.If((op == MsiOp.UPDATE) & below(arg, n + 1)):
                                 m.d.comb += [msi_cmd.update.eq(1), msi_cmd.vector.eq(arg)]
                             with m.If(op == MsiOp.ENABLE):
                                 m.d.comb += [msi_cmd.enable.eq(1),
@@ -378,7 +379,7 @@ class RegisterCore(wiring.Component):
         field_value = Signal(row)
         field_lanes = Signal(13)
         any_field = Signal()
-        num_ok = (wd != 0) & (wd <= queue_sel_num_max)
+        num_ok = (wd != 0) & at_most(wd, queue_sel_num_max, 16)
         m.d.comb += field_value.num.eq(queue_sel_num_max)
         with m.If(field_write("QueueNum") & num_ok):
             m.d.comb += [field_value.num.eq(wd), any_field.eq(1)]
@@ -448,7 +449,7 @@ class RegisterCore(wiring.Component):
         q_index = qp.sel[:qbits]
         m.d.comb += table_r.addr.eq(q_index)
         m.d.sync += [
-            q_sel_ok.eq(qp.sel < n),
+            q_sel_ok.eq(below(qp.sel, n)),
             q_ready.eq(ready.bit_select(q_index, 1)),
             q_written.eq(written.bit_select(q_index, 1)),
             q_size.eq(size_of(q_index)),

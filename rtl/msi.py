@@ -6,6 +6,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .bus import AXI4LiteSignature, WishboneSignature
+from .compare import below
 
 
 __all__ = ["MsiMessage", "MsiCommand", "InterruptController", "AXI4LiteWriteManager",
@@ -101,7 +102,7 @@ class InterruptController(wiring.Component):
 
         status = Signal(2)
         m.d.comb += [self.interrupt_status.eq(status), self.irq.eq(status != 0)]
-        used = self.used_valid & (self.used_queue < n)
+        used = self.used_valid & below(self.used_queue, n)
         event_bits = Cat(used, self.config_event)       # InterruptStatus bit order
 
         if not self._msi:

@@ -5,6 +5,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
+from .compare import below
+
 
 __all__ = ["NotifyLayout", "DoorbellDecoder", "NotifyQueue"]
 
@@ -55,13 +57,7 @@ class DoorbellDecoder(wiring.Component):
         p = self._params
         n = p.queues
         queue_from_data = Mux(self.data_negotiated, self.data[:16], self.data)
-        # "value < n" as "the high bits are zero and the low ones below n": a wide comparison
-        # against a small constant would otherwise become a 32-bit carry chain on the write path.
-        low = max(1, (n - 1).bit_length())
-
-        def below_n(value):
-            return (value[low:] == 0) & (value[:low] < n)
-        data_queue_ok = Mux(self.data_negotiated, below_n(self.data[:16]), below_n(self.data))
+        data_queue_ok = Mux(self.data_negotiated, below(self.data[:16], n), below(self.data, n))
 
         # Addresses where the queue comes from the data word, and per-queue doorbells.
         at_data_doorbell = self.word == self._queue_notify_word
@@ -82,7 +78,7 @@ class DoorbellDecoder(wiring.Component):
             m.d.comb += quotient.eq((offset >> shift) * pow(odd, -1, 1 << width))
             in_range = (self.word >= base) & (self.word <= last)
             aligned = offset[:shift] == 0 if shift else C(1)
-            at_doorbell = in_range & aligned & (quotient < n)
+            at_doorbell = in_range & aligned & below(quotient, n)
             doorbell_queue = quotient
 
         with m.If(at_data_doorbell):

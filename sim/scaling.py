@@ -260,16 +260,18 @@ def _table(results):
              "|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(results, key=lambda r: (r.device, r.design != "bare", r.queues or 0)):
         device = DEVICES[r.device]
+        design = "bare AXI4-Lite register" if r.design == "bare" else "endpoint"
+        area = "| | |" if r.logic is None else \
+            f"| {r.logic} {device.logic} | {'(in LCs)' if r.ff is None else r.ff} | {r.ram} |"
         if r.error:
-            lines.append(f"| {device.name} | {r.design} | {r.queues or ''} | — | — | "
-                         f"{r.error} | | | |")
+            # Synthesis or placement failed (typically: the design does not fit); the area of
+            # the design alone is shown when it was measured.
+            lines.append(f"| {device.name} | {design} | {r.queues or ''} | — | — | "
+                         f"{r.error} {area}")
             continue
         ratio = f"{r.median / bare[r.device]:.2f}" if r.device in bare and r.median else "—"
-        ff = "(in LCs)" if r.ff is None else r.ff
-        lines.append(f"| {device.name} | {'bare AXI4-Lite register' if r.design == 'bare' else 'endpoint'} "
-                     f"| {r.queues or ''} | {r.median:.1f} | {ratio} | "
-                     f"{', '.join(f'{f:.1f}' for f in r.fmax)} | {r.logic} {device.logic} | "
-                     f"{ff} | {r.ram} |")
+        lines.append(f"| {device.name} | {design} | {r.queues or ''} | {r.median:.1f} | "
+                     f"{ratio} | {', '.join(f'{f:.1f}' for f in r.fmax)} {area}")
     return "\n".join(lines) + "\n"
 
 

@@ -174,8 +174,8 @@ def ensure_host_packages(packages=HOST_PACKAGES, why="building QEMU",
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0 \
             if shutil.which("sudo") else False
         if not ok:
-            raise SetupError(f"{why} needs the host packages {' '.join(missing)}; install them with: "
-                             f"sudo {' '.join(install)}")
+            raise SetupError(f"{why} needs the host packages {' '.join(missing)}; install "
+                             f"them with: sudo {' '.join(install)}")
         prefix = ["sudo", "-n"]
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     progress(f"host: installing {' '.join(missing)}")
