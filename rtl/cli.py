@@ -189,8 +189,8 @@ def _cmd_linux(args, params):
         raise UsageError(f"virtio-mmio linux: error: needs the test tools ({error.name} is "
                          f"missing): pip install -e '.[dev]'") from None
     try:
-        run = run_linux(bus=args.bus, simulator=args.sim, timeout=args.timeout,
-                        work_dir=args.work_dir, out=sys.stdout)
+        run = run_linux(bus=args.bus, simulator=args.sim, device=args.device,
+                        timeout=args.timeout, work_dir=args.work_dir, out=sys.stdout)
     except (SetupError, RuntimeError) as error:
         print(f"virtio-mmio linux: setup failed: {error}", file=sys.stderr)
         return 2
@@ -313,6 +313,11 @@ def build_parser():
                        help="the subordinate port the accesses arrive on (default: axil)")
     linux.add_argument("--sim", choices=("verilator", "icarus"), default="verilator",
                        help="the Verilog simulator (default: verilator)")
+    linux.add_argument("--device", choices=("model", "rtl"), default="model",
+                       help="behind the endpoint: a Python virtio-rng back-end on the "
+                            "device-side ports (model), or the RTL virtio-rng device of "
+                            "generate --device rng, its DMA port served from guest memory "
+                            "(rtl) (default: model)")
     linux.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
                        help="stop QEMU after this long (default: 300)")
     linux.add_argument("--work-dir", default="build/linux", metavar="DIR",

@@ -92,6 +92,7 @@ def test_generate_writes_artefacts_and_module_name(tmp_path):
     (["bench", "--queues", "3000"], "--queues must be an integer in 1..2047"),
     (["linux", "--bus", "pci"], "--bus: invalid choice"),
     (["linux", "--sim", "vcs"], "--sim: invalid choice"),
+    (["linux", "--device", "fpga"], "--device: invalid choice"),
     (["linux", "--timeout", "0"], "--timeout must be positive"),
     (["linux", "--queues", "2"], "unrecognized arguments"),
     (["build"], "--board is required"),

@@ -32,17 +32,20 @@ TIMEOUT_S = 240
 
 
 @pytest.mark.linux
-@pytest.mark.parametrize("bus,simulator", [("axil", "verilator"), ("wishbone", "verilator"),
-                                           ("axil", "icarus")])
-def test_linux_reads_hwrng_through_the_rtl(bus, simulator):
+@pytest.mark.parametrize("bus,simulator,device", [
+    ("axil", "verilator", "model"), ("wishbone", "verilator", "model"),
+    ("axil", "icarus", "model"),
+    ("axil", "verilator", "rtl"), ("wishbone", "verilator", "rtl"),
+])
+def test_linux_reads_hwrng_through_the_rtl(bus, simulator, device):
     if os.environ.get("VIRTIO_MMIO_LINUX", "").strip().lower() == "skip":
         pytest.skip("VIRTIO_MMIO_LINUX=skip: the Linux-in-the-loop test was left out on "
                     "purpose")
     console = io.StringIO()
     try:
-        run = run_linux(bus=bus, simulator=simulator, timeout=TIMEOUT_S,
-                        work_dir=ROOT / "build" / "linux",
-                        out=console, progress=lambda message: None)
+        run = run_linux(bus=bus, simulator=simulator, device=device, timeout=TIMEOUT_S,
+                        work_dir=ROOT / "build" / "linux", out=console,
+                        progress=lambda message: None)
     except SetupError as error:
         pytest.fail(f"The Linux co-simulation could not be set up: {error}", pytrace=False)
     report = "\n".join(f"{'ok' if c.ok else 'FAIL'} {c.name}: {c.detail}" for c in run.checks)
@@ -50,10 +53,11 @@ def test_linux_reads_hwrng_through_the_rtl(bus, simulator):
 
     # Beyond the verdict: what crossed the bus is what Linux does (LINUX_LOOP.md).
     assert run.check("hwrng").detail.startswith(f"{HWRNG_BYTES} bytes")
-    assert run.result["notifications"] >= HWRNG_BYTES // 64
     assert run.result["buffers"] >= HWRNG_BYTES // 64
-    assert run.result["used_events"] == run.result["notifications"]
-    assert run.result["link"]["irq_rise"] >= run.result["used_events"] - 1
+    if device == "model":
+        assert run.result["notifications"] >= HWRNG_BYTES // 64
+        assert run.result["used_events"] == run.result["notifications"]
+    assert run.result["link"]["irq_rise"] >= run.result["buffers"] - 1
     accesses = (run.console.parent / "accesses.log").read_text().splitlines()
     assert accesses[0].startswith("read 0x000 (4 B) -> 0x74726976"), accesses[0]
     assert any(line.startswith("write 0x070 <- 0xf ") for line in accesses), \

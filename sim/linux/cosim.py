@@ -6,11 +6,15 @@ Verilog by :mod:`virtio_mmio_sim.linux.run`.
   answer goes back only when the bus has answered (non-posted, as on a real interconnect).
 * ``irq`` is forwarded to the slot's interrupt line after every access and while the device
   works, before QEMU is let go on.
-* :class:`RngBackend` is a virtio-rng device on the endpoint's device-side ports (SPEC §9): it
-  takes each notification from the notify stream, reads the queue's addresses from the
+* The device behind the endpoint (:data:`DEVICE_ENV`) is either ``model``,
+  :class:`RngBackend`, a virtio-rng device in Python on the endpoint's device-side ports (SPEC
+  §9): it takes each notification from the notify stream, reads the queue's addresses from the
   queue-state port, walks the split ring in guest memory over the socket, fills every
   device-writable buffer with bytes from a seeded generator, publishes the used element, and
-  only after the used index is written raises a used-buffer event.
+  only after the used index is written raises a used-buffer event; or ``rtl``, the RTL
+  virtio-rng device of :mod:`virtio_mmio.rng` inside the generated module, whose DMA manager
+  port (``m_dma_axil_*`` / ``m_dma_wb_*``) is served from guest memory over the socket
+  (:class:`LinkMemory` behind the RAM models of :mod:`virtio_mmio_sim.cocotb_dma`).
 
 The session ends when QEMU closes the socket (the guest powered off, or the runner stopped it).
 What happened is written as JSON to :data:`RESULT_ENV`'s path: the counters, the bytes the
@@ -37,6 +41,8 @@ from .protocol import Link, LinkClosed
 SOCKET_ENV = "VIRTIO_MMIO_LINUX_SOCKET"
 RESULT_ENV = "VIRTIO_MMIO_LINUX_RESULT"
 SEED_ENV = "VIRTIO_MMIO_LINUX_SEED"
+DEVICE_ENV = "VIRTIO_MMIO_LINUX_DEVICE"
+DEVICES = ("model", "rtl")
 
 CLOCK_NS = 10
 #: Simulated time before the session counts as hung. A boot that reads 1 KiB needs well under
@@ -196,7 +202,45 @@ class RngBackend:
         raise RingError(f"queue {queue}: descriptor chain from {head} loops")
 
 
-async def _serve_access(dut, bus, link, request, accesses):
+class LinkMemory:
+    """Guest memory over the socket, with the interface of
+    :class:`~virtio_mmio_sim.rng_driver.GuestMemory` that the DMA RAM models use."""
+
+    def __init__(self):
+        self.link = None
+
+    def translate(self, address, length):
+        return address
+
+    def read(self, address, length):
+        return self.link.mem_read(address, length)
+
+    def write(self, address, data):
+        self.link.mem_write(address, data)
+
+
+class RtlDataRecorder:
+    """Keeps the bytes the RTL device writes into buffers: a data write carries the next word
+    of the device's xorshift32 generator (:class:`~virtio_mmio_sim.rng_driver.Xorshift32`),
+    ring writes do not, so following the generator both separates and checks them."""
+
+    def __init__(self, seed):
+        from virtio_mmio_sim.rng_driver import Xorshift32
+        self.generator = Xorshift32(seed)
+        self.expected = self.generator.next_word()
+        self.stream = bytearray()
+        self.buffers_words = 0
+
+    def __call__(self, address, word, strobe):
+        if word != self.expected:
+            return                      # a used-ring write
+        raw = word.to_bytes(4, "little")
+        self.stream += bytes(raw[lane] for lane in range(4) if strobe >> lane & 1)
+        self.buffers_words += 1
+        self.expected = self.generator.next_word()
+
+
+async def _serve_access(dut, bus, link, request, accesses, settle=2):
     """One MMIO access on the subordinate port; the answer goes back once ``irq`` has
     settled."""
     word, lane = request.offset & ~3, request.offset & 3
@@ -211,7 +255,7 @@ async def _serve_access(dut, bus, link, request, accesses):
         answer = None
     else:
         answer = (await bus.read_word(word)) >> 8 * lane & mask
-    await ClockCycles(dut.clk, 2)
+    await ClockCycles(dut.clk, settle)
     link.set_irq(value(dut.irq))
     accesses.append(f"{request}" + ("" if answer is None else f" -> {answer:#x}") +
                     f"  irq={link.irq_level}")
@@ -228,12 +272,26 @@ async def linux_session(dut):
     socket_path = os.environ[SOCKET_ENV]
     result_path = Path(os.environ[RESULT_ENV])
     seed = int(os.environ.get(SEED_ENV, "1"))
+    device = os.environ.get(DEVICE_ENV, "model")
+    if device not in DEVICES:
+        raise ValueError(f"{DEVICE_ENV} must be one of {', '.join(DEVICES)}, not {device!r}")
     pauses = random.Random(seed + 1)
 
     Clock(dut.clk, CLOCK_NS, unit="ns").start()
     dut.rst.value = 1
     backend = RngBackend(dut, None, seed)
-    backend.start()
+    memory = recorder = ram = None
+    if device == "model":
+        backend.start()
+    else:
+        from virtio_mmio.rng import DEFAULT_SEED
+        from virtio_mmio_sim.cocotb_dma import AxiLiteGuestRam, WishboneGuestRam
+        memory = LinkMemory()
+        recorder = RtlDataRecorder(DEFAULT_SEED)
+        ram = (AxiLiteGuestRam if params.bus == "axil" else WishboneGuestRam)(dut, [])
+        ram.guest = memory
+        ram.on_write(recorder)
+        ram.set_backpressure(random.Random(seed + 2))
     bus = backend_for(dut, params.bus)
     if params.bus == "axil":
         bus.set_pauses(lambda channel: random_pauses(PAUSE_PROBABILITY, pauses))
@@ -260,10 +318,15 @@ async def linux_session(dut):
     try:
         link = Link.accept(server, CONNECT_TIMEOUT_S)
         backend.link = link
+        if memory is not None:
+            memory.link = link
         log.info("QEMU connected")
+        # The RTL device leaves idle two clocks after the notify handshake: give it time.
+        settle = 2 if device == "model" else 6
         while True:
             link.set_irq(value(dut.irq))
-            busy = backend.busy or value(dut.notify_valid)
+            busy = (backend.busy or value(dut.notify_valid)) if device == "model" else \
+                value(dut.rng_busy)
             try:
                 request = link.next_request(0 if busy else 1.0)
             except LinkClosed:
@@ -272,7 +335,7 @@ async def linux_session(dut):
                 if busy:
                     await ClockCycles(dut.clk, 4)
                 continue
-            await _serve_access(dut, bus, link, request, accesses)
+            await _serve_access(dut, bus, link, request, accesses, settle)
     except Exception as error:
         outcome = f"{type(error).__name__}: {error}"
         raise
@@ -282,8 +345,17 @@ async def linux_session(dut):
             link.close()
         result_path.parent.mkdir(parents=True, exist_ok=True)
         (result_path.parent / "accesses.log").write_text("\n".join(accesses) + "\n")
+        if device == "rtl":
+            backend.stream = recorder.stream
+            backend.buffers = value(dut.rng_buffers)
+            backend.notifications = backend.used_events = None
+            if value(dut.rng_broken):
+                backend.errors.append("the RTL device stopped (NEEDS_RESET)")
+            if ram.refused:
+                backend.errors.append(f"{ram.refused} DMA accesses refused")
         result = {
             "outcome": outcome,
+            "device": device,
             "bus": params.bus,
             "accesses": len(accesses),
             "link": dict(link.counts) if link is not None else {},

@@ -7,8 +7,8 @@ the guest console, and judges the session from the console and the simulation's 
 
 * a virtio device bound to ``virtio_rng`` with DeviceID 4;
 * VERSION_1 (feature bit 32) negotiated;
-* the bytes the guest read from ``/dev/hwrng`` are exactly bytes the back-end wrote into the
-  guest's buffers, in the order it wrote them;
+* the bytes the guest read from ``/dev/hwrng`` are exactly bytes the device (Python back-end or
+  RTL) wrote into the guest's buffers, in the order it wrote them;
 * the guest powered off cleanly (QEMU exit status 0 after the kernel's "Power down").
 """
 
@@ -30,10 +30,11 @@ from virtio_mmio.regmap import Feature
 from ..cocotb_build import build, failures, prepare_simulator
 from ..cocotb_tests.test_endpoint import PARAMS_ENV
 from . import setup
-from .cosim import RESULT_ENV, SEED_ENV, SOCKET_ENV
+from .cosim import DEVICE_ENV, DEVICES, RESULT_ENV, SEED_ENV, SOCKET_ENV
 
 
-__all__ = ["BUSES", "LINUX_PARAMS", "LinuxRun", "run_linux", "MARKER"]
+__all__ = ["BUSES", "DEVICES", "LINUX_PARAMS", "LinuxRun", "linux_params", "run_linux",
+           "MARKER"]
 
 #: The console lines the guest's /init prints start with this.
 MARKER = "VMMIO-LOOP: "
@@ -54,6 +55,17 @@ LINUX_PARAMS = {
 }
 
 
+def linux_params(bus, device="model"):
+    """The endpoint for ``bus``; with ``device="rtl"`` the parameters of the RTL virtio-rng
+    endpoint (:func:`virtio_mmio.rng.rng_params`, same profile and bus)."""
+    params = LINUX_PARAMS[bus]
+    if device == "rtl":
+        from virtio_mmio.rng import rng_params
+        params = rng_params(profile=params.profile, bus=params.bus,
+                            wishbone_mode=params.wishbone_mode, name="virtio_mmio_rng")
+    return params
+
+
 @dataclass
 class Check:
     name: str
@@ -65,6 +77,7 @@ class Check:
 class LinuxRun:
     bus: str
     simulator: str
+    device: str = "model"
     checks: list = field(default_factory=list)
     seconds: float = 0.0
     qemu_exit: object = None
@@ -80,12 +93,14 @@ class LinuxRun:
 
     def verdict(self):
         counts = self.result.get("link", {})
-        where = (f"{self.bus} on {self.simulator}, {self.seconds:.1f} s, "
+        where = (f"{self.bus} on {self.simulator}, "
+                 f"{'RTL virtio-rng device' if self.device == 'rtl' else 'Python back-end'}, "
+                 f"{self.seconds:.1f} s, "
                  f"{counts.get('mmio_read', 0)} reads + {counts.get('mmio_write', 0)} writes, "
                  f"{self.result.get('buffers', 0)} buffers")
         if self.passed:
             return (f"PASS: Linux bound virtio_rng to the RTL, negotiated VERSION_1, read "
-                    f"{HWRNG_BYTES} bytes from /dev/hwrng that match the back-end's, powered off "
+                    f"{HWRNG_BYTES} bytes from /dev/hwrng that match the device's, powered off "
                     f"cleanly ({where})")
         failed = "; ".join(f"{check.name}: {check.detail}" for check in self.checks
                            if not check.ok) or "no checks ran"
@@ -135,11 +150,11 @@ def judge(console_text, result, qemu_exit, timed_out):
             checks.append(Check("hwrng", False, f"read {len(data)} bytes, not {HWRNG_BYTES}"))
         elif data in stream:
             offset = stream.index(data)
-            checks.append(Check("hwrng", True, f"{len(data)} bytes = back-end bytes "
+            checks.append(Check("hwrng", True, f"{len(data)} bytes = device bytes "
                                 f"{offset}..{offset + len(data) - 1} of {len(stream)}"))
         else:
             checks.append(Check("hwrng", False, f"the {len(data)} bytes read are not a run of "
-                                f"the {len(stream)} bytes the back-end wrote"))
+                                f"the {len(stream)} bytes the device wrote"))
     else:
         why = failed_read[0] if failed_read else "no hwrng line on the console"
         checks.append(Check("hwrng", False, why))
@@ -157,7 +172,7 @@ def judge(console_text, result, qemu_exit, timed_out):
     errors = result.get("backend_errors", [])
     sim_ok = outcome == "closed" and not errors
     checks.append(Check("simulation", sim_ok, "simulation ended with QEMU" if sim_ok else
-                        f"{outcome}{'; back-end: ' + '; '.join(errors) if errors else ''}"))
+                        f"{outcome}{'; device: ' + '; '.join(errors) if errors else ''}"))
     return checks
 
 
@@ -172,25 +187,31 @@ def _wait_for_socket(path, thread, timeout):
     return False
 
 
-def run_linux(*, bus="axil", simulator="verilator", timeout=300.0, work_dir="build/linux",
-              out=sys.stdout, seed=1, progress=None):
-    """Run one session; returns a :class:`LinuxRun`. Raises :class:`setup.SetupError` when
-    QEMU or the guest cannot be prepared, ValueError for a bad ``bus`` or ``simulator``."""
+def run_linux(*, bus="axil", simulator="verilator", device="model", timeout=300.0,
+              work_dir="build/linux", out=sys.stdout, seed=1, progress=None):
+    """Run one session; returns a :class:`LinuxRun`. ``device``: ``"model"`` (the Python
+    virtio-rng back-end on the device-side ports) or ``"rtl"`` (the RTL virtio-rng device, its
+    DMA port served from guest memory). Raises :class:`setup.SetupError` when QEMU or the guest
+    cannot be prepared, ValueError for a bad ``bus``, ``simulator`` or ``device``."""
     if bus not in BUSES:
         raise ValueError(f"bus must be one of {', '.join(BUSES)}, not {bus!r}")
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
     say = progress or (lambda message: print(message, file=out, flush=True))
-    work = Path(work_dir).resolve() / f"{bus}-{simulator}"
+    work = Path(work_dir).resolve() / f"{bus}-{simulator}" / device
     work.mkdir(parents=True, exist_ok=True)
 
     assets = setup.prepare(progress=say)
     if simulator == "icarus":
         setup.ensure_host_packages(["iverilog"], "--sim icarus", progress=say)
     prepare_simulator(simulator, Path(work_dir).resolve() / "tools")
-    params = LINUX_PARAMS[bus]
-    say(f"[linux] building the {bus} endpoint (plain-v2, virtio-rng) for {simulator}")
-    runner = build(params, work / "model", simulator=simulator, log_file=work / "build.log")
+    params = linux_params(bus, device)
+    what = "the RTL virtio-rng device" if device == "rtl" else "a Python virtio-rng back-end"
+    say(f"[linux] building the {bus} endpoint (plain-v2) with {what} for {simulator}")
+    runner = build(params, work / "sim_build", simulator=simulator, log_file=work / "build.log",
+                   device="rng" if device == "rtl" else "none")
 
-    run = LinuxRun(bus=bus, simulator=simulator, console=work / "console.log")
+    run = LinuxRun(bus=bus, simulator=simulator, device=device, console=work / "console.log")
     result_path = work / "session.json"
     results_xml = work / "results.xml"
     for stale in (result_path, results_xml):
@@ -202,12 +223,12 @@ def run_linux(*, bus="axil", simulator="verilator", timeout=300.0, work_dir="bui
     def simulate():
         try:
             runner.test(test_module="virtio_mmio_sim.linux.cosim", hdl_toplevel=params.name,
-                        hdl_toplevel_lang="verilog", build_dir=work / "model",
+                        hdl_toplevel_lang="verilog", build_dir=work / "sim_build",
                         test_dir=work, results_xml=str(results_xml),
                         log_file=work / "simulation.log",
                         extra_env={PARAMS_ENV: json.dumps(params.as_dict()),
                                    SOCKET_ENV: socket_path, RESULT_ENV: str(result_path),
-                                   SEED_ENV: str(seed)})
+                                   SEED_ENV: str(seed), DEVICE_ENV: device})
         except SystemExit:
             pass                # a failed cocotb test: results.xml says which
         except BaseException as error:      # reported after the session
