@@ -127,3 +127,21 @@ def test_bench_prints_the_table():
     for figure in ("clocks per read", "clocks per write", "read latency",
                    "Wishbone pipelined clocks per access", "Wishbone classic clocks from stb"):
         assert figure in result.stdout
+
+
+def test_host_reports_a_board_that_does_not_answer():
+    """A serial port with nothing behind it (a pseudo-terminal nobody answers on): one line,
+    naming what went wrong, exit status 1."""
+    import os
+    controller, terminal = os.openpty()
+    try:
+        result = subprocess.run([sys.executable, "-m", "virtio_mmio.cli", "host", "--port",
+                                 os.ttyname(terminal), "--timeout", "0.2"],
+                                capture_output=True, text=True, timeout=120)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "NoAnswer" in lines[0] and "demo bitstream" in lines[0], \
+        result.stderr
