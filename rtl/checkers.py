@@ -19,7 +19,7 @@ from .bus import AXI4LiteSignature, WishboneSignature
 
 
 __all__ = ["AXI4LiteSubordinateChecker", "AXI4LiteWriteManagerChecker",
-           "WishboneSubordinateChecker"]
+           "WishboneSubordinateChecker", "WishboneWriteManagerChecker"]
 
 
 def _observer(signature):
@@ -275,4 +275,79 @@ class AXI4LiteWriteManagerChecker(wiring.Component):
             m.d.comb += Assume(~self.awready)
         with m.If(self.writes_w >= self._max):
             m.d.comb += Assume(~self.wready)
+        return m
+
+
+class WishboneWriteManagerChecker(wiring.Component):
+    """Checks a Wishbone B4 write-only manager port (the MSI port, SPEC §8), classic or
+    pipelined.
+
+    Assumed of the subordinate: never ``ack`` and ``err`` together; classic: an answer only to
+    the request presented in that cycle; pipelined: an answer only for an accepted, unanswered
+    request, and ``stall`` high while ``max_outstanding`` requests are unanswered (the limit a
+    real subordinate sets with its own queue).
+
+    Asserted of the manager: ``stb`` only inside ``cyc``; every request a write (``we``) with
+    all four byte lanes (``full_lanes``); classic: a request and its ``adr``/``dat_w``/``sel``
+    held until ``ack`` or ``err``; pipelined: held while stalled, and ``cyc`` held while
+    answers are outstanding; neither ``cyc`` nor ``stb`` in the cycle after a reset; at most
+    ``max_outstanding`` requests unanswered.
+
+    Members
+    -------
+    The Wishbone signals (without ``dat_r``), as inputs. ``outstanding`` : Out — requests
+    accepted and not yet answered (classic: 1 while a request presented in an earlier cycle
+    waits for its answer).
+    """
+
+    def __init__(self, addr_width, *, mode, max_outstanding=2, full_lanes=True):
+        if not isinstance(max_outstanding, int) or max_outstanding < 1:
+            raise ValueError(f"max_outstanding must be a positive integer, "
+                             f"not {max_outstanding!r}")
+        self._mode = mode
+        self._max = 1 if mode == "classic" else max_outstanding
+        self._full_lanes = full_lanes
+        super().__init__({
+            **_observer(WishboneSignature(addr_width, mode=mode, read=False)),
+            "outstanding": Out(range(self._max + 2)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        history = _History(m)
+        answer = self.ack | self.err
+        payload = (self.adr, self.we, self.dat_w, self.sel)
+        held = [value == history.past(value) for value in payload]
+
+        # ---- the subordinate's obligations
+        m.d.comb += Assume(~(self.ack & self.err))
+
+        # ---- the manager's obligations
+        m.d.comb += Assert(~self.stb | self.cyc)
+        with m.If(self.stb):
+            m.d.comb += Assert(self.we)
+            if self._full_lanes:
+                m.d.comb += Assert(self.sel == 0xF)
+        history.quiet_after_reset(self.cyc, self.stb)
+
+        if self._mode == "classic":
+            with m.If(answer):
+                m.d.comb += Assume(self.cyc & self.stb)
+            waiting = history.past(self.stb & ~answer)
+            with m.If(history.compare & waiting):
+                m.d.comb += [Assert(self.stb), *(Assert(same) for same in held)]
+            m.d.comb += self.outstanding.eq(history.compare & waiting)
+        else:
+            stalled = history.past(self.stb & self.stall)
+            with m.If(history.compare & stalled):
+                m.d.comb += [Assert(self.stb), *(Assert(same) for same in held)]
+            accepted = self.cyc & self.stb & ~self.stall
+            m.d.sync += self.outstanding.eq(self.outstanding + accepted - answer)
+            with m.If(answer):
+                m.d.comb += Assume(self.outstanding != 0)
+            with m.If(self.outstanding >= self._max):
+                m.d.comb += Assume(self.stall)
+            with m.If(self.outstanding != 0):
+                m.d.comb += Assert(self.cyc)
+        m.d.comb += Assert(self.outstanding <= self._max)
         return m

@@ -131,6 +131,7 @@ class RegisterCore(wiring.Component):
             raise TypeError(f"params must be an EndpointParams, not {params!r}")
         self._params = params
         self._regmap = RegisterMap(params.profile)
+        self._interrupts = None
         super().__init__({
             "bus": In(RegisterBus(params.addr_width)),
             "used_valid": In(1), "used_queue": In(16),
@@ -151,6 +152,15 @@ class RegisterCore(wiring.Component):
     @property
     def regmap(self):
         return self._regmap
+
+    @property
+    def interrupts(self):
+        """The :class:`InterruptController`, made on first use so proofs can reach its
+        observation members before elaboration."""
+        if self._interrupts is None:
+            self._interrupts = InterruptController(
+                self._params, msi=self._regmap.profile.msi_registers)
+        return self._interrupts
 
     def elaborate(self, platform):
         m = Module()
@@ -186,7 +196,7 @@ class RegisterCore(wiring.Component):
 
         # ---------------------------------------------------------------- interrupts, MSI
         profile = regs.profile
-        m.submodules.interrupts = interrupts = InterruptController(p, msi=profile.msi_registers)
+        m.submodules.interrupts = interrupts = self.interrupts
         msi_cmd = interrupts.command
 
         sizes = Array(C(s, 16) for s in p.queue_sizes) if not p.uniform_queue_size else None

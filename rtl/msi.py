@@ -66,6 +66,9 @@ class InterruptController(wiring.Component):
         Messages to send, one per pending and valid vector.
     rejected : Out(32)
         UPDATEs refused because the address was outside ``params.msi_window``.
+    pending, vector_valid, issued : Out(N + 1)
+        Observation (for proofs; leave unconnected): the pending and the valid vectors, and
+        the vector issued this cycle (one-hot). Zero without MSI.
 
     Behaviour
     ---------
@@ -92,6 +95,8 @@ class InterruptController(wiring.Component):
             "interrupt_status": Out(2), "irq": Out(1), "enabled": Out(1),
             "message": Out(stream.Signature(MsiMessage)),
             "rejected": Out(32),
+            "pending": Out(params.queues + 1), "vector_valid": Out(params.queues + 1),
+            "issued": Out(params.queues + 1),
         })
 
     def elaborate(self, platform):
@@ -166,6 +171,8 @@ class InterruptController(wiring.Component):
         with m.If(issue):
             m.d.sync += above.eq(~(lowest | (lowest - 1)))
         issued = Mux(issue, lowest, 0)
+        m.d.comb += [self.pending.eq(pending), self.vector_valid.eq(valid),
+                     self.issued.eq(issued)]
 
         # ---- state: pending, enable transitions, InterruptStatus
         queue_vectors = C((1 << vectors) - 2, vectors)      # every vector but 0
@@ -266,6 +273,8 @@ class WishboneWriteManager(wiring.Component):
             "message": In(stream.Signature(MsiMessage)),
             "wb": Out(WishboneSignature(62, mode=mode, read=False)),
             "error": Out(1), "errors": Out(32),
+            # Observation (for proofs): pipelined requests accepted and not yet answered.
+            "outstanding": Out(16),
         })
 
     def elaborate(self, platform):
@@ -286,6 +295,7 @@ class WishboneWriteManager(wiring.Component):
             sent = msg.valid & ~wb.stall
             m.d.comb += [wb.cyc.eq(msg.valid | (outstanding != 0)), msg.ready.eq(~wb.stall)]
             m.d.sync += outstanding.eq(outstanding + sent - answered)
+            m.d.comb += self.outstanding.eq(outstanding)
         with m.If(wb.err):
             m.d.sync += [self.error.eq(1), self.errors.eq(self.errors + 1)]
         return m

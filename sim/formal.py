@@ -5,6 +5,9 @@ Each proof is written to ``build/formal/<name>/`` (RTLIL, ``.sby`` file, SymbiYo
 directory); a failing proof names the counterexample trace (VCD) it left there.
 """
 
+import ast
+import importlib
+import inspect
 import os
 import shutil
 import subprocess
@@ -16,13 +19,17 @@ from amaranth.back import rtlil
 from amaranth.hdl import *
 from amaranth.lib.wiring import In
 
+from virtio_mmio.artefacts import _resolve_reset
 from virtio_mmio.checkers import (AXI4LiteSubordinateChecker, AXI4LiteWriteManagerChecker,
-                                  WishboneSubordinateChecker)
+                                  WishboneSubordinateChecker, WishboneWriteManagerChecker,
+                                  _History)
 from virtio_mmio.endpoint import VirtioMmioEndpoint
+from virtio_mmio.regmap import CONFIG_BASE, REGISTER_SPAN, Feature
 
 
 __all__ = ["ProofResult", "AXI4LiteEndpointProof", "WishboneEndpointProof", "MsiEndpointProof",
-           "EndpointCover", "COVER_SCENARIOS", "run_proof"]
+           "WishboneMsiEndpointProof", "EndpointInvariantsProof", "EndpointCover",
+           "COVER_SCENARIOS", "Mutation", "run_proof"]
 
 
 class _EndpointProof(Elaboratable):
@@ -31,7 +38,7 @@ class _EndpointProof(Elaboratable):
     bus = None
 
     def __init__(self, params, *, flowing_notify=False):
-        if params.bus != self.bus:
+        if self.bus is not None and params.bus != self.bus:
             raise ValueError(f"{type(self).__name__} needs bus {self.bus!r}, "
                              f"not {params.bus!r}")
         self.params = params
@@ -56,6 +63,36 @@ class _EndpointProof(Elaboratable):
             # A notification may otherwise wait on the bus forever, by design.
             m.d.comb += Assume(self.dut.notify_ready)
 
+    def _watch_subordinate(self, m, response_bound=None):
+        """The subordinate port's checker (its flavour from the parameters) with the
+        front-end's own counters tied to the checker's: the invariants that let k-induction
+        close on the whole endpoint. Returns the checker."""
+        dut = self.dut
+        if self.params.bus == "axil":
+            checker = AXI4LiteSubordinateChecker(
+                self.params.addr_width, max_reads=2, max_writes=5,
+                response_bound=response_bound)
+            self._watch(m, checker, "s_axil")
+            frontend = dut.frontend
+            m.d.comb += [
+                Assert(checker.reads == frontend.reads_issued),
+                Assert(frontend.reads_issued ==
+                       frontend.reads_in_flight + frontend.reads_held),
+                Assert(checker.writes_aw == frontend.b_pending + frontend.aw_held),
+                Assert(checker.writes_w == frontend.b_pending + frontend.w_held),
+                Assert(frontend.b_pending <= 3),
+                Assert(~dut.s_axil_arready | (frontend.reads_issued <= 1)),
+            ]
+        else:
+            checker = WishboneSubordinateChecker(
+                self.params.addr_width - 2, mode=self.params.wishbone_mode,
+                response_bound=response_bound)
+            self._watch(m, checker, "s_wb")
+            if self.params.wishbone_mode == "pipelined":
+                # The front-end answers every accepted request in the next cycle.
+                m.d.comb += Assert(checker.outstanding == dut.s_wb_ack)
+        return checker
+
 
 class AXI4LiteEndpointProof(_EndpointProof):
     """The endpoint with an :class:`AXI4LiteSubordinateChecker` on ``s_axil``, and the
@@ -72,20 +109,7 @@ class AXI4LiteEndpointProof(_EndpointProof):
 
     def elaborate(self, platform):
         m = Module()
-        dut = self.dut
-        checker = AXI4LiteSubordinateChecker(
-            self.params.addr_width, max_reads=2, max_writes=5,
-            response_bound=self.response_bound)
-        self._watch(m, checker, "s_axil")
-        frontend = dut.frontend
-        m.d.comb += [
-            Assert(checker.reads == frontend.reads_issued),
-            Assert(frontend.reads_issued == frontend.reads_in_flight + frontend.reads_held),
-            Assert(checker.writes_aw == frontend.b_pending + frontend.aw_held),
-            Assert(checker.writes_w == frontend.b_pending + frontend.w_held),
-            Assert(frontend.b_pending <= 3),
-            Assert(~dut.s_axil_arready | (frontend.reads_issued <= 1)),
-        ]
+        self._watch_subordinate(m, self.response_bound)
         return m
 
 
@@ -101,13 +125,7 @@ class WishboneEndpointProof(_EndpointProof):
 
     def elaborate(self, platform):
         m = Module()
-        checker = WishboneSubordinateChecker(
-            self.params.addr_width - 2, mode=self.params.wishbone_mode,
-            response_bound=self.response_bound)
-        self._watch(m, checker, "s_wb")
-        if self.params.wishbone_mode == "pipelined":
-            # The front-end answers every accepted request in the next cycle.
-            m.d.comb += Assert(checker.outstanding == self.dut.s_wb_ack)
+        self._watch_subordinate(m, self.response_bound)
         return m
 
 
@@ -137,6 +155,267 @@ class MsiEndpointProof(_EndpointProof):
             with m.If(dut.m_axil_awvalid):
                 m.d.comb += Assert((address >= base) & (address + 4 <= base + size))
         return m
+
+
+class WishboneMsiEndpointProof(_EndpointProof):
+    """The endpoint (Wishbone flavour, classic or pipelined) with a
+    :class:`WishboneWriteManagerChecker` on the MSI port, the manager's own count of
+    unanswered pipelined requests tied to the checker's, and the endpoint invariant that
+    ``irq`` is low while MSI is enabled."""
+
+    bus = "wishbone"
+
+    def elaborate(self, platform):
+        m = Module()
+        dut = self.dut
+        checker = WishboneWriteManagerChecker(62, mode=self.params.wishbone_mode)
+        self._watch(m, checker, "m_wb")
+        if self.params.wishbone_mode == "pipelined":
+            m.d.comb += Assert(checker.outstanding == dut.msi_manager.outstanding)
+        m.d.comb += Assert(~dut.msi_enabled | ~dut.irq)
+        return m
+
+
+def reset_reads(params):
+    """What a read of each transport register word returns right after a device reset (SPEC
+    §5), from the register map's reset values: ``{word: value}``, ``None`` where the reset
+    does not decide it (ConfigGeneration is kept). Words not listed read 0."""
+    regmap = params.regmap
+    values = {}
+    for word in range(REGISTER_SPAN // 4):
+        value = 0
+        for reg in regmap.at_word(word):
+            if not reg.readable:
+                continue
+            if reg.name == "ConfigGeneration":
+                value = None
+                break
+            if reg.name == "MsiStatus":
+                # Bit 15: MSI enabled — cleared by the reset — or, in linux-k1, "capable".
+                reset = params.queues | (regmap.profile.msi_status_capable << 15)
+            else:
+                reset, _ = _resolve_reset(reg, params)
+            if reset is None:
+                raise ValueError(f"No reset value for {reg.name} in the register map")
+            value |= reset << 8 * (reg.offset % 4)
+        values[word] = value
+    return values
+
+
+class EndpointInvariantsProof(_EndpointProof):
+    """The endpoint's own invariants (SPEC §5–7), with the subordinate port's checker keeping
+    the bus manager legal and every device-side input free (``notify_ready`` too, so the
+    notify stream is back-pressured at will).
+
+    * **InterruptStatus and irq**: a read of InterruptStatus returns bits 1:0 only, non-zero
+      exactly when ``irq`` was high, and 0 while MSI was enabled; ``irq`` is low while MSI is
+      enabled.
+    * **No event lost**: for every vector, once an event was accepted it is accounted for —
+      its vector pending (MSI on) or its InterruptStatus bit set (MSI off) — until a message
+      for it is issued after the event or the driver acknowledges the bit (MSI off); a device
+      reset discards it. An issued message is on the MSI manager port in the next cycle.
+    * **Reset state**: in the cycle after a device reset (``device_reset`` high) Status,
+      ``driver_ok``, ``features``, ``irq``, MSI enable, pending and valid vectors,
+      InterruptStatus, the MSI staging registers and ``notify_valid`` hold their reset
+      values; a read issued in that cycle returns the register map's reset value of every
+      transport register (QueueSel, both feature selectors and SHMSel included, since the
+      selected values read back), and the device-side queue port shows every queue not
+      ready, at its maximum size, at address 0.
+    * **Notify stream**: a reference decode of the accepted bus writes (QueueNotify, and each
+      doorbell ``notify_base + q * notify_multiplier`` spelled out per queue) counts the
+      notifications owed; ``notify_valid`` is high exactly when one is owed, never more than
+      the queue depth; and one chosen accepted notification (the free input ``track`` picks
+      it) is on the stream, with its queue, data word and ``has_data`` as written, once the
+      notifications ahead of it have been taken — so none is dropped, altered or reordered.
+
+    ``properties``: a subset of :attr:`PROPERTIES` to check (default all).
+    """
+
+    bus = None
+    PROPERTIES = ("interrupts", "reset", "notify")
+
+    def __init__(self, params, properties=PROPERTIES):
+        super().__init__(params)
+        unknown = set(properties) - set(self.PROPERTIES)
+        if unknown:
+            raise ValueError(f"Properties must be among {', '.join(self.PROPERTIES)}, "
+                             f"not {', '.join(sorted(unknown))}")
+        self.properties = tuple(properties)
+        self.track = Signal()
+
+    @property
+    def ports(self):
+        return [*super().ports, self.track]
+
+    def elaborate(self, platform):
+        m = Module()
+        self._watch_subordinate(m)
+        history = _History(m)
+        if "interrupts" in self.properties:
+            self._interrupts(m, history)
+        if "reset" in self.properties:
+            self._reset_state(m, history)
+        if "notify" in self.properties:
+            self._notifications(m)
+        return m
+
+    def _interrupts(self, m, history):
+        dut, p = self.dut, self.params
+        core = dut.core
+        interrupts = core.interrupts
+        bus = core.bus
+        enabled = interrupts.enabled
+        status = interrupts.interrupt_status
+
+        # ---- InterruptStatus as the driver reads it, and irq
+        read_status = history.past(
+            bus.r_valid & (bus.r_addr == core.regmap["InterruptStatus"].word))
+        irq_then = history.past(dut.irq)
+        enabled_then = history.past(dut.msi_enabled)
+        with m.If(history.compare & read_status):
+            m.d.comb += [Assert(bus.r_data[2:] == 0), Assert((bus.r_data != 0) == irq_then)]
+            with m.If(enabled_then):
+                m.d.comb += Assert(bus.r_data == 0)
+        m.d.comb += Assert(~dut.msi_enabled | ~dut.irq)
+
+        # ---- no event lost
+        owed = Signal(p.queues + 1)
+        for vector in range(p.queues + 1):
+            if vector == 0:
+                event = dut.config_changed | dut.needs_reset
+                bit = 1
+            else:
+                event = dut.used_valid & (dut.used_queue == vector - 1)
+                bit = 0
+            discharged = interrupts.issued[vector] | (~enabled & interrupts.ack[bit])
+            accounted = Mux(enabled, interrupts.pending[vector], status[bit])
+            m.d.comb += Assert(~owed[vector] | accounted)
+            m.d.sync += owed[vector].eq(
+                Mux(interrupts.reset, 0, (owed[vector] & ~discharged) | event))
+
+        # ---- an issued message reaches the manager port
+        issued_then = history.past(interrupts.issued != 0)
+        manager = dut.msi_manager
+        if p.bus == "axil":
+            presented = dut.m_axil_awvalid & dut.m_axil_wvalid
+            # Strengthening: no half-sent message without a message.
+            m.d.comb += Assert(manager.message.valid | ~(manager.aw_sent | manager.w_sent))
+        else:
+            presented = dut.m_wb_cyc & dut.m_wb_stb
+        with m.If(history.compare & issued_then):
+            m.d.comb += Assert(presented)
+
+    def _reset_state(self, m, history):
+        dut, p = self.dut, self.params
+        core = dut.core
+        interrupts = core.interrupts
+        bus = core.bus
+
+        with m.If(dut.device_reset):
+            m.d.comb += [
+                Assert(dut.status == 0), Assert(~dut.driver_ok), Assert(dut.features == 0),
+                Assert(~dut.irq), Assert(~dut.msi_enabled), Assert(~dut.notify_valid),
+                Assert(interrupts.interrupt_status == 0),
+                Assert(interrupts.pending == 0), Assert(interrupts.vector_valid == 0),
+            ]
+            if "MsiStatus" in core.regmap:
+                m.d.comb += [Assert(interrupts.command.address == 0),
+                             Assert(interrupts.command.data == 0)]
+
+        # Reads issued in that cycle: the register map's reset values.
+        read_then = history.past(dut.device_reset & bus.r_valid)
+        word_then = history.past(bus.r_addr)
+        config_lo = CONFIG_BASE // 4
+        config_hi = (CONFIG_BASE + p.config_size) // 4
+        in_config = (word_then >= config_lo) & (word_then < config_hi)
+        with m.If(history.compare & read_then & ~in_config):
+            with m.Switch(word_then):
+                for word, value in reset_reads(p).items():
+                    with m.Case(word):
+                        if value is not None:      # None: ConfigGeneration, kept
+                            m.d.comb += Assert(bus.r_data == value)
+                with m.Default():
+                    # Doorbells and anything beyond config space read 0.
+                    m.d.comb += Assert(bus.r_data == 0)
+
+        # The device-side queue port sampled in that cycle.
+        sampled = history.past(dut.device_reset)
+        selected = history.past(dut.q_sel)
+        sizes = Array(C(size, 16) for size in p.queue_sizes)
+        with m.If(history.compare & sampled):
+            m.d.comb += [Assert(~dut.q_ready), Assert(dut.q_desc == 0),
+                         Assert(dut.q_driver == 0), Assert(dut.q_device == 0)]
+            with m.If(selected < p.queues):
+                m.d.comb += Assert(dut.q_num == sizes[selected[:max(1, (p.queues - 1)
+                                                                    .bit_length())]])
+            with m.Else():
+                m.d.comb += Assert(dut.q_num == 0)
+
+    def _expected_notification(self, m):
+        """Reference decode of the write the core takes this cycle: (valid, queue)."""
+        p = self.params
+        core = self.dut.core
+        bus = core.bus
+        full = bus.w_strb == 0xF
+        negotiated = self.dut.features[Feature.NOTIFICATION_DATA]
+        data_queue = Mux(negotiated, bus.w_data[:16], bus.w_data)
+        valid = Signal()
+        queue = Signal(16)
+        data_words = [core.regmap["QueueNotify"].word]
+        if p.has_doorbells and p.notify_multiplier == 0:
+            data_words.append(p.notify_base // 4)
+        with m.If(Cat(bus.w_addr == word for word in data_words).any()):
+            m.d.comb += [valid.eq(full & (data_queue < p.queues)), queue.eq(data_queue)]
+        if p.has_doorbells and p.notify_multiplier:
+            for q in range(p.queues):
+                with m.Elif(bus.w_addr == (p.notify_base + q * p.notify_multiplier) // 4):
+                    m.d.comb += [valid.eq(full), queue.eq(q)]
+        return valid, queue
+
+    def _notifications(self, m):
+        dut, p = self.dut, self.params
+        core = dut.core
+        bus = core.bus
+        depth = p.notify_fifo_depth
+        valid, queue = self._expected_notification(m)
+        push = bus.w_valid & bus.w_ready & valid
+        taken = dut.notify_valid & dut.notify_ready
+        device_reset = core.interrupts.reset
+
+        owed = Signal(range(depth + 2))
+        with m.If(device_reset):
+            m.d.sync += owed.eq(0)
+        with m.Else():
+            m.d.sync += owed.eq(owed + push - taken)
+        m.d.comb += [Assert(dut.notify_valid == (owed != 0)), Assert(owed <= depth)]
+
+        # The chosen notification: what was written, and how many are ahead of it.
+        tracked = Signal()
+        ahead = Signal(range(depth + 1))
+        expected_queue = Signal(16)
+        expected_data = Signal(32)
+        expected_has_data = Signal()
+        with m.If(tracked):
+            m.d.comb += Assert(ahead < owed)
+            with m.If(ahead == 0):
+                m.d.comb += [
+                    Assert(dut.notify_valid), Assert(dut.notify_queue == expected_queue),
+                    Assert(dut.notify_data == expected_data),
+                    Assert(dut.notify_has_data == expected_has_data),
+                ]
+            with m.If(taken):
+                with m.If(ahead == 0):
+                    m.d.sync += tracked.eq(0)
+                with m.Else():
+                    m.d.sync += ahead.eq(ahead - 1)
+        with m.Elif(push & self.track):
+            m.d.sync += [
+                tracked.eq(1), ahead.eq(owed - taken),
+                expected_queue.eq(queue), expected_data.eq(bus.w_data),
+                expected_has_data.eq(dut.features[Feature.NOTIFICATION_DATA]),
+            ]
+        with m.If(device_reset):
+            m.d.sync += tracked.eq(0)
 
 
 #: Cover scenarios of :class:`EndpointCover`: name -> description.
@@ -178,6 +457,52 @@ class EndpointCover(_EndpointProof):
         return m
 
 
+@dataclass(frozen=True)
+class Mutation:
+    """A bug injected into one RTL class by rewriting its source, as a maintainer would by
+    hand: each ``(original, replacement)`` of ``edits`` must occur exactly once in the class's
+    source. :meth:`apply` puts the mutant in place of the class wherever the RTL package
+    refers to it (pass ``monkeypatch.setattr`` so a test undoes it)."""
+
+    module: str
+    cls: str
+    edits: tuple
+    doc: str
+
+    def mutant(self):
+        """(original class, mutant class). The whole module is compiled afresh from its
+        source with the class edited, so the mutant and the names it uses come from one
+        snapshot of the file."""
+        module = importlib.import_module(self.module)
+        original = getattr(module, self.cls)
+        lines = inspect.getsource(module).splitlines(keepends=True)
+        node = next((node for node in ast.parse("".join(lines)).body
+                     if isinstance(node, ast.ClassDef) and node.name == self.cls), None)
+        if node is None:
+            raise LookupError(f"Mutation: no class {self.cls} in {self.module}")
+        first = node.lineno - 1 - len(node.decorator_list)
+        source = "".join(lines[first:node.end_lineno])
+        for old, new in self.edits:
+            if source.count(old) != 1:
+                raise LookupError(f"Mutation of {self.module}.{self.cls}: {old!r} occurs "
+                                  f"{source.count(old)} times, not once (the RTL changed?)")
+            source = source.replace(old, new)
+        module_source = "".join([*lines[:first], source, *lines[node.end_lineno:]])
+        namespace = {"__name__": module.__name__, "__package__": module.__package__,
+                     "__file__": module.__file__}
+        exec(compile(module_source, f"<mutant of {self.module}.{self.cls}>", "exec"),
+             namespace)
+        return original, namespace[self.cls]
+
+    def apply(self, setattr):
+        original, mutant = self.mutant()
+        for name, module in list(sys.modules.items()):
+            if name.split(".")[0] == "virtio_mmio" and \
+                    getattr(module, self.cls, None) is original:
+                setattr(module, self.cls, mutant)
+        return mutant
+
+
 @dataclass
 class ProofResult:
     name: str
@@ -188,6 +513,7 @@ class ProofResult:
     seconds: float
     trace: object      # path of the counterexample VCD, if any
     log: Path
+    failed: tuple = ()   # "file:line (step n)" of each failed assertion
 
 
 def _tool(name):
@@ -243,4 +569,7 @@ def run_proof(name, top, ports, *, mode="prove", depth=10, timeout=600, root="bu
     for line in output.splitlines():
         if "counterexample trace" in line or "trace:" in line and line.strip().endswith(".vcd"):
             trace = directory / line.rsplit(":", 1)[1].strip()
-    return ProofResult(name, mode, depth, passed, status, seconds, trace, log)
+    failed = tuple(dict.fromkeys(
+        line.split(" at ", 1)[1].strip() for line in output.splitlines()
+        if "summary:" in line and "failed assertion" in line and " at " in line))
+    return ProofResult(name, mode, depth, passed, status, seconds, trace, log, failed)
