@@ -2,7 +2,9 @@
 
 :data:`BOARDS` lists the supported boards; :class:`DemoTop` puts :class:`~virtio_mmio.demo.DemoSoC`
 on one: the board's USB-UART (or, on the OrangeCrab, which has none, a UART on two header pins)
-at :data:`BAUD`, and its LEDs. :mod:`.build` builds and programs bitstreams with YoWASP.
+at :data:`BAUD`, and its LEDs, with either device behind the endpoint (``device="demo"`` or
+``"rng"``, see :data:`~virtio_mmio.demo.DEVICES`). :mod:`.build` builds and programs bitstreams
+with YoWASP.
 """
 
 from dataclasses import dataclass
@@ -11,7 +13,7 @@ from amaranth.build import Attrs, Pins, Resource, Subsignal
 from amaranth.hdl import Module
 from amaranth.lib import io, wiring
 
-from virtio_mmio.demo import DemoSoC
+from virtio_mmio.demo import DEVICES, DemoSoC
 
 
 __all__ = ["BAUD", "Board", "BOARDS", "board", "DemoTop"]
@@ -32,6 +34,18 @@ class Board:
     leds: tuple                     # (resource name, number) of each LED used, in order
     uart_pins: tuple = None         # ((connector, number), tx pin, rx pin) if no UART
     serial_hint: str = ""
+    #: Devices (of virtio_mmio.demo.DEVICES) that fit the FPGA; why the others do not.
+    devices: tuple = ("demo", "rng")
+    misfit: str = ""
+
+    def check_device(self, device):
+        """ValueError naming the boards to use when ``device`` does not fit this board."""
+        if device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+        if device not in self.devices:
+            others = [board.name for board in BOARDS.values() if device in board.devices]
+            raise ValueError(f"the {device} demo does not fit the {self.name}: {self.misfit}; "
+                             f"build it for {' or '.join(others)}")
 
     def platform(self):
         module, _, name = self.platform_class.partition(":")
@@ -50,7 +64,9 @@ BOARDS = {board.name: board for board in (
     Board("icebreaker", "1BitSquared iCEBreaker (iCE40UP5K-SG48, 12 MHz)",
           "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40",
           "iceprog", "fpga-icestorm", leds=(("led", 0), ("led", 1)),
-          serial_hint="the FTDI's second port, usually /dev/ttyUSB1"),
+          serial_hint="the FTDI's second port, usually /dev/ttyUSB1", devices=("demo",),
+          misfit="it needs more than the iCE40UP5K's 5280 logic cells "
+                 "(about 5500 measured)"),
     Board("ulx3s-85f", "Radiona ULX3S with LFE5U-85F (25 MHz)",
           "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5",
           "openFPGALoader", "openfpgaloader",
@@ -73,13 +89,16 @@ def board(name):
 
 
 class DemoTop(wiring.Component):
-    """The demo SoC on ``board``'s pins: UART at :data:`BAUD`, LEDs (irq, notification blink,
-    MSI vectors, as many as the board has)."""
+    """The demo SoC on ``board``'s pins: UART at :data:`BAUD`, LEDs (irq, activity blink,
+    MSI vectors, as many as the board has); ``device`` as for
+    :class:`~virtio_mmio.demo.DemoSoC`."""
 
-    def __init__(self, board):
+    def __init__(self, board, device="demo"):
         if not isinstance(board, Board):
             raise TypeError(f"board must be a Board (see BOARDS), not {board!r}")
+        board.check_device(device)
         self.board = board
+        self.device = device
         super().__init__({})
 
     def n_leds(self):
@@ -91,7 +110,8 @@ class DemoTop(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         divisor = round(platform.default_clk_frequency / BAUD)
-        m.submodules.soc = soc = DemoSoC(divisor, n_leds=max(2, self.n_leds()))
+        m.submodules.soc = soc = DemoSoC(divisor, n_leds=max(2, self.n_leds()),
+                                         device=self.device)
         uart = platform.request("uart", 0, dir="-")
         m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
         m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)

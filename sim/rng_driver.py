@@ -7,8 +7,12 @@
 * :class:`Xorshift32`: the Python model of the device's generator, to predict the bytes
   (:meth:`Xorshift32.fill` follows the device's word-by-word writes).
 * :class:`VirtioRngDriver`: the Linux bring-up, descriptor allocation, posting single and
-  chained buffers, kicking, interrupt handling (INTx: InterruptStatus/ACK; MSI: the caller's
-  wait) and harvesting the used ring, checking ids and lengths.
+  chained buffers, direct or through an indirect table (VIRTIO_RING_F_INDIRECT_DESC), kicking
+  (with VIRTIO_RING_F_EVENT_IDX only when avail_event asks for it), interrupt handling (INTx:
+  InterruptStatus/ACK; MSI: the caller's wait; with EVENT_IDX re-arming used_event) and
+  harvesting the used ring, checking ids and lengths.
+* :func:`need_event`: the EVENT_IDX rule (virtio 1.x §2.7.7, §2.7.10), and
+  :class:`EventScoreboard`, which replays the device's used-buffer event decisions against it.
 
 The driver touches guest memory the way a CPU does (instantly, in program order), and the
 device only through the register backend, so the same model runs under Amaranth's simulator
@@ -18,14 +22,14 @@ and under cocotb.
 import struct
 from dataclasses import dataclass
 
-from virtio_mmio.regmap import Status
+from virtio_mmio.regmap import Feature, Status
 
 from .driver import DriverError, VirtioMmioDriver
 
 
 __all__ = ["UnmappedAccess", "GuestMemory", "Xorshift32", "RingLayout", "Buffer",
-           "VirtioRngDriver", "DESC_F_NEXT", "DESC_F_WRITE", "DESC_F_INDIRECT",
-           "AVAIL_F_NO_INTERRUPT", "RNG_DEVICE_ID"]
+           "VirtioRngDriver", "need_event", "EventScoreboard", "DESC_F_NEXT", "DESC_F_WRITE",
+           "DESC_F_INDIRECT", "AVAIL_F_NO_INTERRUPT", "RNG_DEVICE_ID"]
 
 
 DESC_SIZE = 16
@@ -35,6 +39,63 @@ DESC_F_INDIRECT = 4
 AVAIL_F_NO_INTERRUPT = 1
 RNG_DEVICE_ID = 4
 _MASK64 = (1 << 64) - 1
+
+
+def need_event(event, new, old):
+    """The EVENT_IDX rule: whether moving an index from ``old`` to ``new`` passes ``event``
+    (``(u16)(new - event - 1) < (u16)(new - old)``)."""
+    return (new - event - 1) & 0xFFFF < (new - old) & 0xFFFF
+
+
+class EventScoreboard:
+    """Checks every used-buffer event decision of a device under EVENT_IDX.
+
+    Feed it :meth:`decision` each time the device reads used_event (with the used index then in
+    memory and the value read), :meth:`event` for each used-buffer event it raises, and
+    :meth:`reset` on a device reset. A decision must be followed by exactly one event if
+    :func:`need_event` says so, none otherwise, before the next decision (or :meth:`finish`).
+    Mismatches land in :attr:`errors`; :attr:`raised` and :attr:`suppressed` count decisions."""
+
+    def __init__(self):
+        self.errors = []
+        self.raised = 0
+        self.suppressed = 0
+        self.reset()
+
+    def reset(self):
+        # A decision the reset interrupted may never produce its event.
+        self._pending = None
+        self._old = 0
+
+    def _settle(self):
+        if self._pending is not None:
+            used_idx, used_event, required, events = self._pending
+            if events != int(required):
+                self.errors.append(
+                    f"used.idx {used_idx}, used_event {used_event}: "
+                    f"{'an event was required' if required else 'the event must be suppressed'}"
+                    f", the device raised {events}")
+        self._pending = None
+
+    def decision(self, used_idx, used_event):
+        self._settle()
+        required = need_event(used_event, used_idx, self._old)
+        self._old = used_idx
+        if required:
+            self.raised += 1
+        else:
+            self.suppressed += 1
+        self._pending = [used_idx, used_event, required, 0]
+
+    def event(self):
+        if self._pending is None:
+            self.errors.append("a used-buffer event without a decision before it")
+        else:
+            self._pending[3] += 1
+
+    def finish(self):
+        self._settle()
+        return self.errors
 
 
 class UnmappedAccess(Exception):
@@ -152,19 +213,33 @@ class RingLayout:
             used = (avail + 6 + 2 * size + 3) & ~3
         return cls(size, desc, avail, used)
 
+    @property
+    def used_event(self):
+        """Address of used_event (EVENT_IDX): the le16 after the available ring."""
+        return self.avail + 4 + 2 * self.size
+
+    @property
+    def avail_event(self):
+        """Address of avail_event (EVENT_IDX): the le16 after the used ring."""
+        return self.used + 4 + 8 * self.size
+
     def spans(self):
-        """``(address, bytes)`` of the descriptor table, the available and the used ring."""
+        """``(address, bytes)`` of the descriptor table, the available and the used ring (each
+        with its event index)."""
         return ((self.desc, DESC_SIZE * self.size), (self.avail, 6 + 2 * self.size),
                 (self.used, 6 + 8 * self.size))
 
 
 @dataclass
 class Buffer:
-    """One posted request: its descriptor chain as ``(address, length)`` segments."""
+    """One posted request: its descriptor chain as ``(address, length)`` segments; with an
+    indirect table, ``table`` is its ``(address, entries)`` and the last ``entries`` segments
+    are in it."""
     segments: tuple
     head: int = None
     descriptors: tuple = ()
     token: object = None
+    table: tuple = None
     #: Filled when the device returns it: the used element's length, and the bytes read back.
     used_length: int = None
     data: bytes = None
@@ -187,9 +262,22 @@ class VirtioRngDriver:
         :meth:`wait_used`. None: poll the used ring instead.
     msi : bool
         Interrupts arrive as MSI (no InterruptStatus read).
+    tables : ``(address, bytes)`` or None
+        Guest memory for indirect tables: one slot of ``bytes // size`` (rounded down to 16)
+        per head descriptor, so a table lives as long as its buffer.
+    interrupt_delay : callable or None
+        With EVENT_IDX: ``interrupt_delay(in_flight)`` → how many more used buffers to let
+        pass before the next interrupt when re-arming used_event (Linux's
+        ``virtqueue_enable_cb_delayed`` lets about 3/4 of them pass); must be less than
+        ``in_flight`` (or 0). None: 0, an interrupt for the next used buffer.
+
+    With VIRTIO_RING_F_EVENT_IDX negotiated the driver ignores avail.flags (it leaves it 0),
+    writes used_event after every harvest in :meth:`handle_interrupt`, and kicks only when
+    avail_event says so (:meth:`kick`); :attr:`kicks` and :attr:`kicks_suppressed` count.
     """
 
-    def __init__(self, transport, memory, layout, *, wait_interrupt=None, msi=False):
+    def __init__(self, transport, memory, layout, *, wait_interrupt=None, msi=False,
+                 tables=None, interrupt_delay=None):
         if not isinstance(transport, VirtioMmioDriver):
             raise TypeError(f"transport must be a VirtioMmioDriver, not {transport!r}")
         self.transport = transport
@@ -197,16 +285,41 @@ class VirtioRngDriver:
         self.layout = layout
         self.wait_interrupt = wait_interrupt
         self.msi = msi
+        self.tables = tables
+        self.interrupt_delay = interrupt_delay
         self._reset_state()
         self.interrupts = 0
         self.empty_interrupts = 0
         self.interrupt_status = []
+        self.kicks = 0
+        self.kicks_suppressed = 0
 
     def _reset_state(self):
         self.free = list(range(self.layout.size))
         self.avail_idx = 0
         self.last_used = 0
+        self.kicked_idx = 0             # avail.idx at the last kick decision
         self.in_flight = {}             # head -> Buffer
+
+    @property
+    def features(self):
+        """The negotiated feature set."""
+        return self.transport.features
+
+    @property
+    def event_idx(self):
+        return bool(self.features >> Feature.RING_EVENT_IDX & 1)
+
+    @property
+    def indirect(self):
+        return bool(self.features >> Feature.RING_INDIRECT_DESC & 1)
+
+    @property
+    def table_slot(self):
+        """Bytes of indirect table per head descriptor."""
+        if self.tables is None:
+            return 0
+        return (self.tables[1] // self.layout.size) & ~(DESC_SIZE - 1)
 
     # ---------------------------------------------------------------- bring-up
 
@@ -258,30 +371,91 @@ class VirtioRngDriver:
     def set_avail_flags(self, flags):
         self.memory.write_u16(self.layout.avail, flags)
 
-    def can_post(self, segments=1):
-        return len(self.free) >= segments
+    def set_used_event(self, value):
+        """EVENT_IDX: ask for an interrupt once used.idx passes ``value``."""
+        self.memory.write_u16(self.layout.used_event, value & 0xFFFF)
 
-    def post(self, segments, token=None):
+    def avail_event(self):
+        return self.memory.read_u16(self.layout.avail_event)
+
+    @staticmethod
+    def _direct_count(segments, indirect):
+        if indirect is True:
+            return 0
+        if indirect is False or indirect is None:
+            return len(segments)
+        if not 0 <= indirect < len(segments):
+            raise ValueError(f"indirect must be a bool or a count of direct segments in "
+                             f"0..{len(segments) - 1}, not {indirect!r}")
+        return indirect
+
+    def can_post(self, segments=1, indirect=False):
+        direct = segments if indirect in (False, None) else \
+            (0 if indirect is True else indirect)
+        return len(self.free) >= direct + (0 if indirect in (False, None) else 1)
+
+    def post(self, segments, token=None, *, indirect=False):
         """Make one buffer of device-writable ``segments`` (``(address, length)``, chained in
-        that order) available. Returns the :class:`Buffer`."""
+        that order) available. ``indirect``: False, every segment a descriptor of the ring;
+        True, all of them in an indirect table (one ring descriptor); an int k, the first k
+        direct, then an indirect descriptor for the rest (virtio 1.x §2.7.5.3.2 lets a chain
+        end in one). Returns the :class:`Buffer`."""
         segments = tuple(segments)
         if not segments:
             raise ValueError("a buffer needs at least one segment")
-        if len(self.free) < len(segments):
-            raise DriverError(f"{len(segments)} descriptors needed, {len(self.free)} free")
-        indices = [self.free.pop(0) for _ in segments]
-        for position, (index, (address, length)) in enumerate(zip(indices, segments)):
-            last = position == len(segments) - 1
-            self.write_descriptor(index, address, length,
+        direct = self._direct_count(segments, indirect)
+        in_table = segments[direct:]
+        needed = direct + (1 if in_table else 0)
+        if in_table and self.table_slot < DESC_SIZE * len(in_table):
+            raise DriverError(f"no room for an indirect table of {len(in_table)} entries")
+        if len(self.free) < needed:
+            raise DriverError(f"{needed} descriptors needed, {len(self.free)} free")
+        indices = [self.free.pop(0) for _ in range(needed)]
+        for position, (address, length) in enumerate(segments[:direct]):
+            last = position == needed - 1
+            self.write_descriptor(indices[position], address, length,
                                   DESC_F_WRITE | (0 if last else DESC_F_NEXT),
                                   0 if last else indices[position + 1])
-        buffer = Buffer(segments, indices[0], tuple(indices), token)
+        table = None
+        if in_table:
+            table_address = self.tables[0] + self.table_slot * indices[0]
+            table = (table_address, len(in_table))
+            self.write_table(table_address, in_table)
+            self.write_descriptor(indices[-1], table_address, DESC_SIZE * len(in_table),
+                                  DESC_F_INDIRECT)
+        buffer = Buffer(segments, indices[0], tuple(indices), token, table)
         self.in_flight[buffer.head] = buffer
         self.publish(buffer.head)
         return buffer
 
-    async def kick(self):
+    def write_table(self, address, segments):
+        """An indirect table at ``address``: device-writable entries chained 0, 1, ..."""
+        raw = b""
+        for position, (segment_address, length) in enumerate(segments):
+            last = position == len(segments) - 1
+            raw += struct.pack("<QIHH", segment_address, length,
+                               DESC_F_WRITE | (0 if last else DESC_F_NEXT),
+                               0 if last else position + 1)
+        self.memory.write(address, raw)
+
+    def kick_needed(self):
+        """``virtqueue_kick_prepare``: with EVENT_IDX, whether avail.idx moving from its value
+        at the previous decision to now passes avail_event; otherwise always (the device never
+        sets VRING_USED_F_NO_NOTIFY). Moves the decision point."""
+        new, old = self.avail_idx, self.kicked_idx
+        self.kicked_idx = new
+        if not self.event_idx:
+            return True
+        return need_event(self.avail_event(), new, old)
+
+    async def kick(self, *, force=False):
+        """Notify the device if :meth:`kick_needed` (or ``force``). Returns whether it did."""
+        if not self.kick_needed() and not force:
+            self.kicks_suppressed += 1
+            return False
+        self.kicks += 1
         await self.transport.notify(0)
+        return True
 
     # ---------------------------------------------------------------- completion
 
@@ -314,16 +488,38 @@ class VirtioRngDriver:
             done.append(buffer)
         return done
 
+    def rearm(self):
+        """EVENT_IDX: ``virtqueue_enable_cb``/``_delayed``: write used_event = last_used +
+        delay, then look at used.idx again; if it already passed used_event the interrupt may
+        have been decided against, so harvest and re-arm (delay 0) until it has not. Returns
+        the buffers harvested."""
+        done = []
+        delay = 0
+        if self.interrupt_delay is not None and self.in_flight:
+            delay = self.interrupt_delay(len(self.in_flight))
+            if not 0 <= delay < len(self.in_flight):
+                raise ValueError(f"interrupt delay {delay} with {len(self.in_flight)} "
+                                 f"buffers in flight")
+        while True:
+            self.set_used_event(self.last_used + delay)
+            if (self.used_idx() - self.last_used) & 0xFFFF <= delay:
+                return done
+            done += self.harvest()
+            delay = 0
+
     async def handle_interrupt(self):
         """Wait for an interrupt and service it like ``vm_interrupt`` + ``vring_interrupt``:
-        INTx reads InterruptStatus and acknowledges it; then the used ring is harvested.
-        Returns the buffers that came back."""
+        INTx reads InterruptStatus and acknowledges it; then the used ring is harvested, and
+        with EVENT_IDX used_event re-armed (:meth:`rearm`). Returns the buffers that came
+        back."""
         await self.wait_interrupt()
         self.interrupts += 1
         if not self.msi:
             status = await self.transport.interrupt()
             self.interrupt_status.append(status)
         done = self.harvest()
+        if self.event_idx:
+            done += self.rearm()
         if not done:
             self.empty_interrupts += 1
         return done

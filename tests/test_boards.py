@@ -1,21 +1,23 @@
-"""The board path without a board: every board top elaborates into a build plan, one real
-iCE40 bitstream is built with the YoWASP tools, and the host tool's session runs against the
-simulated demo SoC with its UART at bit level (the same code that drives a real board over a
-serial port)."""
+"""The board path without a board: every board top elaborates into a build plan (both
+devices), one real iCE40 bitstream is built with the YoWASP tools, and the host tool's sessions
+(demo and virtio-rng) run against the simulated demo SoC with its UART at bit level (the same
+code that drives a real board over a serial port)."""
 
 import zlib
 from pathlib import Path
 
 import pytest
+from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
-from virtio_mmio.demo import (CONTROL_BASE, DEMO_ID, MSI_WINDOW, DemoRegister, DemoSoC,
-                              demo_params)
+from virtio_mmio.demo import (CONTROL_BASE, DEMO_ID, GUEST_RAM, MSI_WINDOW, RAM_BASE,
+                              RNG_DEMO_ID, DemoRegister, DemoSoC, GuestRam, RngRegister,
+                              demo_params, rng_demo_params)
 from virtio_mmio_platforms import BAUD, BOARDS, Board, DemoTop, board
 from virtio_mmio_platforms import dfu_suffix
 from virtio_mmio_platforms.build import NAME, build, parse_nextpnr_log, plan
-from virtio_mmio_sim.bridge_host import AmaranthUartTransport, BridgeClient
-from virtio_mmio_sim.host import host_session, simulate_session
+from virtio_mmio_sim.bridge_host import AmaranthUartTransport, BridgeClient, BridgeNak
+from virtio_mmio_sim.host import RNG_ROUNDS, host_session, rng_host_session, simulate_session
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,11 +43,35 @@ def test_demo_soc_validation(kwargs, message):
         DemoSoC(104, **kwargs)
 
 
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(device="net"), "device must be one of demo, rng, not 'net'"),
+    (dict(device="rng", params=rng_demo_params(wishbone_mode="pipelined")),
+     "wishbone_mode 'classic'"),
+    (dict(device="rng", params=demo_params()), "queues must be 1 for the rng device"),
+])
+def test_rng_soc_validation(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DemoSoC(104, **kwargs)
+    with pytest.raises(ValueError, match="device must be one of demo, rng"):
+        DemoTop(BOARDS["icebreaker"], device="net")
+
+
+@pytest.mark.parametrize("window,error,message", [
+    ((0x8000_0000, 0x1800), ValueError, "window size must be a power of two"),
+    ((0x8000_0800, 0x1000), ValueError, "window base must be a 64-bit multiple of its size"),
+    ([0x8000_0000, 0x1000], TypeError, "window must be a \\(base, size\\) tuple"),
+])
+def test_guest_ram_validation(window, error, message):
+    with pytest.raises(error, match=message):
+        GuestRam(window)
+
+
 # ------------------------------------------------------------------------------ build plans
 
-@pytest.mark.parametrize("name", list(BOARDS))
-def test_every_board_elaborates_into_a_build_plan(name):
-    build_plan = plan(name)
+@pytest.mark.parametrize("device,name", [(device, name) for name in BOARDS
+                                         for device in BOARDS[name].devices])
+def test_every_board_elaborates_into_a_build_plan(name, device):
+    build_plan = plan(name, device)
     files = set(build_plan.files)
     assert {f"{NAME}.il", f"{NAME}.ys", f"build_{NAME}.sh"} <= files
     constraints = next(build_plan.files[f] for f in files if f.endswith((".pcf", ".lpf")))
@@ -57,6 +83,29 @@ def test_every_board_elaborates_into_a_build_plan(name):
     divisor = round(platform.default_clk_frequency / BAUD)
     # The baud rate the host assumes is within 1 % of what the divisor gives.
     assert abs(platform.default_clk_frequency / divisor - BAUD) / BAUD < 0.01
+
+
+def test_rng_demo_is_refused_where_it_does_not_fit():
+    """The iCE40UP5K is too small for the rng demo (about 5500 of 5280 logic cells): the
+    top refuses it, naming the boards that take it; every board takes the plain demo."""
+    assert all("demo" in board_.devices for board_ in BOARDS.values())
+    with pytest.raises(ValueError, match="the rng demo does not fit the icebreaker: it needs "
+                                         "more than .* logic cells .*; build it for ulx3s-85f "
+                                         "or orangecrab-r0.2-25f"):
+        plan("icebreaker", "rng")
+    # The SoC itself still elaborates at the iCEBreaker's divisor.
+    Fragment.get(DemoSoC(round(12e6 / BAUD), device="rng"), None)
+
+
+def test_build_command_refuses_the_rng_demo_on_the_icebreaker(capsys):
+    from virtio_mmio.cli import main
+    assert main(["build", "--board", "icebreaker", "--device", "rng"]) == 2
+    assert "the rng demo does not fit the icebreaker" in capsys.readouterr().err
+    assert main(["build", "--list"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert listing[0].endswith("--device demo (not rng: it needs more than the iCE40UP5K's "
+                               "5280 logic cells (about 5500 measured))")
+    assert listing[1].endswith("--device demo, rng")
 
 
 def test_ice40_bitstream_builds(tmp_path):
@@ -115,8 +164,21 @@ def test_host_session_against_the_simulated_soc():
     assert report.leds == 0b11100
 
 
-def _run_on_soc(divisor, body):
-    soc = DemoSoC(divisor, n_leds=4, pulse_cycles=8)
+def test_rng_session_against_the_simulated_soc():
+    """The virtio-rng demo: both rounds (INTx, then MSI) at 4 clocks per UART bit."""
+    report = simulate_session(divisor=4, device="rng")
+    assert report.passed, "\n".join(report.lines())
+    steps = {step.name for step in report.steps}
+    for kind in RNG_ROUNDS:
+        assert {f"{kind}-used", f"{kind}-data"} <= steps
+    assert {"intx-irq", "msi-enable", "msi-message", "buffers"} <= steps
+    # Queue 0's vector is 1; the session leaves no interrupt pending.
+    assert report.messages == [(MSI_WINDOW[0] + 4, 1)]
+    assert report.leds == 0b1000
+
+
+def _run_on_soc(divisor, body, device="demo"):
+    soc = DemoSoC(divisor, n_leds=4, pulse_cycles=8, device=device)
     simulator = Simulator(soc)
     simulator.add_clock(1e-6)
     result = {}
@@ -149,3 +211,117 @@ def test_icebreaker_baud_rate():
     demo_id, status = _run_on_soc(divisor, body)
     assert demo_id == DEMO_ID
     assert status & 0xF == 0            # irq, driver_ok, msi_enabled, msi_error all low
+
+
+def test_sessions_name_the_other_bitstream():
+    """The demo session on the rng SoC (and the other way round) stops at the ID check and
+    says which --device the board carries."""
+    async def body(client):
+        return await host_session(client)
+
+    report = _run_on_soc(4, body, device="rng")
+    step, = report.steps
+    assert not step.ok and "this is the rng demo" in step.detail
+
+    async def body(client):
+        return await rng_host_session(client)
+
+    report = _run_on_soc(4, body)
+    step, = report.steps
+    assert not step.ok and "build it with --device rng" in step.detail
+
+
+def test_rng_soc_guest_ram_over_the_bridge():
+    """The RAM region: words with byte lanes round-trip, past 4 KiB is a bus error; RESTART
+    zeroes the RAM; the control block's ID."""
+    async def body(client):
+        size = GUEST_RAM[1]
+        await client.write_at(RAM_BASE + size - 4, 0x1122_3344)
+        await client.write_at(RAM_BASE + size - 4, 0xAA00_BB00, sel=0b1010)
+        last = await client.read_at(RAM_BASE + size - 4)
+        with pytest.raises(BridgeNak) as nak:
+            await client.read_at(RAM_BASE + size)
+        await client.write_at(CONTROL_BASE + RngRegister.RESTART, 1)
+        cleared = await client.read_at(RAM_BASE + size - 4)
+        return last, nak.value.code.name, cleared, \
+            await client.read_at(CONTROL_BASE + RngRegister.ID)
+
+    last, code, cleared, rng_id = _run_on_soc(4, body, device="rng")
+    assert last == 0xAA22_BB44
+    assert code == "BUS_ERROR"
+    assert cleared == 0
+    assert rng_id == RNG_DEMO_ID
+
+
+def _guest_ram_bench(body):
+    ram = GuestRam((0x8000_0000, 0x100))
+    simulator = Simulator(ram)
+    simulator.add_clock(1e-6)
+    result = {}
+
+    async def testbench(ctx):
+        result["value"] = await body(ctx, ram)
+
+    simulator.add_testbench(testbench)
+    simulator.run()
+    return result["value"]
+
+
+async def _wishbone(ctx, port, adr, *, data=None, sel=0xF):
+    """One classic access; returns (cycles to the answer, ack, err, dat_r)."""
+    ctx.set(port.adr, adr)
+    ctx.set(port.we, data is not None)
+    ctx.set(port.dat_w, data or 0)
+    ctx.set(port.sel, sel)
+    ctx.set(port.cyc, 1)
+    ctx.set(port.stb, 1)
+    cycles = 0
+    while True:
+        await ctx.tick()
+        cycles += 1
+        if ctx.get(port.ack) or ctx.get(port.err):
+            break
+    answer = cycles, ctx.get(port.ack), ctx.get(port.err), ctx.get(port.dat_r)
+    ctx.set(port.cyc, 0)
+    ctx.set(port.stb, 0)
+    return answer
+
+
+def test_guest_ram_ports():
+    """DMA inside the window: ack in one clock; outside: err; the host sees the same words;
+    both ports waiting at once are served one after the other (two clocks for the second)."""
+    async def body(ctx, ram):
+        window_word = 0x8000_0000 >> 2
+        out = {}
+        out["dma_write"] = await _wishbone(ctx, ram.dma, window_word + 3, data=0x0102_0304)
+        out["host_read"] = await _wishbone(ctx, ram.host, 3)
+        out["outside"] = await _wishbone(ctx, ram.dma, window_word + 0x40)
+        out["host_past"] = await _wishbone(ctx, ram.host, 0x40)
+        # Both at once: each port's classic cycle runs on its own.
+        for port, adr, data in ((ram.dma, window_word + 5, 0xAAAA_AAAA),
+                                (ram.host, 6, 0x5555_5555)):
+            ctx.set(port.adr, adr)
+            ctx.set(port.we, 1)
+            ctx.set(port.dat_w, data)
+            ctx.set(port.sel, 0xF)
+            ctx.set(port.cyc, 1)
+            ctx.set(port.stb, 1)
+        answered = {}
+        for cycle in range(1, 4):
+            await ctx.tick()
+            for name, port in (("dma", ram.dma), ("host", ram.host)):
+                if ctx.get(port.ack) and name not in answered:
+                    answered[name] = cycle
+                    ctx.set(port.cyc, 0)
+                    ctx.set(port.stb, 0)
+        out["both"] = answered
+        out["dma_reads_host_word"] = await _wishbone(ctx, ram.dma, window_word + 6)
+        return out
+
+    out = _guest_ram_bench(body)
+    assert out["dma_write"][:3] == (1, 1, 0)
+    assert out["host_read"] == (1, 1, 0, 0x0102_0304)
+    assert out["outside"][1:3] == (0, 1)
+    assert out["host_past"][1:3] == (0, 1)
+    assert sorted(out["both"].values()) == [1, 2]
+    assert out["dma_reads_host_word"][3] == 0x5555_5555

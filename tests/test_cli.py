@@ -97,6 +97,8 @@ def test_generate_writes_artefacts_and_module_name(tmp_path):
     (["linux", "--queues", "2"], "unrecognized arguments"),
     (["build"], "--board is required"),
     (["build", "--board", "de10"], "--board must be one of icebreaker, ulx3s-85f"),
+    (["build", "--board", "ulx3s-85f", "--device", "net"], "--device: invalid choice"),
+    (["host", "--simulate", "--device", "net"], "--device: invalid choice"),
     (["host"], "--port is required"),
     (["host", "--port", "/dev/ttyNOPE"], "cannot open serial port '/dev/ttyNOPE': no such"),
     (["host", "--port", "/dev/ttyNOPE", "--timeout", "0"], "--timeout must be positive"),

@@ -3,7 +3,9 @@
 * Construction and validation, and ``generate --device rng``.
 * Amaranth's simulator: the rng endpoint, the driver model (sim/rng_driver.py) on its
   AXI4-Lite or Wishbone subordinate port and a Python memory model on its DMA port (zero wait
-  or random stalls); a few hundred buffers, malformed rings, and the clocks per buffer.
+  or random stalls); a few hundred buffers (direct chains and indirect tables, with and
+  without EVENT_IDX, every used-buffer event checked against the EVENT_IDX rule), malformed
+  rings and indirect tables, kick and interrupt suppression, and the clocks per buffer.
 * cocotb (marker ``cocotb``): ``virtio_mmio_sim.cocotb_tests.test_rng`` on the generated
   Verilog with Verilator, cocotbext-axi's AxiLiteRam (or a Wishbone RAM model) as guest
   memory; builds cached under ``build/cocotb/rng-<config>/``.
@@ -23,17 +25,22 @@ from virtio_mmio.cli import main as cli_main
 from virtio_mmio.generate import generate_verilog
 from virtio_mmio.params import EndpointParams
 from virtio_mmio.regmap import Feature, Status
-from virtio_mmio.rng import (DEFAULT_SEED, VirtioRngDevice, VirtioRngEndpoint, check_rng_params,
-                             rng_params, rng_port_members)
+from virtio_mmio.rng import (DEFAULT_SEED, RNG_DEFAULT_FEATURES, VirtioRngDevice,
+                             VirtioRngEndpoint, check_rng_params, rng_params, rng_port_members)
 from virtio_mmio_sim.amaranth_bus import AmaranthAxiLite, AmaranthWishbone
 from virtio_mmio_sim.driver import VirtioMmioDriver
-from virtio_mmio_sim.rng_driver import (GuestMemory, RingLayout, UnmappedAccess,
-                                        VirtioRngDriver, Xorshift32, DESC_F_INDIRECT,
-                                        DESC_F_NEXT, DESC_F_WRITE, AVAIL_F_NO_INTERRUPT)
+from virtio_mmio_sim.rng_driver import (EventScoreboard, GuestMemory, RingLayout,
+                                        UnmappedAccess, VirtioRngDriver, Xorshift32,
+                                        need_event, DESC_F_INDIRECT, DESC_F_NEXT, DESC_F_WRITE,
+                                        AVAIL_F_NO_INTERRUPT)
 
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
+
+VERSION_1 = 1 << Feature.VERSION_1
+INDIRECT = 1 << Feature.RING_INDIRECT_DESC
+EVENT_IDX = 1 << Feature.RING_EVENT_IDX
 
 
 # ------------------------------------------------------------------------------ construction
@@ -41,7 +48,10 @@ BUILD = ROOT / "build"
 def test_rng_params_defaults():
     p = rng_params()
     assert (p.device_id, p.queues, p.queue_sizes, p.config_size, p.features) == \
-        (4, 1, (8,), 0, 1 << Feature.VERSION_1)
+        (4, 1, (8,), 0, VERSION_1 | INDIRECT | EVENT_IDX)
+    assert RNG_DEFAULT_FEATURES == VERSION_1 | INDIRECT | EVENT_IDX
+    for features in (VERSION_1, VERSION_1 | INDIRECT, VERSION_1 | EVENT_IDX):
+        assert rng_params(features=features).features == features
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -49,8 +59,7 @@ def test_rng_params_defaults():
     (dict(device_id=1), r"^device_id must be 4"),
     (dict(queue_size=12), r"^queue_size must be a power of two"),
     (dict(config_size=4), r"^config_size must be 0"),
-    (dict(features=(1 << Feature.VERSION_1) | (1 << Feature.RING_INDIRECT_DESC)),
-     r"^features must be a subset of"),
+    (dict(features=VERSION_1 | (1 << Feature.RING_PACKED)), r"^features must be a subset of"),
 ])
 def test_rng_params_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -95,7 +104,7 @@ def test_ports(bus, mode):
     for gone in ("notify_valid", "used_valid", "needs_reset", "q_sel", "cfg_re"):
         assert gone not in members
     for kept in ("irq", "msi_error", "status", "driver_ok", "device_reset", "features",
-                 "rng_busy", "rng_broken", "rng_buffers"):
+                 "rng_busy", "rng_broken", "rng_buffers", "rng_used_event"):
         assert kept in members
 
 
@@ -119,6 +128,17 @@ def test_cli_generate_device_rng(tmp_path, capsys):
     assert "virtio_mmio_endpoint" in text
 
 
+@pytest.mark.parametrize("args,features", [
+    (["--device", "rng"], VERSION_1 | INDIRECT | EVENT_IDX),
+    (["--device", "rng", "--features", hex(VERSION_1)], VERSION_1),
+    ([], VERSION_1),
+])
+def test_cli_device_rng_default_features(args, features):
+    from virtio_mmio.cli import build_parser, params_from_args
+    parsed = build_parser().parse_args(["generate", *args, "-o", "x.v"])
+    assert params_from_args(parsed).features == features
+
+
 @pytest.mark.parametrize("args,option", [
     (["--queues", "2"], "--queues"),
     (["--device-id", "1"], "--device-id"),
@@ -139,6 +159,8 @@ def test_cli_generate_device_rng_errors(tmp_path, capsys, args, option):
 RING_BASE = 0xC0DE_0001_0000_0000
 DATA_BASE = 0x0000_0008_4000_0000
 DATA_SIZE = 0x1_0000
+#: Indirect tables: the upper half of the ring window.
+TABLES = (RING_BASE + 0x800, 0x800)
 
 
 def _memory():
@@ -152,13 +174,15 @@ class AxiLiteMemoryModel:
     """A Python AXI4-Lite subordinate on ``m_dma_axil_*`` serving :class:`GuestMemory`: one
     access at a time, answered in the cycle after the handshake (zero wait), or with random
     readiness and answer delays when ``stall`` > 0. Unmapped addresses answer SLVERR.
-    ``writes`` records ``(address, data, strobe)``; ``log`` every access in order."""
+    ``writes`` records ``(address, data, strobe)``; ``log`` every access in order;
+    ``read_hooks`` are called with ``(address, word)`` for every read served."""
 
     def __init__(self, dut, memory, *, stall=0.0, seed=0):
         self.dut, self.memory, self.stall = dut, memory, stall
         self.rng = random.Random(seed)
         self.writes = []
         self.log = []
+        self.read_hooks = []
 
     def _pause(self):
         return self.stall and self.rng.random() < self.stall
@@ -192,6 +216,8 @@ class AxiLiteMemoryModel:
             if arv and arr:
                 try:
                     read_answer = (self.memory.read_u32(ara), 0)
+                    for hook in self.read_hooks:
+                        hook(ara, read_answer[0])
                 except UnmappedAccess:
                     read_answer = (0, 2)
                 self.log.append(("R", ara))
@@ -226,6 +252,7 @@ class WishboneMemoryModel:
         self.rng = random.Random(seed)
         self.pipelined = hasattr(dut, "m_dma_wb_stall")
         self.writes = []
+        self.read_hooks = []
 
     async def process(self, ctx):
         d = self.dut
@@ -257,7 +284,10 @@ class WishboneMemoryModel:
     def _serve(self, address, we, data, sel):
         try:
             if not we:
-                return self.memory.read_u32(address), 0
+                word = self.memory.read_u32(address)
+                for hook in self.read_hooks:
+                    hook(address, word)
+                return word, 0
             self.writes.append((address, data, sel))
             raw = data.to_bytes(4, "little")
             for lane in range(4):
@@ -268,19 +298,57 @@ class WishboneMemoryModel:
             return 0, 1
 
 
-def simulate_rng(params, body, *, stall=0.0, seed=1, timeout_cycles=400_000):
+def simulate_rng(params, body, *, stall=0.0, seed=1, timeout_cycles=400_000,
+                 interrupt_delay=None):
     """Run ``body(ctx, dut, driver, model)`` against the rng endpoint of ``params`` with a
     memory model on its DMA port; ``driver`` is a :class:`VirtioRngDriver` waiting on the
-    ``irq`` pin."""
+    ``irq`` pin, with indirect tables in :data:`TABLES`. Whenever the driver negotiated
+    EVENT_IDX, ``model.scoreboard`` (an :class:`EventScoreboard`) replays every used-buffer
+    event decision of the device (its used_event reads, its ``rng_used_event`` pulses, device
+    resets); the run fails on any mismatch. ``model.busy_rises`` and ``model.events`` are the
+    cycles at which ``rng_busy`` rose and ``rng_used_event`` pulsed."""
     dut = VirtioRngEndpoint(params)
     memory = _memory()
     if params.bus == "axil":
         model = AxiLiteMemoryModel(dut, memory, stall=stall, seed=seed)
     else:
         model = WishboneMemoryModel(dut, memory, stall=stall, seed=seed)
+    model.scoreboard = scoreboard = EventScoreboard()
+    layout = RingLayout.packed(params.queue_sizes[0], RING_BASE + 0x100)
+    drivers = []
+
+    def event_idx():
+        return drivers and drivers[0].event_idx and drivers[0].layout == layout
+
+    def on_read(address, word):
+        if event_idx() and address == layout.used_event & ~3:
+            used_event = word >> 8 * (layout.used_event & 3) & 0xFFFF
+            scoreboard.decision(memory.read_u16(layout.used + 2), used_event)
+
+    model.read_hooks.append(on_read)
+
+    model.busy_rises, model.events = [], []
+
+    async def event_monitor(ctx):
+        cycle = 0
+        was_busy = False
+        async for _, _, event, device_reset, busy in ctx.tick().sample(
+                dut.rng_used_event, dut.device_reset, dut.rng_busy):
+            cycle += 1
+            if busy and not was_busy:
+                model.busy_rises.append(cycle)
+            was_busy = busy
+            if event:
+                model.events.append(cycle)
+            if device_reset:
+                scoreboard.reset()
+            if event and event_idx():
+                scoreboard.event()
+
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_process(model.process)
+    sim.add_process(event_monitor)
     finished = []
 
     async def testbench(ctx):
@@ -295,10 +363,13 @@ def simulate_rng(params, body, *, stall=0.0, seed=1, timeout_cycles=400_000):
             if not ctx.get(dut.irq):
                 await ctx.tick().until(dut.irq)
 
-        layout = RingLayout.packed(params.queue_sizes[0], RING_BASE + 0x100)
         driver = VirtioRngDriver(VirtioMmioDriver(bus, params.profile), memory, layout,
-                                 wait_interrupt=wait_irq)
+                                 wait_interrupt=wait_irq, tables=TABLES,
+                                 interrupt_delay=interrupt_delay)
+        drivers.append(driver)
         await body(ctx, dut, driver, model)
+        # The last decision's event, if one is due, is a cycle behind the used ring.
+        await ctx.tick().repeat(4)
         finished.append(True)
 
     sim.add_testbench(testbench)
@@ -314,6 +385,7 @@ def simulate_rng(params, body, *, stall=0.0, seed=1, timeout_cycles=400_000):
         if expired:
             raise TimeoutError(f"testbench did not finish within {timeout_cycles} cycles")
     assert finished
+    assert not scoreboard.finish(), scoreboard.errors[:5]
     return dut
 
 
@@ -321,6 +393,15 @@ def _random_segments(rng, allocator, max_segments=3):
     count = rng.choice((1, 1, 1, 2, max_segments))
     return [(allocator(length), length)
             for length in (rng.randint(1, 256) for _ in range(count))]
+
+
+def _random_indirect(rng, driver, segments):
+    """How to post ``segments``: direct, all in an indirect table, or (chains) the first one
+    direct and the rest in a table — at random when INDIRECT_DESC was negotiated."""
+    if not driver.indirect:
+        return False
+    choices = [False, True] + ([1] if len(segments) > 1 else [])
+    return rng.choice(choices)
 
 
 def _allocator(rng, slot_size=512):
@@ -335,79 +416,157 @@ def _allocator(rng, slot_size=512):
     return allocate
 
 
-@pytest.mark.parametrize("bus,mode,stall", [
-    ("axil", "classic", 0.0), ("axil", "classic", 0.4),
-    ("wishbone", "classic", 0.3), ("wishbone", "pipelined", 0.3),
+@pytest.mark.parametrize("bus,mode,stall,features", [
+    ("axil", "classic", 0.0, VERSION_1 | INDIRECT | EVENT_IDX),
+    ("axil", "classic", 0.4, VERSION_1 | INDIRECT),
+    ("wishbone", "classic", 0.3, VERSION_1 | EVENT_IDX),
+    ("wishbone", "pipelined", 0.3, VERSION_1 | INDIRECT | EVENT_IDX),
 ])
-def test_simulated_traffic(bus, mode, stall):
-    """300 buffers of random lengths and chains; every one comes back once with its length
-    and the predicted bytes; the interrupt never comes before the used index."""
+def test_simulated_traffic(bus, mode, stall, features):
+    """250 buffers of random lengths and chains, direct or in indirect tables when the driver
+    negotiated INDIRECT_DESC; with EVENT_IDX the driver kicks only when avail_event asks and
+    lets a random number of used buffers pass before its next interrupt. Every buffer comes
+    back once with its length and the predicted bytes; the scoreboard checks every
+    used-buffer event decision."""
+    count = 250
     params = rng_params(profile="plain-v2", bus=bus, wishbone_mode=mode)
     rng = random.Random(7)
     predictor = Xorshift32(DEFAULT_SEED)
 
     async def body(ctx, dut, driver, model):
-        await driver.initialize()
+        await driver.initialize(driver_features=features)
+        assert driver.features == features
         posted = []
         returned = []
         allocate = _allocator(rng)
-        while len(returned) < 300:
-            while len(posted) - len(returned) < 6 and len(posted) < 300:
+        while len(returned) < count:
+            while len(posted) - len(returned) < 6 and len(posted) < count:
                 segments = _random_segments(rng, allocate)
-                if not driver.can_post(len(segments)):
+                indirect = _random_indirect(rng, driver, segments)
+                if not driver.can_post(len(segments), indirect):
                     break
-                posted.append(driver.post(segments))
+                posted.append(driver.post(segments, indirect=indirect))
             await driver.kick()
-            for buffer in await driver.wait_used(1):
+            # Now and then one more while the device is (probably) still at work: with
+            # EVENT_IDX avail_event is behind, so the kick is left out.
+            # With EVENT_IDX, re-arm used_event then, letting a random number of the buffers
+            # in flight pass: a batch that ends short of it raises no event.
+            done = []
+            if len(posted) < count and driver.can_post(1) and rng.random() < 0.5:
+                await ctx.tick().repeat(rng.randint(1, 60))
+                posted.append(driver.post([(allocate(16), 16)]))
+                await driver.kick()
+                if driver.event_idx:
+                    done += driver.rearm()
+            if not done and driver.event_idx and rng.random() < 0.15:
+                # A polling round: used_event left behind the used index, so the batches
+                # now ending must raise nothing; then re-armed.
+                driver.set_used_event(driver.last_used - rng.randint(1, 4))
+                while driver.used_idx() != driver.avail_idx or ctx.get(dut.rng_busy):
+                    await ctx.tick()
+                await ctx.tick().repeat(4)
+                done = driver.harvest() + driver.rearm()
+            if not done:
+                done = await driver.wait_used(1)
+            for buffer in done:
                 expected = b"".join(predictor.fill(a, n) for a, n in buffer.segments)
                 assert buffer.data == expected
                 returned.append(buffer)
-        assert [b.head for b in returned] == [b.head for b in posted]
+        assert [id(b) for b in returned] == [id(b) for b in posted]
         assert not await driver.needs_reset()
-        assert ctx.get(dut.rng_buffers) == 300
+        assert ctx.get(dut.rng_buffers) == count
+        if features & INDIRECT:
+            assert sum(b.table is not None for b in posted) > count // 3
+        if features & EVENT_IDX:
+            assert driver.kicks_suppressed > 0 and driver.kicks > 0
+            assert model.scoreboard.raised > 0 and model.scoreboard.suppressed > 0
+        else:
+            assert driver.kicks_suppressed == 0
 
-    simulate_rng(params, body, stall=stall)
+    delay_rng = random.Random(11)
+    simulate_rng(params, body, stall=stall,
+                 interrupt_delay=lambda in_flight: delay_rng.randrange(in_flight))
 
 
-def test_clocks_per_buffer():
-    """The latency figures of the docstring: kick → irq for one 64-byte buffer and a batch
-    of eight, zero-wait memory."""
+@pytest.mark.parametrize("features", [VERSION_1 | INDIRECT, VERSION_1 | INDIRECT | EVENT_IDX])
+def test_clocks_per_buffer(features):
+    """The latency figures of the docstring: leaving idle → used-buffer event (``irq`` one
+    clock later) for one 64-byte buffer, a batch of eight, and one 64-byte buffer through an
+    indirect table; zero-wait memory."""
     params = rng_params(profile="plain-v2")
     figures = {}
 
     async def body(ctx, dut, driver, model):
-        await driver.initialize()
-        for count in (1, 8):
+        await driver.initialize(driver_features=features)
+        for name, count, indirect in (("1", 1, False), ("8", 8, False),
+                                      ("indirect", 1, True)):
             for i in range(count):
-                driver.post([(DATA_BASE + 0x100 * i, 64)])
-            await driver.kick()
-            start = None
-            cycles = 0
-            while not ctx.get(dut.irq):
-                if start is None and ctx.get(dut.rng_busy):
-                    start = cycles
-                await ctx.tick()
-                cycles += 1
-            figures[count] = cycles - start
+                driver.post([(DATA_BASE + 0x100 * i, 64)], indirect=indirect)
+            assert await driver.kick()
             await driver.wait_used(count)
+            event = model.events[-1]
+            figures[name] = event - max(r for r in model.busy_rises if r < event)
         assert await driver.transport.read("InterruptStatus") == 0
 
     simulate_rng(params, body)
-    print(f"kick -> irq, 64-byte buffers: {figures}")
-    # busy rises the cycle after the kick is taken; irq one cycle after used_valid.
-    assert figures[1] <= 56, figures
-    assert figures[8] <= 56 + 7 * 48, figures
+    print(f"leaving idle -> used event, 64-byte buffers, features {features:#x}: {figures}")
+    # Two clocks per access; EVENT_IDX adds the avail_event write to every batch.
+    single = 53 + (2 if features & EVENT_IDX else 0)
+    assert figures == {"1": single, "8": single + 7 * 48, "indirect": single + 8}, figures
+
+
+def _table_entry(address, length, flags, following=0):
+    return struct.pack("<QIHH", address, length, flags, following)
+
+
+def _malformed_indirect(driver, case):
+    """Publish a buffer whose indirect table (or the descriptor pointing at it) is malformed.
+    The table lies at the start of the driver's table area; entry 0 is always good."""
+    table = driver.tables[0]
+    good = _table_entry(DATA_BASE, 8, DESC_F_WRITE | DESC_F_NEXT, 1)
+    entries, length, flags, address = None, None, DESC_F_INDIRECT, table
+    if case == "indirect-not-negotiated":
+        entries = [_table_entry(DATA_BASE, 8, DESC_F_WRITE)]
+    elif case == "indirect-len-0":
+        entries, length = [_table_entry(DATA_BASE, 8, DESC_F_WRITE)], 0
+    elif case == "indirect-len-not-16":
+        entries, length = [good, _table_entry(DATA_BASE + 8, 8, DESC_F_WRITE)], 24
+    elif case == "indirect-with-next":
+        entries, flags = [_table_entry(DATA_BASE, 8, DESC_F_WRITE)], DESC_F_INDIRECT | DESC_F_NEXT
+    elif case == "indirect-nested":
+        entries = [good, _table_entry(table, 16, DESC_F_WRITE | DESC_F_INDIRECT)]
+    elif case == "indirect-next-out-of-range":
+        # Index 2 is inside the ring's descriptor table, but not inside this 2-entry table.
+        entries = [good, _table_entry(DATA_BASE + 8, 8, DESC_F_WRITE | DESC_F_NEXT, 2)]
+    elif case == "indirect-loop":
+        entries = [good, _table_entry(DATA_BASE + 8, 8, DESC_F_WRITE | DESC_F_NEXT, 0)]
+    elif case == "indirect-read-only":
+        entries = [good, _table_entry(DATA_BASE + 8, 8, 0)]
+    elif case == "indirect-misaligned":
+        entries, address = [_table_entry(DATA_BASE, 8, DESC_F_WRITE)], table + 2
+    else:
+        raise ValueError(case)
+    raw = b"".join(entries)
+    driver.memory.write(address, raw)
+    driver.write_descriptor(0, address, len(raw) if length is None else length, flags, 1)
+    driver.publish(0)
+
+
+MALFORMED_INDIRECT = ("indirect-not-negotiated", "indirect-len-0", "indirect-len-not-16",
+                      "indirect-with-next", "indirect-nested", "indirect-next-out-of-range",
+                      "indirect-loop", "indirect-read-only", "indirect-misaligned")
 
 
 @pytest.mark.parametrize("case", ["head-out-of-range", "next-out-of-range", "loop",
-                                  "zero-length", "read-only", "indirect", "dma-error",
-                                  "avail-too-far", "misaligned-used"])
+                                  "zero-length", "read-only", "dma-error",
+                                  "avail-too-far", "misaligned-used", *MALFORMED_INDIRECT])
 def test_malformed_ring(case):
     params = rng_params(profile="plain-v2")
     predictor = Xorshift32(DEFAULT_SEED)
+    features = VERSION_1 | EVENT_IDX if case == "indirect-not-negotiated" else None
 
     async def body(ctx, dut, driver, model):
-        await driver.initialize()
+        await driver.initialize(driver_features=features)
         layout = driver.layout
         good = driver.post([(DATA_BASE, 16)])
         await driver.kick()
@@ -430,16 +589,15 @@ def test_malformed_ring(case):
         elif case == "read-only":
             driver.write_descriptor(0, DATA_BASE, 8, 0)
             driver.publish(0)
-        elif case == "indirect":
-            driver.write_descriptor(0, DATA_BASE, 16, DESC_F_WRITE | DESC_F_INDIRECT)
-            driver.publish(0)
+        elif case.startswith("indirect"):
+            _malformed_indirect(driver, case)
         elif case == "dma-error":
             driver.write_descriptor(0, 0xDEAD_0000_0000_0000, 8, DESC_F_WRITE)
             driver.publish(0)
         elif case == "avail-too-far":
             driver.avail_idx = (driver.avail_idx + layout.size + 1) & 0xFFFF
             driver.memory.write_u16(layout.avail + 2, driver.avail_idx)
-        await driver.kick() if case != "misaligned-used" else None
+        await driver.kick(force=True) if case != "misaligned-used" else None
         if case == "misaligned-used":
             # A used ring off its 4-byte alignment is refused at the first kick.
             await driver.reset()
@@ -447,7 +605,7 @@ def test_malformed_ring(case):
             driver.layout = bad
             await driver.initialize()
             driver.post([(DATA_BASE, 16)])
-            await driver.kick()
+            await driver.kick(force=True)
         await ctx.tick().repeat(400)
         status = await driver.status()
         assert status & Status.DEVICE_NEEDS_RESET, f"{status:#x}"
@@ -456,7 +614,7 @@ def test_malformed_ring(case):
         assert await driver.transport.read("InterruptStatus") & 2
         # Stopped: a further kick does nothing.
         used_now = driver.memory.read_u16(driver.layout.used + 2)
-        await driver.kick()
+        await driver.kick(force=True)
         await ctx.tick().repeat(200)
         assert driver.memory.read_u16(driver.layout.used + 2) == used_now
         assert not ctx.get(dut.rng_busy)
@@ -467,11 +625,12 @@ def test_malformed_ring(case):
         driver.layout = layout
         await driver.reset()
         assert not ctx.get(dut.rng_broken)
-        await driver.initialize()
-        buffer = driver.post([(DATA_BASE + 0x800, 20)])
-        await driver.kick()
+        await driver.initialize(driver_features=features)
+        indirect = driver.indirect
+        buffer = driver.post([(DATA_BASE + 0x800, 20)], indirect=indirect)
+        assert await driver.kick()
         (back,) = await driver.wait_used(1)
-        assert back is buffer
+        assert back is buffer and back.used_length == 20
         assert not await driver.needs_reset()
         # The generator kept running: resynchronise on the words the failed session wrote.
         data_writes = [w for w in model.writes if not RING_BASE <= w[0] < RING_BASE + 0x1000]
@@ -485,12 +644,13 @@ def test_malformed_ring(case):
 
 
 def test_no_interrupt_flag_and_reset_mid_work():
-    """VRING_AVAIL_F_NO_INTERRUPT suppresses the used event (the buffers are still used); a
-    device reset while the device is busy leaves it idle with indices at 0."""
+    """Without EVENT_IDX, VRING_AVAIL_F_NO_INTERRUPT suppresses the used event (the buffers
+    are still used); a device reset while the device is busy leaves it idle with indices at
+    0."""
     params = rng_params(profile="plain-v2")
 
     async def body(ctx, dut, driver, model):
-        await driver.initialize()
+        await driver.initialize(driver_features=VERSION_1 | INDIRECT)
         driver.set_avail_flags(AVAIL_F_NO_INTERRUPT)
         driver.post([(DATA_BASE, 32)])
         await driver.kick()
@@ -518,22 +678,120 @@ def test_no_interrupt_flag_and_reset_mid_work():
     simulate_rng(params, body)
 
 
+def test_event_idx_suppression():
+    """EVENT_IDX: the device writes avail_event (its next available index, lanes 1:0 only)
+    after each batch; a buffer posted while it works needs no kick; used_event holds the
+    interrupt back until used.idx passes it, and avail.flags is ignored."""
+    params = rng_params(profile="plain-v2")
+
+    async def body(ctx, dut, driver, model):
+        async def settle():
+            """Until every available buffer is used and the device is idle."""
+            while driver.used_idx() != driver.avail_idx or ctx.get(dut.rng_busy):
+                await ctx.tick()
+            await ctx.tick().repeat(4)
+
+        await driver.initialize()
+        assert driver.event_idx and driver.indirect
+        layout = driver.layout
+        sentinel = 0xA5A5
+        driver.memory.write_u16(layout.avail_event + 2, sentinel)
+        # Unsuppressed kick and interrupt.
+        first = driver.post([(DATA_BASE, 1024)])
+        assert await driver.kick()
+        await ctx.tick().repeat(30)
+        assert ctx.get(dut.rng_busy)
+        # Posted while the device works: avail_event still says 0, so no kick is needed.
+        second = driver.post([(DATA_BASE + 0x800, 32)], indirect=True)
+        assert not await driver.kick()
+        assert driver.kicks_suppressed == 1
+        assert await driver.wait_used(2) == [first, second]
+        await settle()
+        assert driver.avail_event() == 2
+        assert driver.memory.read_u16(layout.avail_event + 2) == sentinel
+        avail_event_writes = [w for w in model.writes if w[0] == layout.avail_event & ~3]
+        assert avail_event_writes and all(w[2] == 0b0011 for w in avail_event_writes)
+
+        # used_event = last_used + 2: the next two buffers (one batch each) raise nothing,
+        # the third does; avail.flags NO_INTERRUPT changes nothing.
+        driver.set_avail_flags(AVAIL_F_NO_INTERRUPT)
+        driver.set_used_event(driver.last_used + 2)
+        for i in range(2):
+            driver.post([(DATA_BASE + 64 * i, 64)])
+            assert await driver.kick()
+            await settle()
+            assert not ctx.get(dut.irq)
+        assert len(driver.harvest()) == 2
+        third = driver.post([(DATA_BASE, 64)])
+        assert await driver.kick()
+        assert await driver.wait_used(1) == [third]
+        assert model.scoreboard.suppressed == 2
+
+        # used_event left behind (a driver polling without re-arming): it was passed before
+        # the last decision, so no interrupt.
+        driver.set_avail_flags(0)
+        driver.set_used_event(driver.last_used - 1)
+        driver.post([(DATA_BASE, 8)])
+        assert await driver.kick()
+        await settle()
+        assert not ctx.get(dut.irq) and len(driver.harvest()) == 1
+        # Re-armed: the next one interrupts again.
+        assert driver.rearm() == []
+        last = driver.post([(DATA_BASE, 8)])
+        assert await driver.kick()
+        assert await driver.wait_used(1) == [last]
+        assert model.scoreboard.raised == 4 and model.scoreboard.suppressed == 3
+
+    simulate_rng(params, body)
+
+
+@pytest.mark.parametrize("event,new,old,expected", [
+    (0, 1, 0, True), (1, 1, 0, False), (4, 5, 2, True), (4, 4, 2, False), (2, 5, 3, False),
+    (0xFFFF, 0, 0xFFFE, True), (0xFFFF, 0xFFFF, 0xFFFE, False), (10, 12, 12, False),
+])
+def test_need_event(event, new, old, expected):
+    assert need_event(event, new, old) is expected
+
+
+def test_event_scoreboard():
+    board = EventScoreboard()
+    board.decision(1, 0)
+    board.event()
+    board.decision(2, 5)
+    board.decision(6, 5)
+    assert board.finish() == [] or "required" in board.errors[0]
+    assert len(board.errors) == 1 and "required" in board.errors[0]
+    board = EventScoreboard()
+    board.decision(3, 7)
+    board.event()
+    board.event()
+    assert "suppressed" in board.finish()[0]
+    board = EventScoreboard()
+    board.event()
+    assert "without a decision" in board.errors[0]
+
+
 # ------------------------------------------------------------------------------ cocotb
 
 from virtio_mmio_sim.cocotb_build import build, failures, prepare_simulator  # noqa: E402
-from virtio_mmio_sim.cocotb_tests.test_rng import (BUFFERS_ENV, MSI_ENV,  # noqa: E402
-                                                   PARAMS_ENV)
+from virtio_mmio_sim.cocotb_tests.test_rng import (BUFFERS_ENV, FEATURES_ENV,  # noqa: E402
+                                                   MSI_ENV, PARAMS_ENV)
 
 
-#: Build directory name -> (parameters, buffers of the traffic test, MSI).
+#: Build directory name -> (parameters, buffers of the traffic test, MSI, features the driver
+#: accepts). The device offers VERSION_1, INDIRECT_DESC and EVENT_IDX in every configuration;
+#: the drivers take all of them, INDIRECT_DESC only, or VERSION_1 only.
 COCOTB_CONFIGS = {
-    "rng-axil-plain-v2": (rng_params(profile="plain-v2", bus="axil"), 2000, False),
-    "rng-axil-seed-msi": (rng_params(profile="seed", bus="axil"), 1000, True),
+    "rng-axil-plain-v2": (rng_params(profile="plain-v2", bus="axil"), 1800, False,
+                          VERSION_1 | INDIRECT | EVENT_IDX),
+    "rng-axil-seed-msi": (rng_params(profile="seed", bus="axil"), 900, True,
+                          VERSION_1 | INDIRECT | EVENT_IDX),
     "rng-wishbone-pipelined-plain-v2": (
-        rng_params(profile="plain-v2", bus="wishbone", wishbone_mode="pipelined"), 1000, False),
+        rng_params(profile="plain-v2", bus="wishbone", wishbone_mode="pipelined"), 900, False,
+        VERSION_1 | INDIRECT),
     "rng-wishbone-classic-seed-intx": (
         rng_params(profile="seed", bus="wishbone", wishbone_mode="classic", queue_size=16),
-        500, False),
+        500, False, VERSION_1),
 }
 
 
@@ -547,7 +805,7 @@ def verilator_ready():
 def test_cocotb_rng(name, verilator_ready):
     from cocotb_tools.check_results import get_results
 
-    params, buffers, msi = COCOTB_CONFIGS[name]
+    params, buffers, msi, features = COCOTB_CONFIGS[name]
     build_dir = BUILD / "cocotb" / name
     runner = build(params, build_dir, device="rng")
     test_dir = build_dir / "rng"
@@ -558,7 +816,8 @@ def test_cocotb_rng(name, verilator_ready):
                     hdl_toplevel=params.name, hdl_toplevel_lang="verilog", build_dir=build_dir,
                     test_dir=test_dir, results_xml=str(results),
                     extra_env={PARAMS_ENV: json.dumps(params.as_dict()),
-                               BUFFERS_ENV: str(buffers), MSI_ENV: "1" if msi else "0"})
+                               BUFFERS_ENV: str(buffers), MSI_ENV: "1" if msi else "0",
+                               FEATURES_ENV: hex(features)})
     except SystemExit as stop:
         if not results.exists():
             pytest.fail(f"{name}: the simulation ended without results (exit {stop.code})")

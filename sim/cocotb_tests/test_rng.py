@@ -8,14 +8,23 @@ channel, and — in profiles with MSI — cocotbext-axi's write RAM on the MSI p
 receiver. The rings lie at guest-physical addresses with the top address bits set, the buffers
 in a second window, so every address bit of the DMA port is exercised.
 
+Buffers are direct chains or indirect tables (when the driver negotiated INDIRECT_DESC); with
+EVENT_IDX the driver kicks only when avail_event asks for it, re-arms used_event with random
+delays and sometimes polls with used_event left behind, and an
+:class:`~virtio_mmio_sim.rng_driver.EventScoreboard` checks every used-buffer event decision of
+the device (never an event EVENT_IDX suppresses, never one missed).
+
 The DUT's parameters arrive as JSON in ``VIRTIO_MMIO_PARAMS``; the number of buffers of the
-traffic test in ``VIRTIO_MMIO_RNG_BUFFERS``; whether to use MSI in ``VIRTIO_MMIO_RNG_MSI``.
+traffic test in ``VIRTIO_MMIO_RNG_BUFFERS``; whether to use MSI in ``VIRTIO_MMIO_RNG_MSI``; the
+features the driver accepts (if offered) in ``VIRTIO_MMIO_RNG_FEATURES`` (default: those stock
+Linux keeps).
 """
 
 import json
 import logging
 import os
 import random
+import struct
 
 import cocotb
 from cocotb.clock import Clock
@@ -25,18 +34,20 @@ from virtio_mmio.params import EndpointParams
 from virtio_mmio.regmap import Status
 from virtio_mmio.rng import DEFAULT_SEED
 from virtio_mmio_sim.cocotb_bus import backend_for, random_pauses, signal_value as value
-from virtio_mmio_sim.cocotb_dma import AxiLiteGuestRam, DmaMonitor, WishboneGuestRam
+from virtio_mmio_sim.cocotb_dma import (AxiLiteGuestRam, DmaMonitor, UsedEventMonitor,
+                                        WishboneGuestRam)
 from virtio_mmio_sim.cocotb_msi import (AxiLiteMsiRam, MsiLayout, MsiReceiver,
                                         WishboneMsiSubordinate)
 from virtio_mmio_sim.driver import VirtioMmioDriver
 from virtio_mmio_sim.rng_driver import (DESC_F_INDIRECT, DESC_F_NEXT, DESC_F_WRITE,
-                                        AVAIL_F_NO_INTERRUPT, RingLayout, VirtioRngDriver,
-                                        Xorshift32)
+                                        AVAIL_F_NO_INTERRUPT, EventScoreboard, RingLayout,
+                                        VirtioRngDriver, Xorshift32)
 
 
 PARAMS_ENV = "VIRTIO_MMIO_PARAMS"
 BUFFERS_ENV = "VIRTIO_MMIO_RNG_BUFFERS"
 MSI_ENV = "VIRTIO_MMIO_RNG_MSI"
+FEATURES_ENV = "VIRTIO_MMIO_RNG_FEATURES"
 
 CLOCK_NS = 10
 #: Guest-physical layout: the rings in a page with the top bits set, buffers in a 64 KiB
@@ -48,6 +59,8 @@ DATA_SIZE = 0x1_0000
 SLOT = 512
 #: An address no window maps.
 UNMAPPED = 0xDEAD_BEEF_0000_0000
+#: Indirect tables: the upper half of the ring page (read by the device, never written).
+TABLES = (RING_BASE + 0x800, 0x800)
 
 log = logging.getLogger("cocotb.virtio_mmio.rng")
 
@@ -60,6 +73,7 @@ def load_params():
 PARAMS = load_params()
 BUFFERS = int(os.environ.get(BUFFERS_ENV, "500"))
 USE_MSI = os.environ.get(MSI_ENV, "0") == "1"
+FEATURES = int(os.environ[FEATURES_ENV], 0) if os.environ.get(FEATURES_ENV) else None
 
 
 class Bench:
@@ -95,6 +109,8 @@ class Bench:
         self.bus = None
         self.driver = None
         self.monitor = None
+        self.scoreboard = EventScoreboard()
+        self.delay_rng = random.Random(seed + 100)
 
     def _config_message(self):
         self.config_messages += 1
@@ -107,6 +123,15 @@ class Bench:
                 if strobe != 0b1100:
                     self.write_errors.append(f"used.idx write with strobe {strobe:#x} "
                                              f"(used.flags clobbered)")
+            elif address == layout.avail_event & ~3:
+                # EVENT_IDX only: the device's next available index, which (buffers used in
+                # order, one used element each) is the used index it last wrote.
+                used_idx = self.memory.read_u16(layout.used + 2)
+                if self.driver is None or not self.driver.event_idx:
+                    self.write_errors.append("avail_event written without EVENT_IDX")
+                elif strobe != 0b0011 or word & 0xFFFF != used_idx:
+                    self.write_errors.append(f"avail_event write {word:#010x} strobe "
+                                             f"{strobe:#x}, used.idx is {used_idx}")
             elif not (layout.used + 4 <= address < used_end and strobe == 0xF):
                 self.write_errors.append(f"ring write at {address:#x} strobe {strobe:#x} "
                                          f"outside the used elements")
@@ -126,10 +151,14 @@ class Bench:
         await RisingEdge(dut.clk)
         self.bus = backend_for(self.dut, self.p.bus)
         transport = VirtioMmioDriver(self.bus, self.p.profile)
-        self.driver = VirtioRngDriver(transport, self.memory, self.layout,
-                                      wait_interrupt=self._wait_interrupt, msi=self.msi)
+        self.driver = VirtioRngDriver(
+            transport, self.memory, self.layout, wait_interrupt=self._wait_interrupt,
+            msi=self.msi, tables=TABLES,
+            interrupt_delay=lambda in_flight: self.delay_rng.randrange(in_flight))
         self.monitor = DmaMonitor(dut, self.p.bus, self.driver.used_idx)
         self.monitor.check = not self.msi
+        UsedEventMonitor(dut, self.ram, self.layout, self.scoreboard,
+                         lambda: self.driver.event_idx)
 
     def backpressure(self, on=True):
         rng = self.rng if on else None
@@ -148,8 +177,9 @@ class Bench:
         elif not value(self.dut.irq):
             await RisingEdge(self.dut.irq)
 
-    async def bring_up(self):
-        await self.driver.initialize()
+    async def bring_up(self, driver_features=None):
+        await self.driver.initialize(
+            driver_features=FEATURES if driver_features is None else driver_features)
         if self.msi:
             vectors = {v: self.msi_layout.good(v) for v in (0, 1)}
             for vector, (address, data) in vectors.items():
@@ -165,18 +195,40 @@ class Bench:
             return DATA_BASE + slot * SLOT + self.rng.randrange(0, SLOT - length + 1)
         return allocate
 
-    def check(self):
+    async def settle(self):
+        """Until every available buffer is used and the device is idle (and the last
+        decision's event, if any, is out)."""
+        driver = self.driver
+        while driver.used_idx() != driver.avail_idx or value(self.dut.rng_busy):
+            await ClockCycles(self.dut.clk, 1)
+        await ClockCycles(self.dut.clk, 4)
+
+    async def check(self):
+        await self.settle()
         assert not self.write_errors, self.write_errors[:5]
         assert not self.monitor.violations, self.monitor.violations[:5]
         errors = getattr(self.ram, "errors", []) + getattr(self.msi_ram, "errors", [])
         assert not errors, errors[:5]
+        errors = self.scoreboard.finish()
+        assert not errors, errors[:5]
+
+
+def _indirect_choice(rng, driver, segments):
+    """Direct, all in an indirect table, or the first segment direct and the rest in a table
+    (when INDIRECT_DESC was negotiated)."""
+    if not driver.indirect:
+        return False
+    return rng.choice([False, True] + ([1] if len(segments) > 1 else []))
 
 
 async def traffic(bench, count, predictor, *, max_segments=3):
-    """Post ``count`` buffers of random lengths 1..256, chained at random, keeping the ring
-    partly full and kicking after each burst; check every one comes back once, in order, with
-    its length and the predicted bytes. Returns the buffers."""
-    driver, rng = bench.driver, bench.rng
+    """Post ``count`` buffers of random lengths 1..256, chained at random, direct or through
+    indirect tables, keeping the ring partly full and kicking after each burst (with EVENT_IDX
+    only when avail_event asks); now and then one more while the device works, and with
+    EVENT_IDX a re-arm with a random delay or a polling round with used_event left behind.
+    Check every one comes back once, in order, with its length and the predicted bytes.
+    Returns the buffers."""
+    driver, rng, dut = bench.driver, bench.rng, bench.dut
     allocate = bench.allocator()
     posted, returned = [], []
     size = driver.layout.size
@@ -187,13 +239,27 @@ async def traffic(bench, count, predictor, *, max_segments=3):
             segments = [(allocate(n), n) for n in
                         (rng.randint(1, 256) for _ in range(rng.choice(
                             (1, 1, 1, 2, max_segments))))]
-            if not driver.can_post(len(segments)):
+            indirect = _indirect_choice(rng, driver, segments)
+            if not driver.can_post(len(segments), indirect):
                 break
-            posted.append(driver.post(segments))
+            posted.append(driver.post(segments, indirect=indirect))
             added += 1
         if added:
             await driver.kick()
-        for buffer in await driver.wait_used(1):
+        done = []
+        if len(posted) < count and driver.can_post(1) and rng.random() < 0.4:
+            await ClockCycles(dut.clk, rng.randint(1, 80))
+            posted.append(driver.post([(allocate(16), 16)]))
+            await driver.kick()
+            if driver.event_idx:
+                done += driver.rearm()
+        if not done and driver.event_idx and rng.random() < 0.1:
+            driver.set_used_event(driver.last_used - rng.randint(1, 4))
+            await bench.settle()
+            done = driver.harvest() + driver.rearm()
+        if not done:
+            done = await driver.wait_used(1)
+        for buffer in done:
             expected = b"".join(predictor.fill(a, n) for a, n in buffer.segments)
             assert buffer.data == expected, f"buffer {len(returned)}: bytes differ"
             assert buffer.used_length == buffer.length
@@ -213,25 +279,38 @@ async def rng_traffic(dut):
     await bench.bring_up()
     predictor = Xorshift32(DEFAULT_SEED)
     returned = await traffic(bench, BUFFERS, predictor)
-    assert not await bench.driver.needs_reset()
+    driver = bench.driver
+    assert not await driver.needs_reset()
     assert value(dut.rng_buffers) == BUFFERS
     assert bench.memory.read_u16(bench.layout.used) == 0, "used.flags changed"
-    bench.check()
-    interrupts = bench.driver.interrupts
-    log.info("%d buffers, %d bytes, %d interrupts (%d empty), %s", len(returned),
-             sum(b.length for b in returned), interrupts, bench.driver.empty_interrupts,
-             "MSI" if bench.msi else f"{bench.monitor.irq_rises} irq edges")
+    await bench.check()
+    interrupts = driver.interrupts
+    board = bench.scoreboard
+    log.info("features %#x: %d buffers (%d indirect), %d bytes, %d interrupts (%d empty), %s; "
+             "kicks %d sent, %d suppressed; event decisions %d raised, %d suppressed",
+             driver.features, len(returned), sum(b.table is not None for b in returned),
+             sum(b.length for b in returned), interrupts, driver.empty_interrupts,
+             "MSI" if bench.msi else f"{bench.monitor.irq_rises} irq edges", driver.kicks,
+             driver.kicks_suppressed, board.raised, board.suppressed)
     assert interrupts > 0
+    if driver.indirect:
+        assert sum(b.table is not None for b in returned) > len(returned) // 3
+    if driver.event_idx:
+        assert driver.kicks_suppressed > 0 and board.raised > 0 and board.suppressed > 0
+    else:
+        assert driver.kicks_suppressed == 0 and board.raised + board.suppressed == 0
     if bench.msi:
         assert not bench.receiver.strays
         assert value(dut.irq) == 0
 
 
 @cocotb.test(timeout_time=50, timeout_unit="ms")
-async def rng_batches_and_no_interrupt_flag(dut):
+async def rng_batches_and_interrupt_suppression(dut):
     """A full ring in one kick is served without further kicks; buffers added while the device
-    works are served without a kick; with VRING_AVAIL_F_NO_INTERRUPT the buffers are used but
-    no interrupt comes."""
+    works are served without a kick (with EVENT_IDX the driver's kick is left out, as
+    avail_event asks for none). Interrupt suppression: without EVENT_IDX
+    VRING_AVAIL_F_NO_INTERRUPT; with it used_event one buffer ahead (the first buffer raises
+    nothing, the second does) while avail.flags NO_INTERRUPT is ignored."""
     bench = Bench(dut, 2)
     await bench.start()
     await bench.bring_up()
@@ -239,36 +318,51 @@ async def rng_batches_and_no_interrupt_flag(dut):
     predictor = Xorshift32(DEFAULT_SEED)
     size = driver.layout.size
     buffers = [driver.post([(DATA_BASE + SLOT * i, 200)]) for i in range(size // 2)]
-    await driver.kick()
+    assert await driver.kick()
     # While the first half is being written, post the rest without a kick.
     await ClockCycles(dut.clk, 20)
     buffers += [driver.post([(DATA_BASE + SLOT * (size // 2 + i), 100)])
                 for i in range(size - size // 2)]
+    if driver.event_idx:
+        assert not await driver.kick(), "avail_event moved before the first batch ended"
     done = await driver.wait_used(size)
     assert [id(b) for b in done] == [id(b) for b in buffers]
     for buffer in done:
         assert buffer.data == predictor.fill(*buffer.segments[0])
 
     driver.set_avail_flags(AVAIL_F_NO_INTERRUPT)
-    before = bench.driver.interrupts
-    await ClockCycles(dut.clk, 50)          # the last batch's event, if it is still coming
+    await bench.settle()                    # the last batch's event, if it is still coming
+    await ClockCycles(dut.clk, 50)
     if not bench.msi:
         await driver.transport.interrupt()          # clear what is left
+    bench.msi_event.clear()
+    done += driver.harvest()
+    before = bench.driver.interrupts
     messages = bench.receiver.count(1)
+    if driver.event_idx:
+        driver.set_used_event(driver.last_used + 1)
+        suppressed = bench.scoreboard.suppressed
     buffer = driver.post([(DATA_BASE, 64)])
-    await driver.kick()
-    for _ in range(200):
-        await ClockCycles(dut.clk, 10)
-        if driver.used_idx() == (driver.last_used + 1) & 0xFFFF:
-            break
+    assert await driver.kick()
+    await bench.settle()
     await ClockCycles(dut.clk, 50)
-    (back,) = driver.harvest()
-    assert back is buffer and back.data == predictor.fill(DATA_BASE, 64)
     assert value(dut.irq) == 0
     assert bench.receiver.count(1) == messages
-    assert bench.driver.interrupts == before
+    if driver.event_idx:
+        assert bench.scoreboard.suppressed == suppressed + 1
+        second = driver.post([(DATA_BASE + SLOT, 64)])
+        assert await driver.kick()
+        assert await driver.wait_used(2) == [buffer, second]
+        assert bench.driver.interrupts == before + 1
+        assert buffer.data == predictor.fill(DATA_BASE, 64)
+        assert second.data == predictor.fill(DATA_BASE + SLOT, 64)
+    else:
+        (back,) = driver.harvest()
+        assert back is buffer and back.data == predictor.fill(DATA_BASE, 64)
+        assert bench.driver.interrupts == before
+    driver.set_avail_flags(0)
     bench.monitor.check = False
-    bench.check()
+    await bench.check()
 
 
 def _corrupt(driver, case):
@@ -293,9 +387,8 @@ def _corrupt(driver, case):
         driver.write_descriptor(0, DATA_BASE, 8, DESC_F_WRITE | DESC_F_NEXT, 1)
         driver.write_descriptor(1, DATA_BASE + 8, 8, 0)
         driver.publish(0)
-    elif case == "indirect":
-        driver.write_descriptor(0, DATA_BASE, 16, DESC_F_WRITE | DESC_F_INDIRECT)
-        driver.publish(0)
+    elif case.startswith("indirect"):
+        _corrupt_indirect(driver, case)
     elif case == "dma-error":
         driver.write_descriptor(0, UNMAPPED, 8, DESC_F_WRITE)
         driver.publish(0)
@@ -306,28 +399,68 @@ def _corrupt(driver, case):
         raise ValueError(case)
 
 
+def _corrupt_indirect(driver, case):
+    """A buffer whose indirect table, or the descriptor that points at it, is malformed; the
+    table's entry 0 is good (its bytes are written before the device gives up)."""
+    table = TABLES[0]
+
+    def entry(address, length, flags, following=0):
+        return struct.pack("<QIHH", address, length, flags, following)
+
+    good = entry(DATA_BASE, 8, DESC_F_WRITE | DESC_F_NEXT, 1)
+    entries, length, flags, address = None, None, DESC_F_INDIRECT, table
+    if case == "indirect-not-negotiated":
+        entries = [entry(DATA_BASE, 8, DESC_F_WRITE)]
+    elif case == "indirect-len-0":
+        entries, length = [entry(DATA_BASE, 8, DESC_F_WRITE)], 0
+    elif case == "indirect-len-not-16":
+        entries, length = [good, entry(DATA_BASE + 8, 8, DESC_F_WRITE)], 20
+    elif case == "indirect-with-next":
+        entries, flags = [entry(DATA_BASE, 8, DESC_F_WRITE)], DESC_F_INDIRECT | DESC_F_NEXT
+    elif case == "indirect-nested":
+        entries = [good, entry(table, 16, DESC_F_WRITE | DESC_F_INDIRECT)]
+    elif case == "indirect-next-out-of-range":
+        entries = [good, entry(DATA_BASE + 8, 8, DESC_F_WRITE | DESC_F_NEXT, 2)]
+    elif case == "indirect-loop":
+        entries = [good, entry(DATA_BASE + 8, 8, DESC_F_WRITE | DESC_F_NEXT, 0)]
+    elif case == "indirect-read-only":
+        entries = [good, entry(DATA_BASE + 8, 8, 0)]
+    else:
+        raise ValueError(case)
+    raw = b"".join(entries)
+    driver.memory.write(address, raw)
+    driver.write_descriptor(0, address, len(raw) if length is None else length, flags, 1)
+    driver.publish(0)
+
+
 MALFORMED = ("head-out-of-range", "next-out-of-range", "loop", "zero-length", "read-only",
-             "read-only-in-chain", "indirect", "dma-error", "avail-too-far")
+             "read-only-in-chain", "dma-error", "avail-too-far")
+#: With INDIRECT_DESC negotiated; without it, "indirect-not-negotiated" instead.
+MALFORMED_INDIRECT = ("indirect-len-0", "indirect-len-not-16", "indirect-with-next",
+                      "indirect-nested", "indirect-next-out-of-range", "indirect-loop",
+                      "indirect-read-only")
 
 
 @cocotb.test(timeout_time=100, timeout_unit="ms")
 async def rng_malformed_rings(dut):
-    """Each malformed ring (and a DMA error response): Status reads DEVICE_NEEDS_RESET, a
-    configuration interrupt comes, the device stays stopped through further kicks, and after a
-    reset it works again."""
+    """Each malformed ring and indirect table (and a DMA error response): Status reads
+    DEVICE_NEEDS_RESET, a configuration interrupt comes, the device stays stopped through
+    further kicks, and after a reset it works again."""
     bench = Bench(dut, 3)
     await bench.start()
     bench.backpressure(True)
     driver = bench.driver
     predictor = Xorshift32(DEFAULT_SEED)
     bench.monitor.check = False
-    for case in MALFORMED:
+    await bench.bring_up()
+    cases = MALFORMED + (MALFORMED_INDIRECT if driver.indirect else ("indirect-not-negotiated",))
+    for case in cases:
         await bench.bring_up()
         await traffic(bench, 5, predictor)
         used = driver.used_idx()
         config_messages = bench.config_messages
         _corrupt(driver, case)
-        await driver.kick()
+        await driver.kick(force=True)
         for _ in range(100):
             await ClockCycles(dut.clk, 20)
             if value(dut.rng_broken):
@@ -341,7 +474,7 @@ async def rng_malformed_rings(dut):
             assert await driver.transport.read("InterruptStatus") & 2, f"{case}: no config irq"
         # Stopped: more buffers and kicks change nothing.
         driver.post([(DATA_BASE + 0x1000, 32)])
-        await driver.kick()
+        await driver.kick(force=True)
         await ClockCycles(dut.clk, 300)
         assert driver.used_idx() == used, f"{case}: used.idx moved after NEEDS_RESET"
         assert value(dut.rng_broken) and not value(dut.rng_busy)
@@ -357,7 +490,7 @@ async def rng_malformed_rings(dut):
         log.info("%s: NEEDS_RESET, stopped, recovered", case)
     await bench.bring_up()
     await traffic(bench, 20, predictor)
-    bench.check()
+    await bench.check()
 
 
 @cocotb.test(timeout_time=50, timeout_unit="ms")
@@ -391,5 +524,5 @@ async def rng_reset_while_busy(dut):
     await bench.bring_up()
     await traffic(bench, 10, predictor)
     bench.monitor.check = False
-    bench.check()
+    await bench.check()
 
