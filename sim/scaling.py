@@ -172,8 +172,10 @@ class Result:
 def _failure(tool, directory, log, result):
     path = directory / log
     text = path.read_text(errors="replace") if path.exists() else result.stderr
-    tail = " / ".join(line.strip() for line in text.splitlines()[-3:])
-    return RuntimeError(f"{tool} failed ({directory / log}): {tail}")
+    lines = text.splitlines()
+    errors = [line.strip() for line in lines if line.lstrip().startswith("ERROR")]
+    reason = errors[0] if errors else " / ".join(line.strip() for line in lines[-2:])
+    return RuntimeError(f"{tool} failed: {reason[:120]} (log: {path})")
 
 
 def _run(command, directory, what):
@@ -248,7 +250,7 @@ def _measure(work, device_key, design, params, queues, seeds):
         for seed in seeds:
             result.fmax.append(_place(device, harness, directory / "harness", seed))
     except Exception as error:          # reported in the table, the run goes on
-        result.error = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        result.error = str(error).splitlines()[0][:240] if str(error) else type(error).__name__
     return result
 
 
@@ -282,17 +284,20 @@ def _plot(results, path):
     except ImportError:
         return False
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for key, device in DEVICES.items():
-        points = sorted((r.queues, r) for r in results
-                        if r.device == key and r.design == "endpoint" and not r.error)
-        if not points:
-            continue
-        n = [q for q, _ in points]
-        axes[0].plot(n, [r.logic for _, r in points], marker="o", label=f"{device.name} logic")
-        axes[1].plot(n, [r.median for _, r in points], marker="o", label=device.name)
+    for (key, device), colour in zip(DEVICES.items(), ("tab:blue", "tab:orange")):
+        endpoint = sorted((r.queues, r) for r in results
+                          if r.device == key and r.design == "endpoint")
+        # Area is known even where placement failed (the design alone is only packed).
+        sized = [(q, r.logic) for q, r in endpoint if r.logic is not None]
+        placed = [(q, r.median) for q, r in endpoint if not r.error and r.median]
+        if sized:
+            axes[0].plot(*zip(*sized), marker="o", color=colour,
+                         label=f"{device.name} ({device.logic})")
+        if placed:
+            axes[1].plot(*zip(*placed), marker="o", color=colour, label=device.name)
         bare = [r for r in results if r.device == key and r.design == "bare" and r.median]
         if bare:
-            axes[1].axhline(0.8 * bare[0].median, linestyle="--", linewidth=1,
+            axes[1].axhline(0.8 * bare[0].median, linestyle="--", linewidth=1, color=colour,
                             label=f"{device.name}: 0.8 × bare register")
     for axis, title, unit in ((axes[0], "Area of the endpoint", "logic cells / LUT4"),
                               (axes[1], "Fmax in the SPEC §11 harness", "MHz (median of seeds)")):
@@ -301,11 +306,18 @@ def _plot(results, path):
         axis.set_ylabel(unit)
         axis.set_title(title)
         axis.grid(True, which="both", alpha=0.3)
+        axis.set_ylim(bottom=0)
         axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return True
+
+
+def plot_json(json_path, png_path):
+    """Redraw the plot from a ``scaling.json`` of an earlier run."""
+    results = [Result(**entry) for entry in json.loads(Path(json_path).read_text())]
+    return _plot(results, png_path)
 
 
 def run_scaling(params=None, *, queues=DEFAULT_QUEUES, devices=("ice40", "ecp5"), seeds=SEEDS,
