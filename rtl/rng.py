@@ -25,8 +25,8 @@ from .params import EndpointParams
 from .regmap import Feature
 
 
-__all__ = ["RNG_DEVICE_ID", "RNG_FEATURES_ALLOWED", "RNG_DEFAULT_FEATURES", "DEFAULT_SEED", "DmaAccessSignature",
-           "AXI4LiteDmaManager", "WishboneDmaManager", "VirtioRngDevice", "VirtioRngEndpoint",
+__all__ = ["RNG_DEVICE_ID", "RNG_FEATURES_ALLOWED", "RNG_DEFAULT_FEATURES", "DEFAULT_SEED",
+           "DmaAccessSignature", "AXI4LiteDmaManager", "WishboneDmaManager", "VirtioRngDevice", "VirtioRngEndpoint",
            "rng_params", "check_rng_params", "rng_port_members"]
 
 
@@ -313,8 +313,9 @@ class VirtioRngDevice(wiring.Component):
     the chain are written.
 
     Reset: ``device_reset`` drops kicks, ring indices (last available and used index, and the
-    used index of the last event decision, back to 0) and the broken state; no new access starts, and the one in flight (a bus access cannot
-    be taken back) finishes before the device is idle again. ``rst`` also restarts the
+    used index of the last event decision, back to 0) and the broken state; no new access
+    starts, and the one in flight (a bus access cannot be taken back) finishes before the
+    device is idle again. ``rst`` also restarts the
     generator at ``seed``.
 
     Latency and throughput
