@@ -128,7 +128,11 @@ class InterruptController(wiring.Component):
             self.config_event, Mux(used, C(1, 1) << self.used_queue[:qbits], 0)[:n]))
 
         # ---- vector table
-        m.submodules.table = table = memory.Memory(shape=MsiMessage, depth=vectors, init=[])
+        # Block RAM even for a few vectors: on iCE40 the table in flip-flops cost ~190 logic
+        # cells at N = 1 (2024 -> 1828 with 6 EBR), and both devices gained Fmax
+        # (bench --scaling).
+        m.submodules.table = table = memory.Memory(shape=MsiMessage, depth=vectors, init=[],
+                                                   attrs={"ram_style": "block"})
         table_w = table.write_port()
         table_r = table.read_port(transparent_for=(table_w,))
         cmd = self.command
