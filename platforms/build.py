@@ -23,7 +23,7 @@ from pathlib import Path
 
 from virtio_mmio.toolchain import ToolNotFound, find_tool
 
-from . import BOARDS, DemoTop, board as board_named
+from . import DemoTop, board as board_named
 
 
 __all__ = ["BuildError", "BuildSummary", "tool_environment", "plan", "build_directory",

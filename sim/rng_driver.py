@@ -29,7 +29,8 @@ from .driver import DriverError, VirtioMmioDriver
 
 __all__ = ["UnmappedAccess", "GuestMemory", "Xorshift32", "RingLayout", "Buffer",
            "VirtioRngDriver", "need_event", "EventScoreboard", "DESC_F_NEXT", "DESC_F_WRITE",
-           "DESC_F_INDIRECT", "AVAIL_F_NO_INTERRUPT", "RNG_DEVICE_ID"]
+           "DESC_F_INDIRECT", "AVAIL_F_NO_INTERRUPT", "RNG_DEVICE_ID", "MALFORMED_INDIRECT",
+           "publish_malformed_indirect"]
 
 
 DESC_SIZE = 16
@@ -535,3 +536,50 @@ class VirtioRngDriver:
             done += await self.handle_interrupt()
             interrupts += 1
         return done
+
+
+#: Malformed indirect tables the device must refuse (NEEDS_RESET), for
+#: :func:`publish_malformed_indirect`.
+MALFORMED_INDIRECT = ("indirect-not-negotiated", "indirect-len-0", "indirect-len-not-16",
+                      "indirect-with-next", "indirect-nested", "indirect-next-out-of-range",
+                      "indirect-loop", "indirect-read-only", "indirect-misaligned")
+
+
+def _descriptor(address, length, flags, following=0):
+    return struct.pack("<QIHH", address, length, flags, following)
+
+
+def publish_malformed_indirect(driver, case, table, data):
+    """Publish, as descriptor 0, a buffer whose indirect table at ``table`` (or the descriptor
+    pointing at it) is malformed in the way ``case`` (of :data:`MALFORMED_INDIRECT`) names.
+    The table's entry 0 is good (a buffer at ``data``): its bytes are written before the device
+    gives up. "indirect-not-negotiated" is a well-formed table, malformed only when
+    INDIRECT_DESC was not negotiated."""
+    good = _descriptor(data, 8, DESC_F_WRITE | DESC_F_NEXT, 1)
+    single = [_descriptor(data, 8, DESC_F_WRITE)]
+    entries, length, flags, address = None, None, DESC_F_INDIRECT, table
+    if case == "indirect-not-negotiated":
+        entries = single
+    elif case == "indirect-len-0":
+        entries, length = single, 0
+    elif case == "indirect-len-not-16":
+        entries, length = [good, _descriptor(data + 8, 8, DESC_F_WRITE)], 24
+    elif case == "indirect-with-next":
+        entries, flags = single, DESC_F_INDIRECT | DESC_F_NEXT
+    elif case == "indirect-nested":
+        entries = [good, _descriptor(table, 16, DESC_F_WRITE | DESC_F_INDIRECT)]
+    elif case == "indirect-next-out-of-range":
+        # Index 2 is inside the ring's descriptor table, but not inside this 2-entry table.
+        entries = [good, _descriptor(data + 8, 8, DESC_F_WRITE | DESC_F_NEXT, 2)]
+    elif case == "indirect-loop":
+        entries = [good, _descriptor(data + 8, 8, DESC_F_WRITE | DESC_F_NEXT, 0)]
+    elif case == "indirect-read-only":
+        entries = [good, _descriptor(data + 8, 8, 0)]
+    elif case == "indirect-misaligned":
+        entries, address = single, table + 2
+    else:
+        raise ValueError(f"case must be one of {', '.join(MALFORMED_INDIRECT)}, not {case!r}")
+    raw = b"".join(entries)
+    driver.memory.write(address, raw)
+    driver.write_descriptor(0, address, len(raw) if length is None else length, flags, 1)
+    driver.publish(0)

@@ -3,7 +3,6 @@ devices), one real iCE40 bitstream is built with the YoWASP tools, and the host 
 (demo and virtio-rng) run against the simulated demo SoC with its UART at bit level (the same
 code that drives a real board over a serial port)."""
 
-import zlib
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from amaranth.sim import Simulator
 from virtio_mmio.demo import (CONTROL_BASE, DEMO_ID, GUEST_RAM, MSI_WINDOW, RAM_BASE,
                               RNG_DEMO_ID, DemoRegister, DemoSoC, GuestRam, RngRegister,
                               demo_params, rng_demo_params)
-from virtio_mmio_platforms import BAUD, BOARDS, Board, DemoTop, board
+from virtio_mmio_platforms import BAUD, BOARDS, DemoTop, board
 from virtio_mmio_platforms import dfu_suffix
 from virtio_mmio_platforms.build import NAME, build, parse_nextpnr_log, plan
 from virtio_mmio_sim.bridge_host import AmaranthUartTransport, BridgeClient, BridgeNak

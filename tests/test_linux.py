@@ -15,7 +15,6 @@ import io
 import os
 import shutil
 import socket
-import struct
 from pathlib import Path
 
 import pytest

@@ -12,9 +12,7 @@
 """
 
 import json
-import os
 import random
-import struct
 from pathlib import Path
 
 import pytest
@@ -31,8 +29,9 @@ from virtio_mmio_sim.amaranth_bus import AmaranthAxiLite, AmaranthWishbone
 from virtio_mmio_sim.driver import VirtioMmioDriver
 from virtio_mmio_sim.rng_driver import (EventScoreboard, GuestMemory, RingLayout,
                                         UnmappedAccess, VirtioRngDriver, Xorshift32,
-                                        need_event, DESC_F_INDIRECT, DESC_F_NEXT, DESC_F_WRITE,
-                                        AVAIL_F_NO_INTERRUPT)
+                                        need_event, publish_malformed_indirect,
+                                        MALFORMED_INDIRECT, DESC_F_NEXT,
+                                        DESC_F_WRITE, AVAIL_F_NO_INTERRUPT)
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -515,48 +514,6 @@ def test_clocks_per_buffer(features):
     assert figures == {"1": single, "8": single + 7 * 48, "indirect": single + 8}, figures
 
 
-def _table_entry(address, length, flags, following=0):
-    return struct.pack("<QIHH", address, length, flags, following)
-
-
-def _malformed_indirect(driver, case):
-    """Publish a buffer whose indirect table (or the descriptor pointing at it) is malformed.
-    The table lies at the start of the driver's table area; entry 0 is always good."""
-    table = driver.tables[0]
-    good = _table_entry(DATA_BASE, 8, DESC_F_WRITE | DESC_F_NEXT, 1)
-    entries, length, flags, address = None, None, DESC_F_INDIRECT, table
-    if case == "indirect-not-negotiated":
-        entries = [_table_entry(DATA_BASE, 8, DESC_F_WRITE)]
-    elif case == "indirect-len-0":
-        entries, length = [_table_entry(DATA_BASE, 8, DESC_F_WRITE)], 0
-    elif case == "indirect-len-not-16":
-        entries, length = [good, _table_entry(DATA_BASE + 8, 8, DESC_F_WRITE)], 24
-    elif case == "indirect-with-next":
-        entries, flags = [_table_entry(DATA_BASE, 8, DESC_F_WRITE)], DESC_F_INDIRECT | DESC_F_NEXT
-    elif case == "indirect-nested":
-        entries = [good, _table_entry(table, 16, DESC_F_WRITE | DESC_F_INDIRECT)]
-    elif case == "indirect-next-out-of-range":
-        # Index 2 is inside the ring's descriptor table, but not inside this 2-entry table.
-        entries = [good, _table_entry(DATA_BASE + 8, 8, DESC_F_WRITE | DESC_F_NEXT, 2)]
-    elif case == "indirect-loop":
-        entries = [good, _table_entry(DATA_BASE + 8, 8, DESC_F_WRITE | DESC_F_NEXT, 0)]
-    elif case == "indirect-read-only":
-        entries = [good, _table_entry(DATA_BASE + 8, 8, 0)]
-    elif case == "indirect-misaligned":
-        entries, address = [_table_entry(DATA_BASE, 8, DESC_F_WRITE)], table + 2
-    else:
-        raise ValueError(case)
-    raw = b"".join(entries)
-    driver.memory.write(address, raw)
-    driver.write_descriptor(0, address, len(raw) if length is None else length, flags, 1)
-    driver.publish(0)
-
-
-MALFORMED_INDIRECT = ("indirect-not-negotiated", "indirect-len-0", "indirect-len-not-16",
-                      "indirect-with-next", "indirect-nested", "indirect-next-out-of-range",
-                      "indirect-loop", "indirect-read-only", "indirect-misaligned")
-
-
 @pytest.mark.parametrize("case", ["head-out-of-range", "next-out-of-range", "loop",
                                   "zero-length", "read-only", "dma-error",
                                   "avail-too-far", "misaligned-used", *MALFORMED_INDIRECT])
@@ -568,7 +525,7 @@ def test_malformed_ring(case):
     async def body(ctx, dut, driver, model):
         await driver.initialize(driver_features=features)
         layout = driver.layout
-        good = driver.post([(DATA_BASE, 16)])
+        driver.post([(DATA_BASE, 16)])
         await driver.kick()
         (back,) = await driver.wait_used(1)
         assert back.data == predictor.fill(DATA_BASE, 16)
@@ -590,7 +547,7 @@ def test_malformed_ring(case):
             driver.write_descriptor(0, DATA_BASE, 8, 0)
             driver.publish(0)
         elif case.startswith("indirect"):
-            _malformed_indirect(driver, case)
+            publish_malformed_indirect(driver, case, driver.tables[0], DATA_BASE)
         elif case == "dma-error":
             driver.write_descriptor(0, 0xDEAD_0000_0000_0000, 8, DESC_F_WRITE)
             driver.publish(0)

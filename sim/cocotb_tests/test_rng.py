@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import random
-import struct
 
 import cocotb
 from cocotb.clock import Clock
@@ -39,9 +38,11 @@ from virtio_mmio_sim.cocotb_dma import (AxiLiteGuestRam, DmaMonitor, UsedEventMo
 from virtio_mmio_sim.cocotb_msi import (AxiLiteMsiRam, MsiLayout, MsiReceiver,
                                         WishboneMsiSubordinate)
 from virtio_mmio_sim.driver import VirtioMmioDriver
-from virtio_mmio_sim.rng_driver import (DESC_F_INDIRECT, DESC_F_NEXT, DESC_F_WRITE,
+from virtio_mmio_sim.rng_driver import (DESC_F_NEXT, DESC_F_WRITE,
                                         AVAIL_F_NO_INTERRUPT, EventScoreboard, RingLayout,
-                                        VirtioRngDriver, Xorshift32)
+                                        VirtioRngDriver, Xorshift32,
+                                        publish_malformed_indirect)
+from virtio_mmio_sim.rng_driver import MALFORMED_INDIRECT as ALL_MALFORMED_INDIRECT
 
 
 PARAMS_ENV = "VIRTIO_MMIO_PARAMS"
@@ -388,7 +389,7 @@ def _corrupt(driver, case):
         driver.write_descriptor(1, DATA_BASE + 8, 8, 0)
         driver.publish(0)
     elif case.startswith("indirect"):
-        _corrupt_indirect(driver, case)
+        publish_malformed_indirect(driver, case, TABLES[0], DATA_BASE)
     elif case == "dma-error":
         driver.write_descriptor(0, UNMAPPED, 8, DESC_F_WRITE)
         driver.publish(0)
@@ -399,46 +400,11 @@ def _corrupt(driver, case):
         raise ValueError(case)
 
 
-def _corrupt_indirect(driver, case):
-    """A buffer whose indirect table, or the descriptor that points at it, is malformed; the
-    table's entry 0 is good (its bytes are written before the device gives up)."""
-    table = TABLES[0]
-
-    def entry(address, length, flags, following=0):
-        return struct.pack("<QIHH", address, length, flags, following)
-
-    good = entry(DATA_BASE, 8, DESC_F_WRITE | DESC_F_NEXT, 1)
-    entries, length, flags, address = None, None, DESC_F_INDIRECT, table
-    if case == "indirect-not-negotiated":
-        entries = [entry(DATA_BASE, 8, DESC_F_WRITE)]
-    elif case == "indirect-len-0":
-        entries, length = [entry(DATA_BASE, 8, DESC_F_WRITE)], 0
-    elif case == "indirect-len-not-16":
-        entries, length = [good, entry(DATA_BASE + 8, 8, DESC_F_WRITE)], 20
-    elif case == "indirect-with-next":
-        entries, flags = [entry(DATA_BASE, 8, DESC_F_WRITE)], DESC_F_INDIRECT | DESC_F_NEXT
-    elif case == "indirect-nested":
-        entries = [good, entry(table, 16, DESC_F_WRITE | DESC_F_INDIRECT)]
-    elif case == "indirect-next-out-of-range":
-        entries = [good, entry(DATA_BASE + 8, 8, DESC_F_WRITE | DESC_F_NEXT, 2)]
-    elif case == "indirect-loop":
-        entries = [good, entry(DATA_BASE + 8, 8, DESC_F_WRITE | DESC_F_NEXT, 0)]
-    elif case == "indirect-read-only":
-        entries = [good, entry(DATA_BASE + 8, 8, 0)]
-    else:
-        raise ValueError(case)
-    raw = b"".join(entries)
-    driver.memory.write(address, raw)
-    driver.write_descriptor(0, address, len(raw) if length is None else length, flags, 1)
-    driver.publish(0)
-
-
 MALFORMED = ("head-out-of-range", "next-out-of-range", "loop", "zero-length", "read-only",
              "read-only-in-chain", "dma-error", "avail-too-far")
 #: With INDIRECT_DESC negotiated; without it, "indirect-not-negotiated" instead.
-MALFORMED_INDIRECT = ("indirect-len-0", "indirect-len-not-16", "indirect-with-next",
-                      "indirect-nested", "indirect-next-out-of-range", "indirect-loop",
-                      "indirect-read-only")
+MALFORMED_INDIRECT = tuple(case for case in ALL_MALFORMED_INDIRECT
+                           if case not in ("indirect-not-negotiated", "indirect-misaligned"))
 
 
 @cocotb.test(timeout_time=100, timeout_unit="ms")
