@@ -94,39 +94,40 @@ class _EndpointProof(Elaboratable):
         return checker
 
 
-class AXI4LiteEndpointProof(_EndpointProof):
+class _SubordinateProof(_EndpointProof):
+    """The endpoint with its subordinate port's checker (:meth:`_watch_subordinate`).
+    ``flowing_notify``: assume ``notify_ready`` high, so the checker's bounded-response
+    property (``response_bound`` cycles, default :attr:`default_response_bound`) applies."""
+
+    default_response_bound = None
+
+    def __init__(self, params, *, flowing_notify, response_bound=None):
+        super().__init__(params, flowing_notify=flowing_notify)
+        if response_bound is None:
+            response_bound = self.default_response_bound
+        self.response_bound = response_bound if flowing_notify else None
+
+    def elaborate(self, platform):
+        m = Module()
+        self._watch_subordinate(m, self.response_bound)
+        return m
+
+
+class AXI4LiteEndpointProof(_SubordinateProof):
     """The endpoint with an :class:`AXI4LiteSubordinateChecker` on ``s_axil``, and the
     front-end's own counters tied to the checker's (the invariants that make k-induction go
-    through). ``flowing_notify``: assume ``notify_ready`` high, so the checker's
-    bounded-response property (``response_bound`` cycles) applies.
-    """
+    through); responses within 3 cycles when the notify stream flows."""
 
     bus = "axil"
-
-    def __init__(self, params, *, flowing_notify, response_bound=3):
-        super().__init__(params, flowing_notify=flowing_notify)
-        self.response_bound = response_bound if flowing_notify else None
-
-    def elaborate(self, platform):
-        m = Module()
-        self._watch_subordinate(m, self.response_bound)
-        return m
+    default_response_bound = 3
 
 
-class WishboneEndpointProof(_EndpointProof):
-    """The endpoint with a :class:`WishboneSubordinateChecker` on ``s_wb``;
-    ``flowing_notify`` and ``response_bound`` as for :class:`AXI4LiteEndpointProof`."""
+class WishboneEndpointProof(_SubordinateProof):
+    """The endpoint with a :class:`WishboneSubordinateChecker` on ``s_wb``; answers within 2
+    cycles when the notify stream flows."""
 
     bus = "wishbone"
-
-    def __init__(self, params, *, flowing_notify, response_bound=2):
-        super().__init__(params, flowing_notify=flowing_notify)
-        self.response_bound = response_bound if flowing_notify else None
-
-    def elaborate(self, platform):
-        m = Module()
-        self._watch_subordinate(m, self.response_bound)
-        return m
+    default_response_bound = 2
 
 
 class MsiEndpointProof(_EndpointProof):

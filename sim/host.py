@@ -85,6 +85,15 @@ async def _irq(client):
     return bool(await client.status() >> STATUS_BITS["irq"] & 1)
 
 
+async def _check_reset(client, step, shown):
+    """The session's last step: after MSI off and Status = 0, the bridge's STATUS shows
+    neither DRIVER_OK nor MSI enabled (``shown``: the flag bits printed)."""
+    flags = await client.status()
+    step("reset", not flags >> STATUS_BITS["driver_ok"] & 1 and
+         not flags >> STATUS_BITS["msi_enabled"] & 1,
+         f"after MSI off and Status = 0: flags {flags & shown:#x}")
+
+
 async def _mailbox(client):
     count = await client.read_at(MAILBOX_BASE + DemoRegister.MAILBOX_COUNT)
     messages = []
@@ -156,10 +165,7 @@ async def host_session(client, *, params=None, say=None):
 
     await driver.teardown_msi(style="seed")
     await driver.reset()
-    flags = await client.status()
-    step("reset", not flags >> STATUS_BITS["driver_ok"] & 1 and
-         not flags >> STATUS_BITS["msi_enabled"] & 1,
-         f"after MSI off and Status = 0: flags {flags & 0xF:#x}")
+    await _check_reset(client, step, 0xF)
     report.accesses = client.attempts
     return report
 
@@ -373,10 +379,7 @@ async def rng_host_session(client, *, params=None, rounds=RNG_ROUNDS, say=None,
     if rng.msi:
         await transport.teardown_msi(style="seed")
     await rng.reset()
-    flags = await client.status()
-    step("reset", not flags >> STATUS_BITS["driver_ok"] & 1 and
-         not flags >> STATUS_BITS["msi_enabled"] & 1,
-         f"after MSI off and Status = 0: flags {flags & 0x3F:#x}")
+    await _check_reset(client, step, 0x3F)
     report.accesses = client.attempts
     return report
 

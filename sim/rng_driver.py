@@ -29,8 +29,8 @@ from .driver import DriverError, VirtioMmioDriver
 
 __all__ = ["UnmappedAccess", "GuestMemory", "Xorshift32", "RingLayout", "Buffer",
            "VirtioRngDriver", "need_event", "EventScoreboard", "DESC_F_NEXT", "DESC_F_WRITE",
-           "DESC_F_INDIRECT", "AVAIL_F_NO_INTERRUPT", "RNG_DEVICE_ID", "MALFORMED_INDIRECT",
-           "publish_malformed_indirect"]
+           "DESC_F_INDIRECT", "AVAIL_F_NO_INTERRUPT", "RNG_DEVICE_ID", "MALFORMED_RING",
+           "MALFORMED_INDIRECT", "publish_malformed", "publish_malformed_indirect"]
 
 
 DESC_SIZE = 16
@@ -536,6 +536,48 @@ class VirtioRngDriver:
             done += await self.handle_interrupt()
             interrupts += 1
         return done
+
+
+#: Malformed rings the device must refuse (NEEDS_RESET), for :func:`publish_malformed`.
+MALFORMED_RING = ("head-out-of-range", "next-out-of-range", "loop", "zero-length", "read-only",
+                  "read-only-in-chain", "dma-error", "avail-too-far")
+
+
+def publish_malformed(driver, case, *, table, data, unmapped):
+    """Make the next available buffer malformed in the way ``case`` names (one of
+    :data:`MALFORMED_RING` or :data:`MALFORMED_INDIRECT`): descriptor indices one past the
+    queue, a two-descriptor loop, an empty or read-only buffer, a buffer at ``unmapped`` (the
+    DMA access is answered with an error), avail.idx more than a queue ahead, or a malformed
+    indirect table at ``table``. Buffers that are not the point of the case lie at ``data``."""
+    layout = driver.layout
+    if case in MALFORMED_INDIRECT:
+        publish_malformed_indirect(driver, case, table, data)
+        return
+    if case == "avail-too-far":
+        driver.avail_idx = (driver.avail_idx + layout.size + 1) & 0xFFFF
+        driver.memory.write_u16(layout.avail + 2, driver.avail_idx)
+        return
+    head = 0
+    if case == "head-out-of-range":
+        head = layout.size
+    elif case == "next-out-of-range":
+        driver.write_descriptor(0, data, 8, DESC_F_WRITE | DESC_F_NEXT, layout.size)
+    elif case == "loop":
+        driver.write_descriptor(0, data, 8, DESC_F_WRITE | DESC_F_NEXT, 1)
+        driver.write_descriptor(1, data + 8, 8, DESC_F_WRITE | DESC_F_NEXT, 0)
+    elif case == "zero-length":
+        driver.write_descriptor(0, data, 0, DESC_F_WRITE)
+    elif case == "read-only":
+        driver.write_descriptor(0, data, 8, 0)
+    elif case == "read-only-in-chain":
+        driver.write_descriptor(0, data, 8, DESC_F_WRITE | DESC_F_NEXT, 1)
+        driver.write_descriptor(1, data + 8, 8, 0)
+    elif case == "dma-error":
+        driver.write_descriptor(0, unmapped, 8, DESC_F_WRITE)
+    else:
+        raise ValueError(f"case must be one of {', '.join(MALFORMED_RING + MALFORMED_INDIRECT)}, "
+                         f"not {case!r}")
+    driver.publish(head)
 
 
 #: Malformed indirect tables the device must refuse (NEEDS_RESET), for

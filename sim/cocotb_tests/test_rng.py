@@ -38,10 +38,9 @@ from virtio_mmio_sim.cocotb_dma import (AxiLiteGuestRam, DmaMonitor, UsedEventMo
 from virtio_mmio_sim.cocotb_msi import (AxiLiteMsiRam, MsiLayout, MsiReceiver,
                                         WishboneMsiSubordinate)
 from virtio_mmio_sim.driver import VirtioMmioDriver
-from virtio_mmio_sim.rng_driver import (DESC_F_NEXT, DESC_F_WRITE,
-                                        AVAIL_F_NO_INTERRUPT, EventScoreboard, RingLayout,
-                                        VirtioRngDriver, Xorshift32,
-                                        publish_malformed_indirect)
+from virtio_mmio_sim.rng_driver import (AVAIL_F_NO_INTERRUPT, EventScoreboard, RingLayout,
+                                        VirtioRngDriver, Xorshift32, MALFORMED_RING,
+                                        publish_malformed)
 from virtio_mmio_sim.rng_driver import MALFORMED_INDIRECT as ALL_MALFORMED_INDIRECT
 
 
@@ -366,42 +365,6 @@ async def rng_batches_and_interrupt_suppression(dut):
     await bench.check()
 
 
-def _corrupt(driver, case):
-    """Make the next available buffer malformed; returns a description."""
-    layout = driver.layout
-    if case == "head-out-of-range":
-        driver.publish(layout.size + 1)
-    elif case == "next-out-of-range":
-        driver.write_descriptor(0, DATA_BASE, 8, DESC_F_WRITE | DESC_F_NEXT, 0x7FFF)
-        driver.publish(0)
-    elif case == "loop":
-        driver.write_descriptor(0, DATA_BASE, 8, DESC_F_WRITE | DESC_F_NEXT, 1)
-        driver.write_descriptor(1, DATA_BASE + 8, 8, DESC_F_WRITE | DESC_F_NEXT, 0)
-        driver.publish(0)
-    elif case == "zero-length":
-        driver.write_descriptor(0, DATA_BASE, 0, DESC_F_WRITE)
-        driver.publish(0)
-    elif case == "read-only":
-        driver.write_descriptor(0, DATA_BASE, 8, 0)
-        driver.publish(0)
-    elif case == "read-only-in-chain":
-        driver.write_descriptor(0, DATA_BASE, 8, DESC_F_WRITE | DESC_F_NEXT, 1)
-        driver.write_descriptor(1, DATA_BASE + 8, 8, 0)
-        driver.publish(0)
-    elif case.startswith("indirect"):
-        publish_malformed_indirect(driver, case, TABLES[0], DATA_BASE)
-    elif case == "dma-error":
-        driver.write_descriptor(0, UNMAPPED, 8, DESC_F_WRITE)
-        driver.publish(0)
-    elif case == "avail-too-far":
-        driver.avail_idx = (driver.avail_idx + layout.size + 1) & 0xFFFF
-        driver.memory.write_u16(layout.avail + 2, driver.avail_idx)
-    else:
-        raise ValueError(case)
-
-
-MALFORMED = ("head-out-of-range", "next-out-of-range", "loop", "zero-length", "read-only",
-             "read-only-in-chain", "dma-error", "avail-too-far")
 #: With INDIRECT_DESC negotiated; without it, "indirect-not-negotiated" instead.
 MALFORMED_INDIRECT = tuple(case for case in ALL_MALFORMED_INDIRECT
                            if case not in ("indirect-not-negotiated", "indirect-misaligned"))
@@ -419,13 +382,15 @@ async def rng_malformed_rings(dut):
     predictor = Xorshift32(DEFAULT_SEED)
     bench.monitor.check = False
     await bench.bring_up()
-    cases = MALFORMED + (MALFORMED_INDIRECT if driver.indirect else ("indirect-not-negotiated",))
+    cases = MALFORMED_RING + (MALFORMED_INDIRECT if driver.indirect
+                              else ("indirect-not-negotiated",))
     for case in cases:
         await bench.bring_up()
         await traffic(bench, 5, predictor)
         used = driver.used_idx()
         config_messages = bench.config_messages
-        _corrupt(driver, case)
+        publish_malformed(driver, case, table=TABLES[0], data=DATA_BASE,
+                          unmapped=UNMAPPED)
         await driver.kick(force=True)
         for _ in range(100):
             await ClockCycles(dut.clk, 20)
