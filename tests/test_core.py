@@ -277,6 +277,46 @@ def test_queue_sel_out_of_range():
     run(body, queue_size=16)
 
 
+@pytest.mark.parametrize("queues", [4, 40, 300])
+def test_many_queues_setup_reset_and_device_port(queues):
+    """Queues spread over the whole index range (flags in flip-flops for 4, in block RAM for 40
+    and 300): set up, read back through the registers and the device port, torn down, reset,
+    and set up again after the reset."""
+    rng = random.Random(queues)
+    picked = sorted(rng.sample(range(queues), 4) + [0, queues - 1])
+    picked = sorted(set(picked))
+
+    def layout(q, rep):
+        return dict(ready=1, num=1 + (q + rep) % 8, desc=(rep << 40) | q << 4,
+                    driver=(rep << 36) | q << 5, device=(rep << 33) | q << 6)
+
+    async def body(ctx, dut, bus, drv):
+        for rep in (1, 2):
+            for q in picked:
+                want = layout(q, rep)
+                await drv.setup_queue(q, want["num"], desc=want["desc"], driver=want["driver"],
+                                      device=want["device"])
+            for q in picked:
+                await bus.write(off("QueueSel"), q)
+                assert await bus.read(off("QueueReady")) == 1
+                assert await queue_state(ctx, dut, q) == layout(q, rep)
+            # Neighbours in the same block-RAM word are untouched.
+            for q in {q ^ 1 for q in picked} - set(picked):
+                if q < queues:
+                    assert await queue_state(ctx, dut, q) == dict(ready=0, num=8, desc=0,
+                                                                  driver=0, device=0)
+            await drv.teardown_queue(picked[0])
+            assert (await queue_state(ctx, dut, picked[0]))["ready"] == 0
+            assert (await queue_state(ctx, dut, picked[-1]))["ready"] == 1
+            await drv.reset()
+            for q in picked:
+                await bus.write(off("QueueSel"), q)
+                assert await bus.read(off("QueueReady")) == 0
+                assert await queue_state(ctx, dut, q) == dict(ready=0, num=8, desc=0,
+                                                              driver=0, device=0)
+    run(body, queues=queues, queue_size=8, notify_multiplier=4)
+
+
 # ------------------------------------------------------------------------------ interrupts
 
 def test_interrupt_status_ack_and_irq():

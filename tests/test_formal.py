@@ -224,7 +224,7 @@ MUTATIONS = {
         (("status.eq(0), accepted.eq(0),", "accepted.eq(0),"),),
         "Status not cleared by a device reset"), _invariants),
     "queue-ready-kept-by-reset": (Mutation(
-        "virtio_mmio.core", "RegisterCore",
+        "virtio_mmio.queue_flags", "RegisterQueueFlags",
         (("ready.eq(0), written.eq(0),", "written.eq(0),"),),
         "QueueReady bits not cleared by a device reset"), _invariants),
     "msi-enable-kept-by-reset": (Mutation(

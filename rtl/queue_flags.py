@@ -1,0 +1,211 @@
+"""Per-queue flags of the register core: QueueReady and "queue-table row written since the
+last device reset", with the selected queue (QueueSel) they are read and written through.
+
+Two implementations behind one interface (:class:`QueueFlagsSignature`), chosen by N:
+
+* :class:`RegisterQueueFlags` (N <= :data:`BLOCK_FLAGS_QUEUES`): two flip-flops per queue.
+* :class:`BlockQueueFlags` (larger N): the flags of 16 queues share one word of a block RAM,
+  with one flip-flop per word saying whether the word was written since the last device reset
+  (a word that was not reads as all clear, so a device reset still clears every queue in one
+  cycle). Logic does not grow with N but for those per-word bits.
+
+Both give the same cycle behaviour, so the register core does not know which one it has.
+"""
+
+from amaranth.hdl import *
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+
+__all__ = ["BLOCK_FLAGS_QUEUES", "FLAG_GROUP", "QueueFlagsSignature", "RegisterQueueFlags",
+           "BlockQueueFlags", "queue_flags"]
+
+
+#: Largest N kept in flip-flops. Chosen by measurement (synth_ecp5, flip-flop version):
+#: ~8 LUT4 per queue, so the block version (one DP16KD pair, ~60 LUT4 of fixed cost) pays
+#: from a few dozen queues on.
+BLOCK_FLAGS_QUEUES = 32
+#: Queues per block-RAM word.
+FLAG_GROUP = 16
+
+
+def _index_bits(queues):
+    return max(1, (queues - 1).bit_length())
+
+
+class QueueFlagsSignature(wiring.Signature):
+    """Seen from the flags (the register core drives the ``In`` members).
+
+    Members
+    -------
+    select, select_index, select_ok : In
+        QueueSel is written this cycle with a value whose low bits are ``select_index``;
+        ``select_ok``: the value is below N.
+    reset : In(1)
+        Device reset: every flag clear, queue 0 selected.
+    set_ready, ready_value : In
+        QueueReady of the selected queue becomes ``ready_value`` (the core checks the rules).
+    mark_written : In(1)
+        The selected queue's table row has been written.
+    sel, sel_ok : Out
+        The selected queue (its low bits) and whether QueueSel is below N.
+    sel_ready, sel_written : Out(1)
+        The selected queue's flags now (0 while ``sel_ok`` is low).
+    q_index : In
+        Device-side queue port: the queue to look at (only its low bits; the core checks the
+        range).
+    q_ready, q_written : Out(1)
+        One cycle later, that queue's flags as they were when ``q_index`` was sampled.
+    """
+
+    def __init__(self, queues):
+        bits = _index_bits(queues)
+        super().__init__({
+            "select": In(1), "select_index": In(bits), "select_ok": In(1),
+            "reset": In(1), "set_ready": In(1), "ready_value": In(1), "mark_written": In(1),
+            "sel": Out(bits), "sel_ok": Out(1, init=1),
+            "sel_ready": Out(1), "sel_written": Out(1),
+            "q_index": In(bits), "q_ready": Out(1), "q_written": Out(1),
+        })
+
+
+class RegisterQueueFlags(wiring.Component):
+    """The flags in flip-flops (small N)."""
+
+    def __init__(self, queues):
+        self._queues = queues
+        super().__init__(QueueFlagsSignature(queues))
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self._queues
+        ready = Signal(n)
+        written = Signal(n)
+        # The selected queue's ready flag has its own flip-flop: the read and write paths of
+        # QueueReady then do not go through an N-way multiplexer.
+        sel_ready = Signal()
+        m.d.comb += [
+            self.sel_ready.eq(sel_ready),
+            self.sel_written.eq(self.sel_ok & written.bit_select(self.sel, 1)),
+        ]
+        with m.If(self.select):
+            m.d.sync += [
+                self.sel.eq(self.select_index), self.sel_ok.eq(self.select_ok),
+                sel_ready.eq(self.select_ok & ready.bit_select(self.select_index, 1)),
+            ]
+        with m.If(self.set_ready):
+            m.d.sync += [ready.bit_select(self.sel, 1).eq(self.ready_value),
+                         sel_ready.eq(self.ready_value)]
+        with m.If(self.mark_written):
+            m.d.sync += written.bit_select(self.sel, 1).eq(1)
+        m.d.sync += [
+            self.q_ready.eq(ready.bit_select(self.q_index, 1)),
+            self.q_written.eq(written.bit_select(self.q_index, 1)),
+        ]
+        with m.If(self.reset):
+            m.d.sync += [
+                self.sel.eq(0), self.sel_ok.eq(1), sel_ready.eq(0),
+                ready.eq(0), written.eq(0),
+            ]
+        return m
+
+
+class BlockQueueFlags(wiring.Component):
+    """The flags in block RAM (large N).
+
+    Word ``g`` holds the ready flags of queues ``16g … 16g+15`` in bits 15:0 and their
+    written flags in bits 31:16; ``fresh[g]`` says the word was written since the last device
+    reset (otherwise it reads as 0). Two read ports:
+
+    * the *mirror*, addressed with the group the selected queue will have in the next cycle and
+      transparent to the write port, so its output is always the selected group's current
+      word: QueueReady reads it, and a flag write is that word with one bit changed (a whole
+      word write, no bit enables needed);
+    * the device-side queue port, not transparent (it shows the state before this cycle's
+      write, like the flip-flop version).
+    """
+
+    def __init__(self, queues):
+        self._queues = queues
+        super().__init__(QueueFlagsSignature(queues))
+
+    def elaborate(self, platform):
+        m = Module()
+        bits = _index_bits(self._queues)
+        lane_bits = (FLAG_GROUP - 1).bit_length()
+        groups = max(1, (1 << bits) // FLAG_GROUP)
+
+        def group(index):
+            return index[lane_bits:] if groups > 1 else C(0, 1)
+
+        def lane(index):
+            return index[:lane_bits]
+
+        m.submodules.flags = flags = memory.Memory(
+            shape=unsigned(2 * FLAG_GROUP), depth=groups, init=[],
+            attrs={"ram_style": "block"})
+        write = flags.write_port()
+        mirror = flags.read_port(transparent_for=(write,))
+        device = flags.read_port(transparent_for=())
+        fresh = Signal(groups)
+
+        # ---- the selected queue
+        sel_next = Signal.like(self.sel)
+        m.d.comb += sel_next.eq(self.sel)
+        with m.If(self.select):
+            m.d.comb += sel_next.eq(self.select_index)
+        with m.If(self.reset):
+            m.d.comb += sel_next.eq(0)
+        m.d.sync += self.sel.eq(sel_next)
+        with m.If(self.select):
+            m.d.sync += self.sel_ok.eq(self.select_ok)
+        m.d.comb += mirror.addr.eq(group(sel_next))
+
+        word = Signal(2 * FLAG_GROUP)
+        m.d.comb += word.eq(Mux(fresh.bit_select(group(self.sel), 1), mirror.data, 0))
+        ready_bits, written_bits = word[:FLAG_GROUP], word[FLAG_GROUP:]
+        at = lane(self.sel)
+        m.d.comb += [
+            self.sel_ready.eq(self.sel_ok & ready_bits.bit_select(at, 1)),
+            self.sel_written.eq(self.sel_ok & written_bits.bit_select(at, 1)),
+        ]
+
+        # ---- flag writes: the selected group's word with one bit changed
+        new_ready = Signal(FLAG_GROUP)
+        new_written = Signal(FLAG_GROUP)
+        m.d.comb += [new_ready.eq(ready_bits), new_written.eq(written_bits)]
+        with m.If(self.set_ready):
+            m.d.comb += new_ready.bit_select(at, 1).eq(self.ready_value)
+        with m.If(self.mark_written):
+            m.d.comb += new_written.bit_select(at, 1).eq(1)
+        m.d.comb += [
+            write.addr.eq(group(self.sel)),
+            write.data.eq(Cat(new_ready, new_written)),
+            write.en.eq(self.set_ready | self.mark_written),
+        ]
+        with m.If(write.en):
+            m.d.sync += fresh.bit_select(group(self.sel), 1).eq(1)
+
+        # ---- device-side port
+        q_fresh = Signal()
+        q_lane = Signal(lane_bits)
+        m.d.comb += device.addr.eq(group(self.q_index))
+        m.d.sync += [q_fresh.eq(fresh.bit_select(group(self.q_index), 1)),
+                     q_lane.eq(lane(self.q_index))]
+        q_word = Mux(q_fresh, device.data, 0)
+        m.d.comb += [
+            self.q_ready.eq(q_word[:FLAG_GROUP].bit_select(q_lane, 1)),
+            self.q_written.eq(q_word[FLAG_GROUP:].bit_select(q_lane, 1)),
+        ]
+
+        with m.If(self.reset):
+            m.d.sync += [fresh.eq(0), self.sel_ok.eq(1)]
+        return m
+
+
+def queue_flags(queues, *, block=None):
+    """The flags for N = ``queues``: in block RAM when ``block`` is true, or (``None``) when
+    N > :data:`BLOCK_FLAGS_QUEUES`."""
+    if block is None:
+        block = queues > BLOCK_FLAGS_QUEUES
+    return (BlockQueueFlags if block else RegisterQueueFlags)(queues)
