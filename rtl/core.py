@@ -8,7 +8,8 @@ from amaranth.hdl import *
 from amaranth.lib import wiring, data, memory, stream
 from amaranth.lib.wiring import In, Out
 
-from .msi import InterruptController, MsiMessage
+from .msi import MsiMessage
+from .msi_block import interrupt_controller
 from .compare import at_most, below
 from .notify import DoorbellDecoder, NotifyLayout, NotifyQueue
 from .queue_flags import BLOCK_FLAGS_QUEUES, queue_flags
@@ -159,7 +160,7 @@ class RegisterCore(wiring.Component):
         """The :class:`InterruptController`, made on first use so proofs can reach its
         observation members before elaboration."""
         if self._interrupts is None:
-            self._interrupts = InterruptController(
+            self._interrupts = interrupt_controller(
                 self._params, msi=self._regmap.profile.msi_registers)
         return self._interrupts
 

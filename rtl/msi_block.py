@@ -1,0 +1,337 @@
+"""The interrupt controller for large N: per-vector MSI state in block RAM (SPEC §7, §11).
+
+Same interface and the same SPEC §7 behaviour as :class:`~virtio_mmio.msi.InterruptController`
+(which keeps a pending and a valid flip-flop per vector and scans them all every cycle); chosen
+by :func:`interrupt_controller` beyond :data:`BLOCK_MSI_QUEUES` queues, so that logic does not
+grow with N.
+
+Vector 0 (configuration changes) keeps its flip-flops. The queue vectors ``q + 1`` live in
+words of 16 (:data:`~virtio_mmio.queue_flags.FLAG_GROUP`) in three small memories:
+
+* ``S`` and ``C``: a queue vector is pending when its ``S`` bit differs from its ``C`` bit
+  (each further XORed with the word's ``invert`` flag). Events flip ``S`` (only the event path
+  writes it), issuing flips ``C`` (only the scanner writes it), so each memory has one writer
+  and a pending bit is never read-modified-written by two parties at once.
+* ``V``: the vector is valid (written by UPDATE).
+
+Each word of each memory has a *fresh* flip-flop: a word not written since the last device
+reset (for ``S``/``C`` also since MSI was last switched off) reads as 0, so reset and disable
+still clear every vector in one cycle, and enabling with InterruptStatus bit 0 set makes every
+queue vector pending in one cycle by setting every word's ``invert`` flag.
+
+Pipeline
+--------
+* Event (``used_valid``) in cycle t: its words of ``S``, ``C`` and ``V`` are read; in t+1 the
+  event is merged if the vector is already pending, issued at once if the controller is idle
+  and the vector valid (the *fast path*: ``message.valid`` in t+2, as with the flip-flop
+  version), else its ``S`` bit flips and its word gets a *hint* flip-flop set.
+* Scanner: picks a hinted word round-robin, reads its ``S``, ``C``, ``V`` words, and keeps the
+  pending-and-valid bits in one of two slots (the second is filled while the first is being
+  issued, so full words leave one vector per clock). Each issue flips the ``C`` bit. A hint is
+  also set by an UPDATE, so a pending vector that was invalid is looked at again.
+* A count of pending queue vectors answers "is any pending" when MSI is switched off.
+
+Differences from the flip-flop version, all within SPEC §7: messages of vectors in different
+words are issued in word order rather than strictly round-robin per vector (every word is
+visited in turn, so none starves); a vector whose UPDATE was refused (MSI window) may still be
+issued, to its previous (in-window) address, in the cycle after the refusal; the observation
+members ``pending`` and ``vector_valid`` read 0 (proofs use the flip-flop version);
+``issued`` is kept (tests use it).
+"""
+
+from amaranth.hdl import *
+from amaranth.lib import memory
+
+from .compare import below
+from .msi import InterruptController, MsiMessage, onehot_index
+from .queue_flags import FLAG_GROUP
+
+
+__all__ = ["BLOCK_MSI_QUEUES", "BlockInterruptController", "interrupt_controller"]
+
+
+#: Largest N whose MSI state stays in flip-flops (measured with synth_ecp5: the flip-flop
+#: version costs ~8.5 LUT4 per vector, the block version a fixed ~700).
+BLOCK_MSI_QUEUES = 32
+
+
+class BlockInterruptController(InterruptController):
+    """:class:`InterruptController` with the queue vectors' state in block RAM (see the
+    module's documentation). Always with MSI (the profiles without MSI need no per-vector
+    state)."""
+
+    def __init__(self, params):
+        super().__init__(params, msi=True)
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._params
+        n = p.queues
+        W = FLAG_GROUP
+        lane_bits = (W - 1).bit_length()
+        groups = (n + W - 1) // W
+        gbits = max(1, (groups - 1).bit_length())
+        last_mask = (1 << (n - (groups - 1) * W)) - 1        # queue vectors of the last word
+
+        def group(q):
+            return q[lane_bits:lane_bits + gbits] if groups > 1 else C(0, 1)
+
+        def lane(q):
+            return q[:lane_bits]
+
+        def exists(g):
+            """The word's bits that are queue vectors (all but in the last word)."""
+            return Mux(g == groups - 1, last_mask, (1 << W) - 1) if groups > 1 \
+                else C(last_mask, W)
+
+        cmd = self.command
+        status = Signal(2)
+        enabled = Signal()
+        m.d.comb += [self.interrupt_status.eq(status), self.irq.eq(status != 0),
+                     self.enabled.eq(enabled)]
+        used = self.used_valid & below(self.used_queue, n)
+        event_bits = Cat(used, self.config_event)
+        switch_off = enabled & cmd.enable & ~cmd.enable_value
+        switch_on = ~enabled & cmd.enable & cmd.enable_value
+
+        # ---- vector table (as the flip-flop version)
+        m.submodules.table = table = memory.Memory(shape=MsiMessage, depth=n + 1, init=[],
+                                                   attrs={"ram_style": "block"})
+        table_w = table.write_port()
+        table_r = table.read_port(transparent_for=(table_w,))
+        in_window = C(1)
+        if p.msi_window is not None:
+            base, size = p.msi_window
+            in_window = (cmd.address >= base) & (cmd.address + 4 <= base + size)
+        m.d.comb += [
+            table_w.addr.eq(cmd.vector),
+            table_w.data.address.eq(cmd.address),
+            table_w.data.data.eq(cmd.data),
+            table_w.en.eq(cmd.update & in_window),
+        ]
+        with m.If(cmd.update & ~in_window):
+            m.d.sync += self.rejected.eq(self.rejected + 1)
+
+        # ---- the three bit memories and their per-word flags
+        def bits_memory(name, readers):
+            mem = memory.Memory(shape=unsigned(W), depth=groups, init=[],
+                                attrs={"ram_style": "block"})
+            m.submodules[name] = mem
+            write = mem.write_port()
+            return write, [mem.read_port(transparent_for=(write,)) for _ in range(readers)]
+
+        s_write, (s_event, s_scan) = bits_memory("pending_set", 2)
+        c_write, (c_event, c_scan) = bits_memory("pending_clear", 2)
+        v_write, (v_event, v_scan, v_update) = bits_memory("valid", 3)
+        s_fresh = Signal(groups)
+        c_fresh = Signal(groups)
+        v_fresh = Signal(groups)
+        invert = Signal(groups)
+        hint = Signal(groups)
+        count = Signal(range(n + 1))        # pending queue vectors
+
+        def word_of(fresh, port, g):
+            return Mux(fresh.bit_select(g, 1), port.data, 0)
+
+        def pending_word(s_port, c_port, g):
+            return ((word_of(s_fresh, s_port, g) ^ word_of(c_fresh, c_port, g)) ^
+                    Mux(invert.bit_select(g, 1), exists(g), 0))
+
+        # ---- vector 0
+        pending0 = Signal()
+        valid0 = Signal()
+
+        # ---- event path, stage 1: read the event's words
+        event_q = self.used_queue[:max(1, (n - 1).bit_length())]
+        for port in (s_event, c_event, v_event):
+            m.d.comb += port.addr.eq(group(event_q))
+        ev_valid = Signal()
+        ev_q = Signal.like(event_q)
+        m.d.sync += [ev_valid.eq(used & enabled & ~switch_off & ~self.reset),
+                     ev_q.eq(event_q)]
+        # Stage 2: the words read in stage 1 (they include this cycle's-edge writes).
+        ev_g, ev_lane = group(ev_q), lane(ev_q)
+        ev_pending = pending_word(s_event, c_event, ev_g).bit_select(ev_lane, 1)
+        ev_vector_valid = word_of(v_fresh, v_event, ev_g).bit_select(ev_lane, 1)
+        ev_new = ev_valid & ~ev_pending        # the event makes its vector pending
+
+        # ---- UPDATE path: vector 0 at once; a queue vector reads its V word, writes in t+1
+        upd_q = Signal(max(1, (n - 1).bit_length()))
+        m.d.comb += upd_q.eq(cmd.vector - 1)
+        m.d.comb += v_update.addr.eq(group(upd_q))
+        upd_valid = Signal()
+        upd_ok = Signal()
+        upd_at = Signal.like(upd_q)
+        m.d.sync += [upd_valid.eq(cmd.update & (cmd.vector != 0) & ~self.reset),
+                     upd_ok.eq(in_window), upd_at.eq(upd_q)]
+        upd_word = Signal(W)
+        m.d.comb += upd_word.eq(word_of(v_fresh, v_update, group(upd_at)))
+        new_v = Signal(W)
+        m.d.comb += new_v.eq(upd_word)
+        m.d.comb += new_v.bit_select(lane(upd_at), 1).eq(upd_ok)
+        m.d.comb += [v_write.addr.eq(group(upd_at)), v_write.data.eq(new_v),
+                     v_write.en.eq(upd_valid)]
+        with m.If(cmd.update & (cmd.vector == 0)):
+            m.d.sync += valid0.eq(in_window)
+
+        # ---- scanner slots: A is issued from, B waits behind it
+        a_bits, b_bits = Signal(W), Signal(W)
+        a_group, b_group = Signal(gbits), Signal(gbits)
+        a_c, b_c = Signal(W), Signal(W)           # the word's C bits (only the scanner flips C)
+        loading = Signal()                        # a word read is in flight
+        load_group = Signal(gbits)
+
+        # Round robin over the hinted words, the one being issued (A) left out.
+        candidates = Signal(groups)
+        m.d.comb += candidates.eq(hint & ~Mux(a_bits != 0, C(1, groups) << a_group, 0))
+        above = Signal(groups, init=(1 << groups) - 1)
+        above_c = candidates & above
+        chosen = Mux(above_c != 0, above_c, candidates)
+        lowest = Signal(groups)
+        m.d.comb += lowest.eq(chosen & (~chosen + 1))
+        pick_group = Signal(gbits)
+        m.d.comb += pick_group.eq(onehot_index(lowest))
+        start_load = enabled & ~switch_off & (b_bits == 0) & ~loading & (candidates != 0)
+        for port in (s_scan, c_scan, v_scan):
+            m.d.comb += port.addr.eq(pick_group)
+        m.d.sync += loading.eq(start_load & ~self.reset)
+        with m.If(start_load):
+            m.d.sync += [load_group.eq(pick_group), above.eq(~(lowest | (lowest - 1)))]
+        landed_c = word_of(c_fresh, c_scan, load_group)
+        landed_bits = (pending_word(s_scan, c_scan, load_group) &
+                       word_of(v_fresh, v_scan, load_group))
+
+        # ---- issue: vector 0 and the queue vectors take turns; the fast path when idle
+        out_valid = Signal()
+        advance = ~out_valid | self.message.ready
+        turn0 = Signal()                           # vector 0 goes first when both wait
+        a_lowest = Signal(W)
+        m.d.comb += a_lowest.eq(a_bits & (~a_bits + 1))
+        a_lane = onehot_index(a_lowest)
+        want0 = pending0 & valid0
+        want_a = a_bits != 0
+        idle = (a_bits == 0) & (b_bits == 0) & ~loading & (hint == 0)
+        want_fast = ev_new & ev_vector_valid & idle
+        issue0 = Signal()
+        issue_a = Signal()
+        issue_fast = Signal()
+        can = enabled & advance
+        with m.If(can):
+            with m.If(want0 & (turn0 | ~(want_a | want_fast))):
+                m.d.comb += issue0.eq(1)
+            with m.Elif(want_a):
+                m.d.comb += issue_a.eq(1)
+            with m.Elif(want_fast):
+                m.d.comb += issue_fast.eq(1)
+        issue = issue0 | issue_a | issue_fast
+        with m.If(issue0):
+            m.d.sync += turn0.eq(0)
+        with m.Elif(issue):
+            m.d.sync += turn0.eq(1)
+
+        vector = Signal(range(n + 1))
+        with m.If(issue_a):
+            m.d.comb += vector.eq(Cat(a_lane, a_group) + 1)
+        with m.Elif(issue_fast):
+            m.d.comb += vector.eq(ev_q + 1)
+        m.d.comb += [
+            table_r.addr.eq(vector),
+            table_r.en.eq(advance),
+            self.message.valid.eq(out_valid),
+            self.message.payload.eq(table_r.data),
+        ]
+        with m.If(advance):
+            m.d.sync += out_valid.eq(issue)
+        m.d.comb += self.issued.eq(Mux(issue, (C(1, n + 1) << vector)[:n + 1], 0))
+
+        # ---- C writes (issue from A), S writes (new pending event), hints
+        a_c_next = Signal(W)
+        m.d.comb += a_c_next.eq(a_c ^ Mux(issue_a, a_lowest, 0))
+        m.d.comb += [c_write.addr.eq(a_group), c_write.data.eq(a_c_next),
+                     c_write.en.eq(issue_a)]
+        with m.If(issue_a):
+            m.d.sync += c_fresh.bit_select(a_group, 1).eq(1)
+        s_new = Signal(W)
+        m.d.comb += s_new.eq(word_of(s_fresh, s_event, ev_g) ^ (C(1, W) << ev_lane))
+        toggle_s = ev_new & ~issue_fast
+        m.d.comb += [s_write.addr.eq(ev_g), s_write.data.eq(s_new), s_write.en.eq(toggle_s)]
+        with m.If(toggle_s):
+            m.d.sync += s_fresh.bit_select(ev_g, 1).eq(1)
+
+        with m.If(start_load):
+            m.d.sync += hint.bit_select(pick_group, 1).eq(0)
+        with m.If(toggle_s):
+            m.d.sync += hint.bit_select(ev_g, 1).eq(1)
+        with m.If(upd_valid & upd_ok):
+            m.d.sync += hint.bit_select(group(upd_at), 1).eq(1)
+
+        # ---- slots: A loses its issued bit; when A empties, B (or the landing word) moves in
+        a_left = a_bits & ~Mux(issue_a, a_lowest, 0)
+        # A refused UPDATE takes its vector out of the slots (it stays pending, now invalid).
+        refused = Mux(upd_valid & ~upd_ok, C(1, W) << lane(upd_at), 0)
+
+        def drop_refused(bits, g):
+            return bits & ~Mux(group(upd_at) == g, refused, 0)
+
+        m.d.sync += [a_bits.eq(drop_refused(a_left, a_group)), a_c.eq(a_c_next),
+                     b_bits.eq(drop_refused(b_bits, b_group))]
+        with m.If(a_left == 0):
+            with m.If(b_bits != 0):
+                m.d.sync += [a_bits.eq(drop_refused(b_bits, b_group)), a_group.eq(b_group),
+                             a_c.eq(b_c), b_bits.eq(0)]
+                with m.If(loading):
+                    m.d.sync += [b_bits.eq(drop_refused(landed_bits, load_group)),
+                                 b_group.eq(load_group), b_c.eq(landed_c)]
+            with m.Elif(loading):
+                m.d.sync += [a_bits.eq(drop_refused(landed_bits, load_group)),
+                             a_group.eq(load_group), a_c.eq(landed_c)]
+        with m.Elif(loading):
+            m.d.sync += [b_bits.eq(drop_refused(landed_bits, load_group)),
+                         b_group.eq(load_group), b_c.eq(landed_c)]
+
+        # ---- count, enable transitions, InterruptStatus
+        count_next = Signal.like(count)
+        m.d.comb += count_next.eq(count + toggle_s - issue_a)
+        pending0_next = (pending0 & ~issue0) | self.config_event
+        with m.If(enabled):
+            with m.If(switch_off):
+                m.d.sync += [
+                    enabled.eq(0), pending0.eq(0), count.eq(0),
+                    status.eq(Cat((count_next != 0) | used, pending0_next)),
+                ]
+                self._clear_pending(m, s_fresh, c_fresh, invert, hint,
+                                    a_bits, b_bits, loading)
+            with m.Else():
+                m.d.sync += [pending0.eq(pending0_next), count.eq(count_next)]
+        with m.Else():
+            with m.If(switch_on):
+                bits = (status & ~self.ack) | event_bits
+                m.d.sync += [enabled.eq(1), status.eq(0), pending0.eq(bits[1])]
+                with m.If(bits[0]):
+                    m.d.sync += [invert.eq((1 << groups) - 1), hint.eq((1 << groups) - 1),
+                                 count.eq(n)]
+            with m.Else():
+                m.d.sync += status.eq((status & ~self.ack) | event_bits)
+
+        with m.If(self.reset):
+            m.d.sync += [enabled.eq(0), pending0.eq(0), valid0.eq(0), status.eq(0),
+                         count.eq(0), v_fresh.eq(0), above.eq(above.init), turn0.eq(0)]
+            self._clear_pending(m, s_fresh, c_fresh, invert, hint, a_bits, b_bits, loading)
+        # V words: written by UPDATE (after the reset clause for the fresh flag would be
+        # wrong: a reset in the write's cycle must leave the vector invalid).
+        with m.If(upd_valid & ~self.reset):
+            m.d.sync += v_fresh.bit_select(group(upd_at), 1).eq(1)
+        return m
+
+    @staticmethod
+    def _clear_pending(m, s_fresh, c_fresh, invert, hint, a_bits, b_bits, loading):
+        m.d.sync += [s_fresh.eq(0), c_fresh.eq(0), invert.eq(0), hint.eq(0),
+                     a_bits.eq(0), b_bits.eq(0), loading.eq(0)]
+
+
+def interrupt_controller(params, *, msi=True):
+    """The interrupt controller for ``params``: vector state in block RAM beyond
+    :data:`BLOCK_MSI_QUEUES` queues (when the profile has MSI), else in flip-flops."""
+    if msi and params.queues > BLOCK_MSI_QUEUES:
+        return BlockInterruptController(params)
+    return InterruptController(params, msi=msi)
