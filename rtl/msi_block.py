@@ -262,7 +262,9 @@ class BlockInterruptController(InterruptController):
             m.d.sync += hint.bit_select(pick_group, 1).eq(0)
         with m.If(toggle_s):
             m.d.sync += hint.bit_select(ev_g, 1).eq(1)
-        with m.If(upd_valid & upd_ok):
+        # (Only while enabled: nothing is pending otherwise, and a hint left over would keep
+        # the scanner busy, so the first events after an enable would miss the fast path.)
+        with m.If(upd_valid & upd_ok & enabled):
             m.d.sync += hint.bit_select(group(upd_at), 1).eq(1)
 
         # ---- slots: A loses its issued bit; when A empties, B (or the landing word) moves in

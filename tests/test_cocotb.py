@@ -74,6 +74,11 @@ CONFIGS = {
     "wishbone-pipelined-linux-k1-q5-msi-window": EndpointParams(
         profile="linux-k1", bus="wishbone", wishbone_mode="pipelined", queues=5,
         msi_window=(0x12_3450_0000, 0x800)),
+    # Per-queue and per-vector state in block RAM (N > 32).
+    "axil-seed-q40-block-state": EndpointParams(bus="axil", queues=40, queue_size=64),
+    "wishbone-pipelined-linux-k1-q100-block-state": EndpointParams(
+        profile="linux-k1", bus="wishbone", wishbone_mode="pipelined", queues=100,
+        msi_window=(0xFEE0_0000, 0x4000)),
 }
 
 

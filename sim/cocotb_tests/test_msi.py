@@ -473,6 +473,7 @@ async def test_device_reset(dut, timing):
     for vector in vectors:
         if vector != forgotten:
             bench.event(vector)
+    await tb.wait_for(lambda: tb.device.idle, 4 * bench.vectors + 20, "the events")
     await tb.cycles(30)
     on_bus = not monitor.idle
     count = len(monitor.requests)
@@ -498,7 +499,7 @@ async def test_device_reset(dut, timing):
     for vector in vectors:
         if vector != forgotten:
             bench.event(vector)
-    await tb.wait_for(lambda: tb.device.idle, 40, "the events")
+    await tb.wait_for(lambda: tb.device.idle, 4 * bench.vectors + 20, "the events")
     await tb.cycles(40)
     if layout.accepts(0):
         # The only valid vector: nothing pending for it survived the reset.
