@@ -249,6 +249,10 @@ class RegisterCore(wiring.Component):
         ]
         we = Signal()
         m.d.comb += we.eq(bus.w_valid & bus.w_ready)
+        # Writes to registers (not config space, not a doorbell) are never held back, so
+        # they are decoded from ``w_valid`` alone: ``w_ready`` (which depends on the doorbell
+        # decode and the notify queue) then does not fan out to every register's enable.
+        reg_we = bus.w_valid
 
         # ---------------------------------------------------------------- config port
         cfg = self.config
@@ -309,9 +313,9 @@ class RegisterCore(wiring.Component):
 
         def field_write(name):
             """Write `name` of the selected queue (rules: ignored while ready or QueueSel >= N)."""
-            return we & full & (w_word == word(name)) & queue_sel_ok & ~queue_sel_ready
+            return reg_we & full & (w_word == word(name)) & queue_sel_ok & ~queue_sel_ready
 
-        with m.If(we):
+        with m.If(reg_we):
             with m.Switch(w_word):
                 with m.Case(word("DeviceFeaturesSel")):
                     with m.If(full):
