@@ -10,7 +10,7 @@ from .compare import below
 
 
 __all__ = ["MsiMessage", "MsiCommand", "InterruptController", "AXI4LiteWriteManager",
-           "WishboneWriteManager", "onehot_index"]
+           "WishboneWriteManager", "onehot_index", "round_robin"]
 
 
 #: One MSI message: a 32-bit write of ``data`` to ``address``.
@@ -37,6 +37,26 @@ def onehot_index(onehot):
     index_bits = max(1, (width - 1).bit_length())
     return Cat(*(Cat(*(onehot[i] for i in range(width) if i >> b & 1)).any()
                  if width > 1 << b else C(0, 1) for b in range(index_bits)))
+
+
+def round_robin(m, requests, take, reset):
+    """Round-robin choice among the bits of ``requests``: the lowest one above the one taken
+    last, else the lowest of all. Returns the choice as (one-hot, index). The choice is
+    recorded as the last one taken in cycles where ``take`` is true; ``reset`` starts over
+    from bit 0."""
+    width = len(requests)
+    above = Signal(width, init=(1 << width) - 1)       # the bits above the last one taken
+    above_requests = requests & above
+    chosen = Mux(above_requests != 0, above_requests, requests)
+    lowest = Signal(width)
+    m.d.comb += lowest.eq(chosen & (~chosen + 1))
+    index = Signal(max(1, (width - 1).bit_length()))
+    m.d.comb += index.eq(onehot_index(lowest))
+    with m.If(take):
+        m.d.sync += above.eq(~(lowest | (lowest - 1)))
+    with m.If(reset):
+        m.d.sync += above.eq(above.init)
+    return lowest, index
 
 
 class InterruptController(wiring.Component):
@@ -127,53 +147,17 @@ class InterruptController(wiring.Component):
         m.d.comb += event_vectors.eq(Cat(
             self.config_event, Mux(used, C(1, 1) << self.used_queue[:qbits], 0)[:n]))
 
-        # ---- vector table
-        # Block RAM even for a few vectors: on iCE40 the table in flip-flops cost ~190 logic
-        # cells at N = 1 (2024 -> 1828 with 6 EBR), and both devices gained Fmax
-        # (bench --scaling).
-        m.submodules.table = table = memory.Memory(shape=MsiMessage, depth=vectors, init=[],
-                                                   attrs={"ram_style": "block"})
-        table_w = table.write_port()
-        table_r = table.read_port(transparent_for=(table_w,))
         cmd = self.command
-        in_window = C(1)
-        if p.msi_window is not None:
-            base, size = p.msi_window
-            in_window = (cmd.address >= base) & (cmd.address + 4 <= base + size)
-        m.d.comb += [
-            table_w.addr.eq(cmd.vector),
-            table_w.data.address.eq(cmd.address),
-            table_w.data.data.eq(cmd.data),
-            # An UPDATE outside the window does not touch the entry either: a message being
-            # issued from it in the same cycle must not pick up the refused address.
-            table_w.en.eq(cmd.update & in_window),
-        ]
-        with m.If(cmd.update & ~in_window):
-            m.d.sync += self.rejected.eq(self.rejected + 1)
+        table_r, in_window = self._vector_table(m)
 
-        # ---- generator: round robin, the lowest ready vector above the last one served
-        # (`above` holds the bits above it), else the lowest ready vector of all.
+        # ---- generator: round robin over the pending and valid vectors
         ready_vectors = pending & valid
-        above = Signal(vectors, init=(1 << vectors) - 1)
-        above_ready = ready_vectors & above
-        chosen = Mux(above_ready != 0, above_ready, ready_vectors)
-        lowest = Signal(vectors)                         # one-hot: the vector to serve
-        m.d.comb += lowest.eq(chosen & (~chosen + 1))
-        pick = Signal(range(vectors))
-        m.d.comb += pick.eq(onehot_index(lowest))
-        out_valid = Signal()
-        advance = ~out_valid | self.message.ready
+        out_valid, advance = self._message_stage(m, table_r)
         issue = enabled & (ready_vectors != 0) & advance
-        m.d.comb += [
-            table_r.addr.eq(pick),
-            table_r.en.eq(advance),
-            self.message.valid.eq(out_valid),
-            self.message.payload.eq(table_r.data),
-        ]
+        lowest, pick = round_robin(m, ready_vectors, issue, self.reset)   # lowest: one-hot
+        m.d.comb += table_r.addr.eq(pick)
         with m.If(advance):
             m.d.sync += out_valid.eq(issue)
-        with m.If(issue):
-            m.d.sync += above.eq(~(lowest | (lowest - 1)))
         issued = Mux(issue, lowest, 0)
         m.d.comb += [self.pending.eq(pending), self.vector_valid.eq(valid),
                      self.issued.eq(issued)]
@@ -205,9 +189,48 @@ class InterruptController(wiring.Component):
             m.d.sync += valid.bit_select(cmd.vector, 1).eq(in_window)
 
         with m.If(self.reset):
-            m.d.sync += [enabled.eq(0), pending.eq(0), valid.eq(0), status.eq(0),
-                         above.eq(above.init)]
+            m.d.sync += [enabled.eq(0), pending.eq(0), valid.eq(0), status.eq(0)]
         return m
+
+    def _vector_table(self, m):
+        """The vector table (block RAM even for a few vectors: on iCE40 the table in
+        flip-flops cost ~190 logic cells at N = 1, and both devices gained Fmax), written by
+        UPDATE inside the MSI window, with the refusals counted. Returns the read port
+        (transparent to UPDATE) and the window check of the staged address."""
+        p, cmd = self._params, self.command
+        m.submodules.table = table = memory.Memory(shape=MsiMessage, depth=p.queues + 1,
+                                                   init=[], attrs={"ram_style": "block"})
+        table_w = table.write_port()
+        table_r = table.read_port(transparent_for=(table_w,))
+        in_window = C(1)
+        if p.msi_window is not None:
+            base, size = p.msi_window
+            in_window = (cmd.address >= base) & (cmd.address + 4 <= base + size)
+        m.d.comb += [
+            table_w.addr.eq(cmd.vector),
+            table_w.data.address.eq(cmd.address),
+            table_w.data.data.eq(cmd.data),
+            # An UPDATE outside the window does not touch the entry either: a message being
+            # issued from it in the same cycle must not pick up the refused address.
+            table_w.en.eq(cmd.update & in_window),
+        ]
+        with m.If(cmd.update & ~in_window):
+            m.d.sync += self.rejected.eq(self.rejected + 1)
+        return table_r, in_window
+
+    def _message_stage(self, m, table_r):
+        """The message register: the table entry read in the cycle a vector is issued is the
+        message from the next cycle on, until taken. Returns ``out_valid`` (set it to whether
+        a vector is issued, in cycles where ``advance``) and ``advance`` (a vector may be
+        issued this cycle)."""
+        out_valid = Signal()
+        advance = ~out_valid | self.message.ready
+        m.d.comb += [
+            table_r.en.eq(advance),
+            self.message.valid.eq(out_valid),
+            self.message.payload.eq(table_r.data),
+        ]
+        return out_valid, advance
 
 
 class AXI4LiteWriteManager(wiring.Component):

@@ -43,7 +43,7 @@ from amaranth.hdl import *
 from amaranth.lib import memory
 
 from .compare import below
-from .msi import InterruptController, MsiMessage, onehot_index
+from .msi import InterruptController, onehot_index, round_robin
 from .queue_flags import FLAG_GROUP
 
 
@@ -95,22 +95,7 @@ class BlockInterruptController(InterruptController):
         switch_on = ~enabled & cmd.enable & cmd.enable_value
 
         # ---- vector table (as the flip-flop version)
-        m.submodules.table = table = memory.Memory(shape=MsiMessage, depth=n + 1, init=[],
-                                                   attrs={"ram_style": "block"})
-        table_w = table.write_port()
-        table_r = table.read_port(transparent_for=(table_w,))
-        in_window = C(1)
-        if p.msi_window is not None:
-            base, size = p.msi_window
-            in_window = (cmd.address >= base) & (cmd.address + 4 <= base + size)
-        m.d.comb += [
-            table_w.addr.eq(cmd.vector),
-            table_w.data.address.eq(cmd.address),
-            table_w.data.data.eq(cmd.data),
-            table_w.en.eq(cmd.update & in_window),
-        ]
-        with m.If(cmd.update & ~in_window):
-            m.d.sync += self.rejected.eq(self.rejected + 1)
+        table_r, in_window = self._vector_table(m)
 
         # ---- the three bit memories and their per-word flags
         def bits_memory(name, readers):
@@ -184,26 +169,19 @@ class BlockInterruptController(InterruptController):
         # Round robin over the hinted words, the one being issued (A) left out.
         candidates = Signal(groups)
         m.d.comb += candidates.eq(hint & ~Mux(a_bits != 0, C(1, groups) << a_group, 0))
-        above = Signal(groups, init=(1 << groups) - 1)
-        above_c = candidates & above
-        chosen = Mux(above_c != 0, above_c, candidates)
-        lowest = Signal(groups)
-        m.d.comb += lowest.eq(chosen & (~chosen + 1))
-        pick_group = Signal(gbits)
-        m.d.comb += pick_group.eq(onehot_index(lowest))
         start_load = enabled & ~switch_off & (b_bits == 0) & ~loading & (candidates != 0)
+        _, pick_group = round_robin(m, candidates, start_load, self.reset)
         for port in (s_scan, c_scan, v_scan):
             m.d.comb += port.addr.eq(pick_group)
         m.d.sync += loading.eq(start_load & ~self.reset)
         with m.If(start_load):
-            m.d.sync += [load_group.eq(pick_group), above.eq(~(lowest | (lowest - 1)))]
+            m.d.sync += load_group.eq(pick_group)
         landed_c = word_of(c_fresh, c_scan, load_group)
         landed_bits = (pending_word(s_scan, c_scan, load_group) &
                        word_of(v_fresh, v_scan, load_group))
 
         # ---- issue: vector 0 and the queue vectors take turns; the fast path when idle
-        out_valid = Signal()
-        advance = ~out_valid | self.message.ready
+        out_valid, advance = self._message_stage(m, table_r)
         turn0 = Signal()                           # vector 0 goes first when both wait
         a_lowest = Signal(W)
         m.d.comb += a_lowest.eq(a_bits & (~a_bits + 1))
@@ -234,12 +212,7 @@ class BlockInterruptController(InterruptController):
             m.d.comb += vector.eq(Cat(a_lane, a_group) + 1)
         with m.Elif(issue_fast):
             m.d.comb += vector.eq(ev_q + 1)
-        m.d.comb += [
-            table_r.addr.eq(vector),
-            table_r.en.eq(advance),
-            self.message.valid.eq(out_valid),
-            self.message.payload.eq(table_r.data),
-        ]
+        m.d.comb += table_r.addr.eq(vector)
         with m.If(advance):
             m.d.sync += out_valid.eq(issue)
         m.d.comb += self.issued.eq(Mux(issue, (C(1, n + 1) << vector)[:n + 1], 0))
@@ -317,7 +290,7 @@ class BlockInterruptController(InterruptController):
 
         with m.If(self.reset):
             m.d.sync += [enabled.eq(0), pending0.eq(0), valid0.eq(0), status.eq(0),
-                         count.eq(0), v_fresh.eq(0), above.eq(above.init), turn0.eq(0)]
+                         count.eq(0), v_fresh.eq(0), turn0.eq(0)]
             self._clear_pending(m, s_fresh, c_fresh, invert, hint, a_bits, b_bits, loading)
         # V words: written by UPDATE (after the reset clause for the fresh flag would be
         # wrong: a reset in the write's cycle must leave the vector invalid).

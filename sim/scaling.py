@@ -257,13 +257,23 @@ def _measure(work, device_key, design, params, queues, seeds):
 def _table(results):
     bare = {r.device: r.median for r in results if r.design == "bare" and r.median}
     lines = ["| device | design | N | Fmax median (MHz) | ratio to bare register | seeds (MHz) "
-             "| logic | FFs | block RAM |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| logic | logic per added queue | FFs | block RAM |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    previous = {}       # device -> (N, logic) of the last endpoint row with an area
     for r in sorted(results, key=lambda r: (r.device, r.design != "bare", r.queues or 0)):
         device = DEVICES[r.device]
         design = "bare AXI4-Lite register" if r.design == "bare" else "endpoint"
-        area = "| | |" if r.logic is None else \
-            f"| {r.logic} {device.logic} | {'(in LCs)' if r.ff is None else r.ff} | {r.ram} |"
+        # How much logic each queue added since the previous N measured (SPEC §11: no faster
+        # than linear; flat once the state is in block RAM).
+        growth = ""
+        if r.design == "endpoint" and r.logic is not None:
+            if r.device in previous and r.queues > previous[r.device][0]:
+                n0, logic0 = previous[r.device]
+                growth = f"{(r.logic - logic0) / (r.queues - n0):.1f}"
+            previous[r.device] = (r.queues, r.logic)
+        area = "| | | |" if r.logic is None else \
+            f"| {r.logic} {device.logic} | {growth} | " \
+            f"{'(in LCs)' if r.ff is None else r.ff} | {r.ram} |"
         if r.error:
             # Synthesis or placement failed (typically: the design does not fit); the area of
             # the design alone is shown when it was measured.
@@ -318,6 +328,11 @@ def plot_json(json_path, png_path):
     """Redraw the plot from a ``scaling.json`` of an earlier run."""
     results = [Result(**entry) for entry in json.loads(Path(json_path).read_text())]
     return _plot(results, png_path)
+
+
+def table_json(json_path):
+    """The Markdown table of a ``scaling.json`` of an earlier run."""
+    return _table([Result(**entry) for entry in json.loads(Path(json_path).read_text())])
 
 
 def run_scaling(params=None, *, queues=DEFAULT_QUEUES, devices=("ice40", "ecp5"), seeds=SEEDS,
