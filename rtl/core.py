@@ -134,6 +134,7 @@ class RegisterCore(wiring.Component):
         self._params = params
         self._regmap = RegisterMap(params.profile)
         self._interrupts = None
+        self._notify_queue = None
         super().__init__({
             "bus": In(RegisterBus(params.addr_width)),
             "used_valid": In(1), "used_queue": In(16),
@@ -163,6 +164,13 @@ class RegisterCore(wiring.Component):
             self._interrupts = interrupt_controller(
                 self._params, msi=self._regmap.profile.msi_registers)
         return self._interrupts
+
+    @property
+    def notify_queue(self):
+        """The :class:`NotifyQueue`, made on first use (proofs observe its ``held``)."""
+        if self._notify_queue is None:
+            self._notify_queue = NotifyQueue(self._params.notify_fifo_depth)
+        return self._notify_queue
 
     def elaborate(self, platform):
         m = Module()
@@ -236,7 +244,7 @@ class RegisterCore(wiring.Component):
         r_cfg = bus.r_valid & in_config(r_word)
         w_cfg = in_config(w_word)
         m.submodules.doorbells = doorbells = DoorbellDecoder(p, word("QueueNotify"))
-        m.submodules.notify_queue = notify_queue = NotifyQueue(p.notify_fifo_depth)
+        m.submodules.notify_queue = notify_queue = self.notify_queue
         m.d.comb += [
             doorbells.word.eq(w_word), doorbells.data.eq(wd), doorbells.full.eq(full),
             doorbells.data_negotiated.eq(status[3] & accepted[Feature.NOTIFICATION_DATA]),
@@ -417,7 +425,9 @@ class RegisterCore(wiring.Component):
 
         # ---------------------------------------------------------------- notifications
         m.d.comb += [
-            notify_queue.i.valid.eq(we & doorbells.valid),
+            # (Not gated by w_ready: a waiting notification is offered, and valid must not
+            # depend on ready, or notify_ready would reach notify_valid combinationally.)
+            notify_queue.i.valid.eq(bus.w_valid & doorbells.valid),
             notify_queue.i.payload.queue.eq(doorbells.queue),
             notify_queue.i.payload.data.eq(wd),
             notify_queue.i.payload.has_data.eq(doorbells.data_negotiated),

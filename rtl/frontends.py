@@ -12,16 +12,19 @@ __all__ = ["SkidBuffer", "AXI4LiteSubordinate", "WishboneSubordinate"]
 
 
 class SkidBuffer(wiring.Component):
-    """A two-entry buffer with a registered ``i.ready`` and a bypass.
+    """A two-entry buffer with a registered ``i.ready``, with or without a bypass.
 
-    ``o`` presents the incoming payload in the same cycle when the buffer is empty, so the
-    buffer adds no latency; ``i.ready`` is a flip-flop (high while fewer than two entries are
-    held), so no combinational path runs from ``o.ready`` to ``i.ready``. Throughput: one
-    transfer per cycle. ``level`` is the number of entries held.
+    With ``bypass`` (default), ``o`` presents the incoming payload in the same cycle when the
+    buffer is empty, so the buffer adds no latency. Without, ``o`` comes from flip-flops only
+    (one clock of latency, and nothing from ``i`` reaches ``o`` combinationally). ``i.ready``
+    is a flip-flop (high while fewer than two entries are held), so no combinational path runs
+    from ``o.ready`` to ``i.ready``. Throughput: one transfer per cycle. ``level`` is the
+    number of entries held.
     """
 
-    def __init__(self, width):
+    def __init__(self, width, bypass=True):
         self._width = width
+        self._bypass = bypass
         super().__init__({
             "i": In(stream.Signature(width)),
             "o": Out(stream.Signature(width)),
@@ -36,10 +39,13 @@ class SkidBuffer(wiring.Component):
         m.d.comb += self.i.ready.eq(level < 2)  # level is a register: i.ready is registered
         push = self.i.valid & self.i.ready
         pop = self.o.valid & self.o.ready
-        m.d.comb += [
-            self.o.valid.eq((level != 0) | self.i.valid),
-            self.o.payload.eq(Mux(level != 0, head, self.i.payload)),
-        ]
+        if self._bypass:
+            m.d.comb += [
+                self.o.valid.eq((level != 0) | self.i.valid),
+                self.o.payload.eq(Mux(level != 0, head, self.i.payload)),
+            ]
+        else:
+            m.d.comb += [self.o.valid.eq(level != 0), self.o.payload.eq(head)]
         with m.If(push & ~pop):
             m.d.sync += level.eq(level + 1)
             with m.If(level == 0):
@@ -73,9 +79,12 @@ class AXI4LiteSubordinate(wiring.Component):
 
     Latency and throughput
     ----------------------
-    Read: RVALID one clock after the AR handshake. Write: the register is written in the
-    cycle the later of AW and W is handshaken (AW and W may come in either order, any number
-    of cycles apart), BVALID follows one clock later. One read and one write per clock,
+    Read: RVALID one clock after the AR handshake. Write: AW and W are registered (no bypass,
+    so the address decode starts from flip-flops); the register is written in the cycle after
+    the later of the AW and W handshakes (AW and W may come in either order, any number of
+    cycles apart), BVALID follows one clock later. A notification written that way is on the
+    notify stream in that same cycle (the notify queue passes it straight through), so write
+    handshake → ``notify_valid`` is one clock. One read and one write per clock,
     sustained and concurrently, while the manager keeps RREADY and BREADY high. All ready and
     valid outputs are flip-flops; every response is OKAY. AW and W are buffered two deep, B is
     a count of up to three responses, and at most two reads are outstanding (issued and not yet
@@ -112,8 +121,8 @@ class AXI4LiteSubordinate(wiring.Component):
         word_width = self._addr_width - 2
 
         # ---- write: AW and W buffers, joined when both have an entry and B has room
-        m.submodules.aw = aw = SkidBuffer(word_width)
-        m.submodules.w = w = SkidBuffer(36)
+        m.submodules.aw = aw = SkidBuffer(word_width, bypass=False)
+        m.submodules.w = w = SkidBuffer(36, bypass=False)
         m.d.comb += [
             aw.i.valid.eq(axi.awvalid), aw.i.payload.eq(axi.awaddr[2:]),
             axi.awready.eq(aw.i.ready),

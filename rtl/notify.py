@@ -100,16 +100,20 @@ class NotifyQueue(wiring.Component):
     """The notifications waiting for the device logic, in write order.
 
     ``depth`` 1 is a single register that can take a new notification in the cycle the device
-    takes the old one; a larger depth is a first-word-fall-through FIFO. Either way a
-    notification taken at a clock edge is on ``o`` in the next cycle, and ``reset`` (a device
-    reset) discards everything not yet taken.
+    takes the old one; a larger depth is a FIFO. When nothing is held, a notification passes
+    straight through: it is on ``o`` in the cycle it is written (and is held only if the device
+    does not take it then), so the bus front-end's register stage adds no latency to
+    ``notify_valid``. ``reset`` (a device reset) discards everything not yet taken.
 
     Members
     -------
     i : In(stream.Signature(NotifyLayout))
         ``i.ready`` is combinational from ``o.ready`` for depth 1.
     o : Out(stream.Signature(NotifyLayout))
+        Combinational from ``i`` while nothing is held.
     reset : In(1)
+    held : Out(1)
+        Observation (for proofs): a notification is held (written and not yet taken).
     """
 
     def __init__(self, depth=1):
@@ -119,29 +123,34 @@ class NotifyQueue(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(NotifyLayout)),
             "o": Out(stream.Signature(NotifyLayout)),
-            "reset": In(1),
+            "reset": In(1), "held": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
+        held = self.held                    # something is held (then it goes first)
+        held_payload = Signal(NotifyLayout)
+        store = Signal()                    # the incoming notification must be held
+        m.d.comb += [
+            self.o.valid.eq(held | self.i.valid),
+            self.o.payload.eq(Mux(held, held_payload, self.i.payload)),
+            store.eq(self.i.valid & self.i.ready & (held | ~self.o.ready)),
+        ]
         if self._depth == 1:
-            valid = Signal()
-            payload = Signal(NotifyLayout)
-            m.d.comb += self.i.ready.eq(~valid | self.o.ready)
+            m.d.comb += self.i.ready.eq(~held | self.o.ready)
             with m.If(self.o.ready):
-                m.d.sync += valid.eq(0)
-            with m.If(self.i.valid & self.i.ready):
-                m.d.sync += [valid.eq(1), payload.eq(self.i.payload)]
+                m.d.sync += held.eq(0)
+            with m.If(store):
+                m.d.sync += [held.eq(1), held_payload.eq(self.i.payload)]
             with m.If(self.reset):
-                m.d.sync += valid.eq(0)
-            m.d.comb += [self.o.valid.eq(valid), self.o.payload.eq(payload)]
+                m.d.sync += held.eq(0)
         else:
             fifo = SyncFIFO(width=NotifyLayout.size, depth=self._depth)
             m.submodules.fifo = ResetInserter(self.reset)(fifo)
             m.d.comb += [
-                fifo.w_en.eq(self.i.valid), fifo.w_data.eq(self.i.payload),
+                fifo.w_en.eq(store), fifo.w_data.eq(self.i.payload),
                 self.i.ready.eq(fifo.w_rdy),
-                self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data),
+                held.eq(fifo.r_rdy), held_payload.eq(fifo.r_data),
                 fifo.r_en.eq(self.o.ready),
             ]
         return m

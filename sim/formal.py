@@ -217,17 +217,18 @@ class EndpointInvariantsProof(_EndpointProof):
       reset discards it. An issued message is on the MSI manager port in the next cycle.
     * **Reset state**: in the cycle after a device reset (``device_reset`` high) Status,
       ``driver_ok``, ``features``, ``irq``, MSI enable, pending and valid vectors,
-      InterruptStatus, the MSI staging registers and ``notify_valid`` hold their reset
-      values; a read issued in that cycle returns the register map's reset value of every
+      InterruptStatus and the MSI staging registers hold their reset values, and no
+      notification is held (``notify_valid`` only for one written in that very cycle); a read issued in that cycle returns the register map's reset value of every
       transport register (QueueSel, both feature selectors and SHMSel included, since the
       selected values read back), and the device-side queue port shows every queue not
       ready, at its maximum size, at address 0.
     * **Notify stream**: a reference decode of the accepted bus writes (QueueNotify, and each
       doorbell ``notify_base + q * notify_multiplier`` spelled out per queue) counts the
-      notifications owed; ``notify_valid`` is high exactly when one is owed, never more than
-      the queue depth; and one chosen accepted notification (the free input ``track`` picks
-      it) is on the stream, with its queue, data word and ``has_data`` as written, once the
-      notifications ahead of it have been taken — so none is dropped, altered or reordered.
+      notifications held; ``notify_valid`` is high exactly when one is held or is being
+      written (it passes straight through when none is held), never more than the queue depth
+      held; and one chosen accepted notification (the free input ``track`` picks it) is on the
+      stream, with its queue, data word and ``has_data`` as written, once the notifications
+      ahead of it have been taken (in its own cycle if none is ahead) — so none is dropped, altered or reordered.
 
     ``properties``: a subset of :attr:`PROPERTIES` to check (default all).
     """
@@ -312,10 +313,15 @@ class EndpointInvariantsProof(_EndpointProof):
         interrupts = core.interrupts
         bus = core.bus
 
+        # Nothing held survives the reset; a notification written in this very cycle passes
+        # straight through.
+        notify_written, _ = self._expected_notification(m)
+        notify_written = bus.w_valid & bus.w_ready & notify_written
         with m.If(dut.device_reset):
             m.d.comb += [
                 Assert(dut.status == 0), Assert(~dut.driver_ok), Assert(dut.features == 0),
-                Assert(~dut.irq), Assert(~dut.msi_enabled), Assert(~dut.notify_valid),
+                Assert(~dut.irq), Assert(~dut.msi_enabled),
+                Assert(~dut.notify_valid | notify_written),
                 Assert(interrupts.interrupt_status == 0),
                 Assert(interrupts.pending == 0), Assert(interrupts.vector_valid == 0),
             ]
@@ -383,12 +389,14 @@ class EndpointInvariantsProof(_EndpointProof):
         taken = dut.notify_valid & dut.notify_ready
         device_reset = core.interrupts.reset
 
+        # Held notifications; one written while none is held is on the stream at once.
         owed = Signal(range(depth + 2))
         with m.If(device_reset):
             m.d.sync += owed.eq(0)
         with m.Else():
             m.d.sync += owed.eq(owed + push - taken)
-        m.d.comb += [Assert(dut.notify_valid == (owed != 0)), Assert(owed <= depth)]
+        m.d.comb += [Assert(dut.notify_valid == ((owed != 0) | push)), Assert(owed <= depth),
+                     Assert(core.notify_queue.held == (owed != 0))]
 
         # The chosen notification: what was written, and how many are ahead of it.
         tracked = Signal()
@@ -410,8 +418,16 @@ class EndpointInvariantsProof(_EndpointProof):
                 with m.Else():
                     m.d.sync += ahead.eq(ahead - 1)
         with m.Elif(push & self.track):
+            with m.If(owed == 0):
+                # Straight through: at the head of the stream in the cycle it is written.
+                m.d.comb += [
+                    Assert(dut.notify_valid), Assert(dut.notify_queue == queue),
+                    Assert(dut.notify_data == bus.w_data),
+                    Assert(dut.notify_has_data == dut.features[Feature.NOTIFICATION_DATA]),
+                ]
             m.d.sync += [
-                tracked.eq(1), ahead.eq(owed - taken),
+                # (Not tracked further if the device took it at once.)
+                tracked.eq(~((owed == 0) & taken)), ahead.eq(owed - taken),
                 expected_queue.eq(queue), expected_data.eq(bus.w_data),
                 expected_has_data.eq(dut.features[Feature.NOTIFICATION_DATA]),
             ]

@@ -241,7 +241,7 @@ MUTATIONS = {
         "the notification carries queue index q + 1"), _invariants),
     "notify-overwritten": (Mutation(
         "virtio_mmio.notify", "NotifyQueue",
-        (("self.i.ready.eq(~valid | self.o.ready)", "self.i.ready.eq(1)"),),
+        (("self.i.ready.eq(~held | self.o.ready)", "self.i.ready.eq(1)"),),
         "a notification not yet taken is overwritten by the next"), _invariants),
 }
 
