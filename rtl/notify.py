@@ -72,11 +72,20 @@ class DoorbellDecoder(wiring.Component):
             odd = stride >> shift
             last = base + (n - 1) * stride
             offset = Signal(range(last - base + 1))
-            m.d.comb += offset.eq(self.word - base)
+            span_bits = (last - base).bit_length()
+            if base % (1 << span_bits) == 0:
+                # The doorbells sit in an aligned block: the offset is the word's low bits and
+                # the range check a compare of the high bits (no subtractor, no carry chain).
+                low = self.word[:span_bits]
+                m.d.comb += offset.eq(low)
+                in_range = (self.word[span_bits:] == base >> span_bits) & \
+                    (below(low, last - base + 1) if span_bits else C(1))
+            else:
+                m.d.comb += offset.eq(self.word - base)
+                in_range = (self.word >= base) & (self.word <= last)
             width = max(1, ((n - 1) * odd).bit_length())
             quotient = Signal(width)
             m.d.comb += quotient.eq((offset >> shift) * pow(odd, -1, 1 << width))
-            in_range = (self.word >= base) & (self.word <= last)
             aligned = offset[:shift] == 0 if shift else C(1)
             at_doorbell = in_range & aligned & below(quotient, n)
             doorbell_queue = quotient

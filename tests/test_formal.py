@@ -233,7 +233,8 @@ MUTATIONS = {
         "MSI stays enabled across a device reset"), _invariants),
     "doorbell-address-off-by-one": (Mutation(
         "virtio_mmio.notify", "DoorbellDecoder",
-        (("offset.eq(self.word - base)", "offset.eq(self.word - base + stride)"),),
+        (("offset.eq(low)", "offset.eq(low + stride)"),
+         ("offset.eq(self.word - base)", "offset.eq(self.word - base + stride)")),
         "the doorbell of queue q decodes as queue q + 1"), _invariants),
     "notify-queue-index-off-by-one": (Mutation(
         "virtio_mmio.notify", "DoorbellDecoder",
