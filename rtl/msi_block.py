@@ -99,7 +99,9 @@ class BlockInterruptController(InterruptController):
 
         # ---- the three bit memories and their per-word flags
         def bits_memory(name, readers):
-            mem = memory.Memory(shape=unsigned(W), depth=groups, init=[],
+            # Every word address exists: an ignored event (queue >= N) is still read for.
+            mem = memory.Memory(shape=unsigned(W), depth=1 << gbits if groups > 1 else 1,
+                                init=[],
                                 attrs={"ram_style": "block"})
             m.submodules[name] = mem
             write = mem.write_port()

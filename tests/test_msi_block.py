@@ -75,7 +75,9 @@ def test_controller_against_model(kind, n):
                     action = plan.pop(0) if plan else None
                 else:
                     used = rng.random() < 0.5
-                    queue = rng.randrange(n + 2)
+                    # Mostly near N; sometimes any 16-bit queue (ignored, but still decoded).
+                    queue = rng.randrange(n + 2) if rng.random() < 0.95 else \
+                        rng.randrange(1 << 16)
                     config = rng.random() < 0.05
                     ready = rng.random() < 0.6
                     ack = rng.randrange(4) if rng.random() < 0.1 else 0
