@@ -11,7 +11,8 @@ from amaranth.lib.wiring import In, Out
 from .msi import MsiMessage
 from .msi_block import interrupt_controller
 from .compare import at_most, below
-from .notify import DoorbellDecoder, NotifyLayout, NotifyQueue
+from .notify import (DataTags, DoorbellDecoder, NotifyLayout, NotifyQueue,
+                     WriteClassifier)
 from .queue_flags import BLOCK_FLAGS_QUEUES, queue_flags
 from .params import EndpointParams
 from .regmap import CONFIG_BASE, MAGIC_VALUE, Feature, MsiOp, RegisterMap, Status
@@ -32,6 +33,11 @@ class RegisterBus(wiring.Signature):
         The word read, valid exactly one cycle after ``r_valid`` (not held).
     w_valid, w_addr, w_data, w_strb : In at the core
         A write of ``w_data`` with byte lanes ``w_strb`` to word ``w_addr``.
+    w_address_tags, w_data_tags : In at the core
+        The write's address and data decoded by the core's :class:`WriteClassifier`
+        (:attr:`RegisterCore.classifier`); a front-end may decode them earlier, as it
+        buffers the address and the data, so that the decision to take the write starts
+        from flip-flops.
     w_ready : Out at the core
         The write is taken in a cycle with ``w_valid & w_ready``. Combinational from the write
         request, the concurrent read and the notify stream; low only while a notification cannot
@@ -42,12 +48,14 @@ class RegisterBus(wiring.Signature):
         a stream of config reads could starve a config write.
     """
 
-    def __init__(self, addr_width):
+    def __init__(self, addr_width, address_layout):
         self.addr_width = addr_width
+        self.address_layout = address_layout
         super().__init__({
             "r_valid": Out(1), "r_addr": Out(addr_width - 2), "r_data": In(32),
             "w_valid": Out(1), "w_addr": Out(addr_width - 2), "w_data": Out(32),
-            "w_strb": Out(4), "w_ready": In(1), "w_conflict": In(1),
+            "w_strb": Out(4), "w_address_tags": Out(address_layout), "w_data_tags": Out(DataTags),
+            "w_ready": In(1), "w_conflict": In(1),
         })
 
 
@@ -121,7 +129,9 @@ class RegisterCore(wiring.Component):
     -------
     Reads: data one cycle after the request. Writes: take effect at the next clock edge, so a
     read in the following cycle sees them; a device reset (Status = 0) is complete at that
-    edge too. Throughput: one read and one write per cycle, concurrently.
+    edge too. The queue table (QueueNum, QueueDesc/Driver/Device, read only by the device on
+    ``queue``) is written one edge later, from a register. Throughput: one read and one write
+    per cycle, concurrently.
 
     Reset
     -----
@@ -133,10 +143,11 @@ class RegisterCore(wiring.Component):
             raise TypeError(f"params must be an EndpointParams, not {params!r}")
         self._params = params
         self._regmap = RegisterMap(params.profile)
+        self._classifier = WriteClassifier(params, self._regmap, CONFIG_BASE)
         self._interrupts = None
         self._notify_queue = None
         super().__init__({
-            "bus": In(RegisterBus(params.addr_width)),
+            "bus": In(RegisterBus(params.addr_width, self.classifier.address_layout)),
             "used_valid": In(1), "used_queue": In(16),
             "config_changed": In(1), "needs_reset": In(1),
             "notify": Out(stream.Signature(NotifyLayout)), "notify_dropped": Out(32),
@@ -164,6 +175,11 @@ class RegisterCore(wiring.Component):
             self._interrupts = interrupt_controller(
                 self._params, msi=self._regmap.profile.msi_registers)
         return self._interrupts
+
+    @property
+    def classifier(self):
+        """The :class:`WriteClassifier` whose tags the front-end sends with each write."""
+        return self._classifier
 
     @property
     def notify_queue(self):
@@ -218,7 +234,6 @@ class RegisterCore(wiring.Component):
         # A row is only meaningful once `written`; reads of unwritten rows give reset values,
         # so a device reset clears every queue in one cycle whatever N is.
         row = data.StructLayout({"num": 16, "desc": 64, "driver": 64, "device": 64})
-        first_lane = {"num": 0, "desc": 1, "driver": 5, "device": 9}
         # Beyond a small N in block RAM whatever the device: Yosys would otherwise build it
         # from LUT RAM on ECP5 (~400 LUT4 at N = 64). Below, left to Yosys (flip-flops at
         # N = 1: 13 iCE40 block RAMs would save 3 logic cells).
@@ -233,7 +248,7 @@ class RegisterCore(wiring.Component):
         r_word = bus.r_addr
         w_word = bus.w_addr
         wd = bus.w_data
-        full = bus.w_strb == 0xF
+        full = bus.w_data_tags.full
 
         cfg_lo = CONFIG_BASE // 4
         cfg_hi = (CONFIG_BASE + p.config_size) // 4
@@ -242,11 +257,13 @@ class RegisterCore(wiring.Component):
             return (addr >= cfg_lo) & (addr < cfg_hi) if p.config_size else C(0)
 
         r_cfg = bus.r_valid & in_config(r_word)
-        w_cfg = in_config(w_word)
-        m.submodules.doorbells = doorbells = DoorbellDecoder(p, word("QueueNotify"))
+        w_cfg = bus.w_address_tags.config
+        m.submodules.doorbells = doorbells = DoorbellDecoder(self.classifier, p.addr_width)
         m.submodules.notify_queue = notify_queue = self.notify_queue
         m.d.comb += [
-            doorbells.word.eq(w_word), doorbells.data.eq(wd), doorbells.full.eq(full),
+            doorbells.word.eq(w_word), doorbells.data.eq(wd),
+            doorbells.address_tags.eq(bus.w_address_tags),
+            doorbells.data_tags.eq(bus.w_data_tags),
             doorbells.data_negotiated.eq(status[3] & accepted[Feature.NOTIFICATION_DATA]),
         ]
         # A notification waits on the bus while the queue is full; everything else goes on.
@@ -319,108 +336,133 @@ class RegisterCore(wiring.Component):
         ack_bits = Signal(2)
         m.d.comb += [msi_cmd.address.eq(msi_addr), msi_cmd.data.eq(msi_data)]
 
-        def field_write(name):
-            """Write `name` of the selected queue (rules: ignored while ready or QueueSel >= N)."""
-            return reg_we & full & (w_word == word(name)) & queue_sel_ok & ~queue_sel_ready
+        at = bus.w_address_tags     # which register: one-hot, decoded by the front-end
+        # (A plain expression, so that event-driven simulators such as Icarus see its value
+        # from time 0 even before the first write.)
+        m.d.comb += device_reset.eq(reg_we & at.Status & full & bus.w_data_tags.zero)
 
         with m.If(reg_we):
-            with m.Switch(w_word):
-                with m.Case(word("DeviceFeaturesSel")):
-                    with m.If(full):
-                        m.d.sync += [dev_feat_sel_ok.eq(below(wd, 2)), dev_feat_sel_hi.eq(wd[0])]
-                with m.Case(word("DriverFeaturesSel")):
-                    with m.If(full):
-                        m.d.sync += [drv_feat_sel_ok.eq(below(wd, 2)), drv_feat_sel_hi.eq(wd[0])]
-                with m.Case(word("DriverFeatures")):
-                    with m.If(full & drv_feat_sel_ok & ~status[3]):
-                        with m.If(drv_feat_sel_hi):
-                            m.d.sync += accepted[32:].eq(wd)
-                        with m.Else():
-                            m.d.sync += accepted[:32].eq(wd)
-                with m.Case(word("QueueSel")):
-                    with m.If(full):
-                        index = wd[:qbits]
-                        ok = below(wd, n)
-                        m.d.comb += [flags.select.eq(1), flags.select_index.eq(index),
-                                     flags.select_ok.eq(ok)]
-                        m.d.sync += queue_sel_num_max.eq(size_of(index))
-                with m.Case(word("QueueReady")):
-                    with m.If(full & queue_sel_ok):
-                        m.d.comb += [flags.set_ready.eq(1), flags.ready_value.eq(wd[0])]
-                with m.Case(word("InterruptACK")):
-                    with m.If(full):
-                        m.d.comb += ack_bits.eq(wd[:2])
-                with m.Case(word("Status")):
-                    with m.If(full):
-                        with m.If(wd == 0):
-                            m.d.comb += device_reset.eq(1)
-                        with m.Else():
-                            driver_bits = ~C(Status.DEVICE_NEEDS_RESET, 8)
-                            new = wd[:8] & driver_bits
-                            # Drivers only ever add bits; a write that clears one is ignored.
-                            with m.If((status & driver_bits & ~new) == 0):
-                                offered = C(p.features, 64)
-                                features_valid = (((accepted & ~offered) == 0) &
-                                                  accepted[Feature.VERSION_1])
-                                refuse = (new[3] & ~status[3] & ~features_valid)
-                                keep = Mux(refuse, C(0xFF & ~Status.FEATURES_OK, 8),
-                                           C(0xFF, 8))
-                                m.d.comb += status_next.eq(
-                                    (new & keep) | (status & Status.DEVICE_NEEDS_RESET))
-                with m.Case(word("SHMSel")):
-                    with m.If(full):
-                        m.d.sync += shm_ok.eq(0)
-                        for i, region in enumerate(p.shm):
-                            with m.If(wd == region.id):
-                                m.d.sync += [shm_index.eq(i), shm_ok.eq(1)]
-                if "MsiStatus" in regs:
-                    with m.Case(word("MsiStatus")):
-                        # 16-bit pair: MsiStatus in lanes 1:0, MsiCmd in lanes 3:2. A full write
-                        # applies MsiStatus first, then the command (which then wins).
-                        with m.If(bus.w_strb[0:2] == 0b11):
-                            m.d.comb += [msi_cmd.enable.eq(1), msi_cmd.enable_value.eq(wd[15])]
-                        with m.If(bus.w_strb[2:4] == 0b11):
-                            op, arg = wd[28:32], wd[16:28]
-                            with m.If((op == MsiOp.UPDATE) & below(arg, n + 1)):
-                                m.d.comb += [msi_cmd.update.eq(1), msi_cmd.vector.eq(arg)]
-                            with m.If(op == MsiOp.ENABLE):
-                                m.d.comb += [msi_cmd.enable.eq(1),
-                                             msi_cmd.enable_value.eq(arg[0])]
-                    # Staging registers honour byte lanes: plain data, always latched.
-                    for name, target in (("MsiAddrLow", msi_addr[:32]),
-                                         ("MsiAddrHigh", msi_addr[32:]),
-                                         ("MsiData", msi_data)):
-                        with m.Case(word(name)):
-                            for lane in range(4):
-                                with m.If(bus.w_strb[lane]):
-                                    m.d.sync += target[8 * lane:8 * lane + 8].eq(
-                                        wd[8 * lane:8 * lane + 8])
+            # The tags are one-hot: each register its own condition, no priority chain.
+            with m.If(at.DeviceFeaturesSel):
+                with m.If(full):
+                    m.d.sync += [dev_feat_sel_ok.eq(below(wd, 2)), dev_feat_sel_hi.eq(wd[0])]
+            with m.If(at.DriverFeaturesSel):
+                with m.If(full):
+                    m.d.sync += [drv_feat_sel_ok.eq(below(wd, 2)), drv_feat_sel_hi.eq(wd[0])]
+            with m.If(at.DriverFeatures):
+                with m.If(full & drv_feat_sel_ok & ~status[3]):
+                    with m.If(drv_feat_sel_hi):
+                        m.d.sync += accepted[32:].eq(wd)
+                    with m.Else():
+                        m.d.sync += accepted[:32].eq(wd)
+            with m.If(at.QueueSel):
+                with m.If(full):
+                    index = wd[:qbits]
+                    ok = below(wd, n)
+                    m.d.comb += [flags.select.eq(1), flags.select_index.eq(index),
+                                 flags.select_ok.eq(ok)]
+                    m.d.sync += queue_sel_num_max.eq(size_of(index))
+            with m.If(at.QueueReady):
+                with m.If(full & queue_sel_ok):
+                    m.d.comb += [flags.set_ready.eq(1), flags.ready_value.eq(wd[0])]
+            with m.If(at.InterruptACK):
+                with m.If(full):
+                    m.d.comb += ack_bits.eq(wd[:2])
+            with m.If(at.Status):
+                with m.If(full & ~bus.w_data_tags.zero):
+                    driver_bits = ~C(Status.DEVICE_NEEDS_RESET, 8)
+                    new = wd[:8] & driver_bits
+                    # Drivers only ever add bits; a write that clears one is ignored.
+                    with m.If((status & driver_bits & ~new) == 0):
+                        offered = C(p.features, 64)
+                        features_valid = (((accepted & ~offered) == 0) &
+                                          accepted[Feature.VERSION_1])
+                        refuse = (new[3] & ~status[3] & ~features_valid)
+                        keep = Mux(refuse, C(0xFF & ~Status.FEATURES_OK, 8),
+                                   C(0xFF, 8))
+                        m.d.comb += status_next.eq(
+                            (new & keep) | (status & Status.DEVICE_NEEDS_RESET))
+            with m.If(at.SHMSel):
+                with m.If(full):
+                    m.d.sync += shm_ok.eq(0)
+                    for i, region in enumerate(p.shm):
+                        with m.If(wd == region.id):
+                            m.d.sync += [shm_index.eq(i), shm_ok.eq(1)]
+            if "MsiStatus" in regs:
+                with m.If(at.MsiStatus):
+                    # 16-bit pair: MsiStatus in lanes 1:0, MsiCmd in lanes 3:2. A full write
+                    # applies MsiStatus first, then the command (which then wins).
+                    with m.If(bus.w_strb[0:2] == 0b11):
+                        m.d.comb += [msi_cmd.enable.eq(1), msi_cmd.enable_value.eq(wd[15])]
+                    with m.If(bus.w_strb[2:4] == 0b11):
+                        op, arg = wd[28:32], wd[16:28]
+                        with m.If((op == MsiOp.UPDATE) & below(arg, n + 1)):
+                            m.d.comb += [msi_cmd.update.eq(1), msi_cmd.vector.eq(arg)]
+                        with m.If(op == MsiOp.ENABLE):
+                            m.d.comb += [msi_cmd.enable.eq(1),
+                                         msi_cmd.enable_value.eq(arg[0])]
+                # Staging registers honour byte lanes: plain data, always latched.
+                for name, target in (("MsiAddrLow", msi_addr[:32]),
+                                     ("MsiAddrHigh", msi_addr[32:]),
+                                     ("MsiData", msi_data)):
+                    with m.If(at[name]):
+                        for lane in range(4):
+                            with m.If(bus.w_strb[lane]):
+                                m.d.sync += target[8 * lane:8 * lane + 8].eq(
+                                    wd[8 * lane:8 * lane + 8])
 
-        # Queue table writes.
-        field_value = Signal(row)
-        field_lanes = Signal(13)
-        any_field = Signal()
+        # Queue table writes, flat: "a field write is taken" and "which lanes" are each a
+        # short function of flip-flops (the tags are one-hot).
+        fields = {"num": ["QueueNum"], "desc": ["QueueDescLow", "QueueDescHigh"],
+                  "driver": ["QueueDriverLow", "QueueDriverHigh"],
+                  "device": ["QueueDeviceLow", "QueueDeviceHigh"]}
         num_ok = (wd != 0) & at_most(wd, queue_sel_num_max, 16)
-        m.d.comb += field_value.num.eq(queue_sel_num_max)
-        with m.If(field_write("QueueNum") & num_ok):
-            m.d.comb += [field_value.num.eq(wd), any_field.eq(1)]
-            m.d.comb += field_lanes.eq(1 << first_lane["num"])
-        for name, member in (("Desc", "desc"), ("Driver", "driver"), ("Device", "device")):
-            first = first_lane[member]
-            for half in (0, 1):
-                with m.If(field_write(f"Queue{name}{('Low', 'High')[half]}")):
-                    m.d.comb += [
-                        getattr(field_value, member)[32 * half:32 * half + 32].eq(wd),
-                        field_lanes.eq(0b11 << (first + 2 * half)),
-                        any_field.eq(1),
-                    ]
+        field_hit = (at.QueueNum & num_ok) | at.QueueDescLow | at.QueueDescHigh | \
+            at.QueueDriverLow | at.QueueDriverHigh | at.QueueDeviceLow | at.QueueDeviceHigh
+        field_taken = Signal()
+        m.d.comb += field_taken.eq(reg_we & full & queue_sel_ok & ~queue_sel_ready & field_hit)
+        # The table write (and its "written" flag) lands one clock later, from flip-flops, so
+        # the decision to write ends in a few registers rather than in the row's write
+        # enables. A field write in the next cycle is to the same queue (QueueSel changes at
+        # the edge after a QueueSel write), so it counts the pending write as having written
+        # the row. A device reset in that cycle wins over the flag (the row then reads as
+        # unwritten). Only the device-side queue port sees the change a clock later; no
+        # register reads the table.
+        pending_mark = Signal()         # a field write is pending
+        pending_whole = Signal()        # ... the first since reset: the whole row
+        pending_lanes = Signal(13)      # ... of these lanes (one field)
+        pending_data = Signal(32)
+        pending_index = Signal.like(queue_sel)
+        lanes = [at.QueueNum]
+        for member, names in fields.items():
+            if member != "num":
+                lanes += [bit for name in names for bit in (at[name], at[name])]
+        m.d.sync += [
+            pending_mark.eq(field_taken),
+            pending_whole.eq(~(flags.sel_written | pending_mark)),
+            pending_lanes.eq(Cat(*lanes)),
+            pending_data.eq(wd),
+            pending_index.eq(queue_sel),
+        ]
+        # The row as written: the field from the data, the rest at reset value (they are
+        # written only by the first write since reset, which writes the whole row;
+        # QueueNumMax is still the pending queue's).
+        field_value = Signal(row)
+        m.d.comb += field_value.num.eq(Mux(pending_lanes[0], pending_data, queue_sel_num_max))
+        lane = 1
+        for member, names in fields.items():
+            if member == "num":
+                continue
+            value = getattr(field_value, member)
+            for half in range(2):
+                m.d.comb += value[32 * half:32 * half + 32].eq(
+                    Mux(pending_lanes[lane], pending_data, 0))
+                lane += 2
         m.d.comb += [
-            table_w.addr.eq(queue_sel),
+            table_w.addr.eq(pending_index),
             table_w.data.eq(field_value),
-            # The first write since reset writes the whole row, the other fields at reset value.
-            table_w.en.eq(Mux(any_field,
-                              Mux(flags.sel_written, field_lanes, 0x1FFF), 0)),
-            flags.mark_written.eq(any_field),
+            table_w.en.eq(Mux(pending_mark, pending_lanes | Mux(pending_whole, 0x1FFF, 0), 0)),
+            flags.mark_written.eq(pending_mark),
         ]
 
         # ---------------------------------------------------------------- notifications

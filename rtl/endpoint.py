@@ -121,9 +121,10 @@ class VirtioMmioEndpoint(wiring.Component):
         if self._frontend is None:
             p = self._params
             if p.bus == "axil":
-                self._frontend = AXI4LiteSubordinate(p.addr_width)
+                self._frontend = AXI4LiteSubordinate(p.addr_width, self.core.classifier)
             else:
-                self._frontend = WishboneSubordinate(p.addr_width, mode=p.wishbone_mode)
+                self._frontend = WishboneSubordinate(p.addr_width, self.core.classifier,
+                                                     mode=p.wishbone_mode)
         return self._frontend
 
     def elaborate(self, platform):

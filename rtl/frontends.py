@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from .bus import AXI4LiteSignature, WishboneSignature
 from .core import RegisterBus
+from .notify import DataTags
 
 
 __all__ = ["SkidBuffer", "AXI4LiteSubordinate", "WishboneSubordinate"]
@@ -19,7 +20,7 @@ class SkidBuffer(wiring.Component):
     (one clock of latency, and nothing from ``i`` reaches ``o`` combinationally). ``i.ready``
     is a flip-flop (high while fewer than two entries are held), so no combinational path runs
     from ``o.ready`` to ``i.ready``. Throughput: one transfer per cycle. ``level`` is the
-    number of entries held.
+    number of entries held; ``head`` and ``tail`` are the entries (observation, for proofs).
     """
 
     def __init__(self, width, bypass=True):
@@ -29,13 +30,12 @@ class SkidBuffer(wiring.Component):
             "i": In(stream.Signature(width)),
             "o": Out(stream.Signature(width)),
             "level": Out(range(3)),
+            "head": Out(width), "tail": Out(width),
         })
 
     def elaborate(self, platform):
         m = Module()
-        head = Signal(self._width)
-        tail = Signal(self._width)
-        level = self.level
+        head, tail, level = self.head, self.tail, self.level
         m.d.comb += self.i.ready.eq(level < 2)  # level is a register: i.ready is registered
         push = self.i.valid & self.i.ready
         pop = self.o.valid & self.o.ready
@@ -71,11 +71,14 @@ class AXI4LiteSubordinate(wiring.Component):
     addr_width : int
         Byte-address bits of ``awaddr``/``araddr``; bits 1:0 are ignored (every access is to a
         whole word, with ``wstrb`` for the lanes).
+    classifier : :class:`WriteClassifier`
+        The core's (:attr:`RegisterCore.classifier`): AW and W entries are tagged with it as
+        they are buffered.
 
     Members
     -------
     axi : ``In(AXI4LiteSignature(addr_width))``
-    reg : ``Out(RegisterBus(addr_width))``
+    reg : ``Out(RegisterBus(addr_width, classifier.address_layout))``
 
     Latency and throughput
     ----------------------
@@ -104,15 +107,19 @@ class AXI4LiteSubordinate(wiring.Component):
         Reads issued last cycle (their data lands now), results held in the R buffer.
     aw_held, w_held, b_pending : Out
         AW and W entries waiting to be joined; writes done and not yet answered on B.
+    tags_consistent : Out
+        Every AW and W entry held carries the tags of its own address or data.
     """
 
-    def __init__(self, addr_width):
+    def __init__(self, addr_width, classifier):
         self._addr_width = addr_width
+        self._classifier = classifier
         super().__init__({
             "axi": In(AXI4LiteSignature(addr_width)),
-            "reg": Out(RegisterBus(addr_width)),
+            "reg": Out(RegisterBus(addr_width, classifier.address_layout)),
             "reads_issued": Out(range(4)), "reads_in_flight": Out(1), "reads_held": Out(range(3)),
             "aw_held": Out(range(3)), "w_held": Out(range(3)), "b_pending": Out(range(4)),
+            "tags_consistent": Out(1),
         })
 
     def elaborate(self, platform):
@@ -121,21 +128,40 @@ class AXI4LiteSubordinate(wiring.Component):
         word_width = self._addr_width - 2
 
         # ---- write: AW and W buffers, joined when both have an entry and B has room
-        m.submodules.aw = aw = SkidBuffer(word_width, bypass=False)
-        m.submodules.w = w = SkidBuffer(36, bypass=False)
+        # Each entry carries its tags (WriteClassifier), decoded on the way in.
+        classify = self._classifier
+        address_layout = classify.address_layout
+        aw_tags = Signal(address_layout)
+        w_tags = Signal(DataTags)
+        m.d.comb += [aw_tags.eq(classify.address(axi.awaddr[2:])),
+                     w_tags.eq(classify.data(axi.wdata, axi.wstrb))]
+        m.submodules.aw = aw = SkidBuffer(word_width + address_layout.size, bypass=False)
+        m.submodules.w = w = SkidBuffer(36 + DataTags.size, bypass=False)
         m.d.comb += [
-            aw.i.valid.eq(axi.awvalid), aw.i.payload.eq(axi.awaddr[2:]),
+            aw.i.valid.eq(axi.awvalid), aw.i.payload.eq(Cat(axi.awaddr[2:], aw_tags)),
             axi.awready.eq(aw.i.ready),
-            w.i.valid.eq(axi.wvalid), w.i.payload.eq(Cat(axi.wdata, axi.wstrb)),
+            w.i.valid.eq(axi.wvalid), w.i.payload.eq(Cat(axi.wdata, axi.wstrb, w_tags)),
             axi.wready.eq(w.i.ready),
         ]
+
+        def consistent(buffer, tags_of):
+            def entry_ok(entry):
+                return tags_of(entry) == entry[-len(tags_of(entry)):]
+            return (((buffer.level == 0) | entry_ok(buffer.head)) &
+                    ((buffer.level < 2) | entry_ok(buffer.tail)))
+        m.d.comb += self.tags_consistent.eq(
+            consistent(aw, lambda entry: classify.address(entry[:word_width])) &
+            consistent(w, lambda entry: classify.data(entry[:32], entry[32:36])))
+
         b_pending = Signal(range(4))
         b_room = b_pending != 3
         m.d.comb += [
             reg.w_valid.eq(aw.o.valid & w.o.valid & b_room),
-            reg.w_addr.eq(aw.o.payload),
+            reg.w_addr.eq(aw.o.payload[:word_width]),
+            reg.w_address_tags.eq(aw.o.payload[word_width:]),
             reg.w_data.eq(w.o.payload[:32]),
-            reg.w_strb.eq(w.o.payload[32:]),
+            reg.w_strb.eq(w.o.payload[32:36]),
+            reg.w_data_tags.eq(w.o.payload[36:]),
         ]
         w_fire = reg.w_valid & reg.w_ready
         m.d.comb += [aw.o.ready.eq(w_fire), w.o.ready.eq(w_fire)]
@@ -185,12 +211,14 @@ class WishboneSubordinate(wiring.Component):
     addr_width : int
         Byte-address bits of the endpoint's window; ``adr`` is the word address
         (``addr_width - 2`` bits), ``sel`` the byte lanes.
+    classifier : :class:`WriteClassifier`
+        The core's (:attr:`RegisterCore.classifier`), applied to each request.
     mode : ``"classic"`` or ``"pipelined"``
 
     Members
     -------
     wb : ``In(WishboneSignature(addr_width - 2, mode=mode))``
-    reg : ``Out(RegisterBus(addr_width))``
+    reg : ``Out(RegisterBus(addr_width, classifier.address_layout))``
 
     Latency and throughput
     ----------------------
@@ -205,12 +233,13 @@ class WishboneSubordinate(wiring.Component):
     Synchronous ``rst`` drops a pending ``ack``.
     """
 
-    def __init__(self, addr_width, *, mode="classic"):
+    def __init__(self, addr_width, classifier, *, mode="classic"):
         self._addr_width = addr_width
+        self._classifier = classifier
         self._mode = mode
         super().__init__({
             "wb": In(WishboneSignature(addr_width - 2, mode=mode)),
-            "reg": Out(RegisterBus(addr_width)),
+            "reg": Out(RegisterBus(addr_width, classifier.address_layout)),
         })
 
     def elaborate(self, platform):
@@ -228,6 +257,8 @@ class WishboneSubordinate(wiring.Component):
             reg.w_addr.eq(wb.adr),
             reg.w_data.eq(wb.dat_w),
             reg.w_strb.eq(wb.sel),
+            reg.w_address_tags.eq(self._classifier.address(wb.adr)),
+            reg.w_data_tags.eq(self._classifier.data(wb.dat_w, wb.sel)),
         ]
         accepted = request & (~wb.we | reg.w_ready)
         if self._mode == "pipelined":

@@ -8,7 +8,8 @@ from amaranth.lib.wiring import In, Out
 from .compare import below
 
 
-__all__ = ["NotifyLayout", "DoorbellDecoder", "NotifyQueue"]
+__all__ = ["NotifyLayout", "DataTags", "WriteClassifier", "DoorbellDecoder",
+           "NotifyQueue"]
 
 
 #: Payload of the notification stream (SPEC §6, §9): the queue (decoded from the doorbell
@@ -17,25 +18,109 @@ __all__ = ["NotifyLayout", "DoorbellDecoder", "NotifyQueue"]
 NotifyLayout = data.StructLayout({"queue": 16, "data": 32, "has_data": 1})
 
 
+#: What a write's data and byte lanes are, decoded by :class:`WriteClassifier`.
+DataTags = data.StructLayout({
+    "full": 1,              # all four lanes enabled
+    "low_queue_ok": 1,      # bits 15:0 name an existing queue (notification data)
+    "word_queue_ok": 1,     # the whole word names an existing queue
+    "zero": 1,              # the word is 0 (Status = 0 is a device reset)
+})
+
+
+class WriteClassifier:
+    """The decode of a write, split into what the address says (:attr:`address_layout`: is
+    it a notification, config space, which register) and what the data and lanes say
+    (:data:`DataTags`).
+
+    A bus front-end applies it where it first has the address and the data — the AXI4-Lite
+    front-end as the AW and W entries are buffered, so the decision to take a buffered write
+    starts from flip-flops — and passes the tags beside the write on :class:`RegisterBus`.
+
+    Doorbells: QueueNotify (0x050) in every profile; in profiles with doorbells, ``notify_base
+    + q * notify_multiplier`` for q < N, or the single doorbell at ``notify_base`` when the
+    multiplier is 0. Without a divider: with the multiplier ``m = 4 · 2^t · d`` (d odd), the
+    word offset ``x`` from the base is a doorbell iff its low t bits are 0 and ``(x >> t) ·
+    d⁻¹ mod 2^w`` is below N, which is then the queue (the product maps multiples of d to
+    their quotient and everything else above ``(2^w - 1) / d``; d⁻¹ is the inverse of d modulo
+    2^w). For a power-of-two multiplier d = 1 and this is a shift.
+    """
+
+    def __init__(self, params, regmap, config_base):
+        self._params = params
+        self._queue_notify_word = regmap["QueueNotify"].word
+        self._config_lo = config_base // 4
+        self._config_hi = (config_base + params.config_size) // 4
+        # The writable register words other than QueueNotify, named by their first register.
+        words = {}
+        for register in regmap:
+            if register.writable and register.name != "QueueNotify":
+                words.setdefault(register.word, register.name)
+        self._register_words = {name: word for word, name in sorted(words.items())}
+        #: Layout of the address tags: ``data_doorbell`` (QueueNotify, or the single
+        #: doorbell: the queue is in the data), ``queue_doorbell`` (a per-queue doorbell of an
+        #: existing queue), ``config`` (inside config space), and one bit per writable
+        #: register word (named by its first register; ``MsiStatus`` covers MsiCmd too).
+        self.address_layout = data.StructLayout({
+            "data_doorbell": 1, "queue_doorbell": 1, "config": 1,
+            **{name: 1 for name in self._register_words}})
+
+    def doorbell(self, word):
+        """``(is a per-queue doorbell of an existing queue, its queue)`` for a word address
+        (both constant 0 in profiles without per-queue doorbells)."""
+        p = self._params
+        n = p.queues
+        base = p.notify_base // 4
+        stride = p.notify_multiplier // 4
+        if not p.has_doorbells or stride == 0:
+            return C(0), C(0, 16)
+        shift = (stride & -stride).bit_length() - 1
+        odd = stride >> shift
+        last = base + (n - 1) * stride
+        span_bits = (last - base).bit_length()
+        if base % (1 << span_bits) == 0:
+            # The doorbells sit in an aligned block: the offset is the word's low bits and
+            # the range check a compare of the high bits (no subtractor, no carry chain).
+            offset = word[:span_bits]
+            in_range = (word[span_bits:] == base >> span_bits) & \
+                (below(offset, last - base + 1) if span_bits else C(1))
+        else:
+            offset = (word - base)[:max(1, span_bits)]
+            in_range = (word >= base) & (word <= last)
+        width = max(1, ((n - 1) * odd).bit_length())
+        quotient = ((offset >> shift) * pow(odd, -1, 1 << width))[:width]
+        aligned = offset[:shift] == 0 if shift else C(1)
+        return in_range & aligned & below(quotient, n), quotient
+
+    def address(self, word):
+        """The tags (:attr:`address_layout`) of a word address, as a value."""
+        p = self._params
+        data_doorbell = word == self._queue_notify_word
+        if p.has_doorbells and p.notify_multiplier == 0:
+            data_doorbell = data_doorbell | (word == p.notify_base // 4)
+        queue_doorbell, _ = self.doorbell(word)
+        config = ((word >= self._config_lo) & (word < self._config_hi)
+                  if p.config_size else C(0))
+        return Cat(data_doorbell, queue_doorbell, config,
+                   *(word == at for at in self._register_words.values()))
+
+    def data(self, value, strb):
+        """:data:`DataTags` of a data word and its byte lanes, as a value."""
+        n = self._params.queues
+        return Cat(strb == 0xF, below(value[:16], n), below(value, n), value == 0)
+
+
 class DoorbellDecoder(wiring.Component):
-    """Combinational decode of a write's word address into a notification.
+    """A write's notification, from its address and data and their tags
+    (:class:`WriteClassifier`).
 
-    QueueNotify (0x050) in every profile; in profiles with doorbells, ``notify_base + q *
-    notify_multiplier`` for q < N, or the single doorbell at ``notify_base`` when the
-    multiplier is 0. At QueueNotify and the single doorbell the queue comes from the data:
-    bits 15:0 when notification data is negotiated, else the whole word. At a per-queue
-    doorbell it comes from the address.
-
-    Without a divider: with the multiplier ``m = 4 · 2^t · d`` (d odd), the word offset
-    ``x`` from the base is a doorbell iff its low t bits are 0 and ``(x >> t) · d⁻¹ mod 2^w``
-    is below N, which is then the queue (the product maps multiples of d to their quotient and
-    everything else above ``(2^w - 1) / d``; d⁻¹ is the inverse of d modulo 2^w). For a
-    power-of-two multiplier d = 1 and this is a shift.
+    At QueueNotify and the single doorbell the queue comes from the data: bits 15:0 when
+    notification data is negotiated, else the whole word. At a per-queue doorbell it comes
+    from the address.
 
     Members
     -------
-    word, data, full, data_negotiated : In
-        The write: word address, data, all four lanes enabled, NOTIFICATION_DATA negotiated.
+    word, data, address_tags, data_tags, data_negotiated : In
+        The write: word address, data, their tags, NOTIFICATION_DATA negotiated.
     hit : Out
         The address is QueueNotify or a doorbell (the write is a notification or is dropped).
     valid : Out
@@ -43,65 +128,26 @@ class DoorbellDecoder(wiring.Component):
     queue : Out(16)
     """
 
-    def __init__(self, params, queue_notify_word):
-        self._params = params
-        self._queue_notify_word = queue_notify_word
+    def __init__(self, classifier, addr_width):
+        self._classifier = classifier
         super().__init__({
-            "word": In(params.addr_width - 2), "data": In(32), "full": In(1),
+            "word": In(addr_width - 2), "data": In(32),
+            "address_tags": In(classifier.address_layout), "data_tags": In(DataTags),
             "data_negotiated": In(1),
             "hit": Out(1), "valid": Out(1), "queue": Out(16),
         })
 
     def elaborate(self, platform):
         m = Module()
-        p = self._params
-        n = p.queues
+        at, dt = self.address_tags, self.data_tags
         queue_from_data = Mux(self.data_negotiated, self.data[:16], self.data)
-        data_queue_ok = Mux(self.data_negotiated, below(self.data[:16], n), below(self.data, n))
-
-        # Addresses where the queue comes from the data word, and per-queue doorbells.
-        at_data_doorbell = self.word == self._queue_notify_word
-        base = p.notify_base // 4
-        stride = p.notify_multiplier // 4
-        at_doorbell = C(0)
-        doorbell_queue = C(0, 16)
-        if p.has_doorbells and stride == 0:
-            at_data_doorbell = at_data_doorbell | (self.word == base)
-        elif p.has_doorbells:
-            shift = (stride & -stride).bit_length() - 1
-            odd = stride >> shift
-            last = base + (n - 1) * stride
-            offset = Signal(range(last - base + 1))
-            span_bits = (last - base).bit_length()
-            if base % (1 << span_bits) == 0:
-                # The doorbells sit in an aligned block: the offset is the word's low bits and
-                # the range check a compare of the high bits (no subtractor, no carry chain).
-                low = self.word[:span_bits]
-                m.d.comb += offset.eq(low)
-                in_range = (self.word[span_bits:] == base >> span_bits) & \
-                    (below(low, last - base + 1) if span_bits else C(1))
-            else:
-                m.d.comb += offset.eq(self.word - base)
-                in_range = (self.word >= base) & (self.word <= last)
-            width = max(1, ((n - 1) * odd).bit_length())
-            quotient = Signal(width)
-            m.d.comb += quotient.eq((offset >> shift) * pow(odd, -1, 1 << width))
-            aligned = offset[:shift] == 0 if shift else C(1)
-            at_doorbell = in_range & aligned & below(quotient, n)
-            doorbell_queue = quotient
-
-        with m.If(at_data_doorbell):
-            m.d.comb += [
-                self.hit.eq(1),
-                self.valid.eq(self.full & data_queue_ok),
-                self.queue.eq(queue_from_data),
-            ]
-        with m.Elif(at_doorbell):
-            m.d.comb += [
-                self.hit.eq(1),
-                self.valid.eq(self.full),
-                self.queue.eq(doorbell_queue),
-            ]
+        data_queue_ok = Mux(self.data_negotiated, dt.low_queue_ok, dt.word_queue_ok)
+        _, doorbell_queue = self._classifier.doorbell(self.word)
+        m.d.comb += [
+            self.hit.eq(at.data_doorbell | at.queue_doorbell),
+            self.valid.eq(dt.full & ((at.data_doorbell & data_queue_ok) | at.queue_doorbell)),
+            self.queue.eq(Mux(at.data_doorbell, queue_from_data, doorbell_queue)),
+        ]
         return m
 
 
@@ -150,7 +196,11 @@ class NotifyQueue(wiring.Component):
             with m.If(self.o.ready):
                 m.d.sync += held.eq(0)
             with m.If(store):
-                m.d.sync += [held.eq(1), held_payload.eq(self.i.payload)]
+                m.d.sync += held.eq(1)
+            # The payload is captured whenever a store could happen, so the (late) decision
+            # to store drives one flip-flop, not the whole payload's enables.
+            with m.If(~held | self.o.ready):
+                m.d.sync += held_payload.eq(self.i.payload)
             with m.If(self.reset):
                 m.d.sync += held.eq(0)
         else:

@@ -82,6 +82,8 @@ class _EndpointProof(Elaboratable):
                 Assert(checker.writes_w == frontend.b_pending + frontend.w_held),
                 Assert(frontend.b_pending <= 3),
                 Assert(~dut.s_axil_arready | (frontend.reads_issued <= 1)),
+                # The buffered writes' tags are those of their own address and data.
+                Assert(frontend.tags_consistent),
             ]
         else:
             checker = WishboneSubordinateChecker(

@@ -232,13 +232,13 @@ MUTATIONS = {
         (("m.d.sync += [enabled.eq(0), pending.eq(0),", "m.d.sync += [pending.eq(0),"),),
         "MSI stays enabled across a device reset"), _invariants),
     "doorbell-address-off-by-one": (Mutation(
-        "virtio_mmio.notify", "DoorbellDecoder",
-        (("offset.eq(low)", "offset.eq(low + stride)"),
-         ("offset.eq(self.word - base)", "offset.eq(self.word - base + stride)")),
+        "virtio_mmio.notify", "WriteClassifier",
+        (("offset = word[:span_bits]\n", "offset = word[:span_bits] + stride\n"),
+         ("offset = (word - base)[", "offset = (word - base + stride)[")),
         "the doorbell of queue q decodes as queue q + 1"), _invariants),
     "notify-queue-index-off-by-one": (Mutation(
         "virtio_mmio.notify", "DoorbellDecoder",
-        (("doorbell_queue = quotient\n", "doorbell_queue = quotient + 1\n"),),
+        (("queue_from_data, doorbell_queue)", "queue_from_data, doorbell_queue + 1)"),),
         "the notification carries queue index q + 1"), _invariants),
     "notify-overwritten": (Mutation(
         "virtio_mmio.notify", "NotifyQueue",
