@@ -17,7 +17,8 @@ class SkidBuffer(wiring.Component):
 
     With ``bypass`` (default), ``o`` presents the incoming payload in the same cycle when the
     buffer is empty, so the buffer adds no latency. Without, ``o`` comes from flip-flops only
-    (one clock of latency, and nothing from ``i`` reaches ``o`` combinationally). ``i.ready``
+    (one clock of latency, and nothing from ``i`` reaches ``o`` combinationally; ``o.valid``
+    is a flip-flop of its own). ``i.ready``
     is a flip-flop (high while fewer than two entries are held), so no combinational path runs
     from ``o.ready`` to ``i.ready``. Throughput: one transfer per cycle. ``level`` is the
     number of entries held; ``head`` and ``tail`` are the entries (observation, for proofs).
@@ -45,7 +46,12 @@ class SkidBuffer(wiring.Component):
                 self.o.payload.eq(Mux(level != 0, head, self.i.payload)),
             ]
         else:
-            m.d.comb += [self.o.valid.eq(level != 0), self.o.payload.eq(head)]
+            # "Not empty" has a flip-flop of its own: o.valid is then a register output.
+            nonempty = Signal()
+            level_next = Signal(range(3))
+            m.d.comb += level_next.eq(level + push - pop)
+            m.d.sync += nonempty.eq(level_next != 0)
+            m.d.comb += [self.o.valid.eq(nonempty), self.o.payload.eq(head)]
         with m.If(push & ~pop):
             m.d.sync += level.eq(level + 1)
             with m.If(level == 0):
@@ -107,8 +113,10 @@ class AXI4LiteSubordinate(wiring.Component):
         Reads issued last cycle (their data lands now), results held in the R buffer.
     aw_held, w_held, b_pending : Out
         AW and W entries waiting to be joined; writes done and not yet answered on B.
-    tags_consistent : Out
-        Every AW and W entry held carries the tags of its own address or data.
+    consistent : Out
+        Every AW and W entry held carries the tags of its own address or data, and the
+        flip-flops that mirror the buffers' levels and the B count (not empty, room for a
+        response) agree with them.
     """
 
     def __init__(self, addr_width, classifier):
@@ -119,7 +127,7 @@ class AXI4LiteSubordinate(wiring.Component):
             "reg": Out(RegisterBus(addr_width, classifier.address_layout)),
             "reads_issued": Out(range(4)), "reads_in_flight": Out(1), "reads_held": Out(range(3)),
             "aw_held": Out(range(3)), "w_held": Out(range(3)), "b_pending": Out(range(4)),
-            "tags_consistent": Out(1),
+            "consistent": Out(1),
         })
 
     def elaborate(self, platform):
@@ -149,12 +157,11 @@ class AXI4LiteSubordinate(wiring.Component):
                 return tags_of(entry) == entry[-len(tags_of(entry)):]
             return (((buffer.level == 0) | entry_ok(buffer.head)) &
                     ((buffer.level < 2) | entry_ok(buffer.tail)))
-        m.d.comb += self.tags_consistent.eq(
-            consistent(aw, lambda entry: classify.address(entry[:word_width])) &
-            consistent(w, lambda entry: classify.data(entry[:32], entry[32:36])))
+        tags_ok = (consistent(aw, lambda entry: classify.address(entry[:word_width])) &
+                   consistent(w, lambda entry: classify.data(entry[:32], entry[32:36])))
 
         b_pending = Signal(range(4))
-        b_room = b_pending != 3
+        b_room = Signal(init=1)     # b_pending != 3, as a flip-flop
         m.d.comb += [
             reg.w_valid.eq(aw.o.valid & w.o.valid & b_room),
             reg.w_addr.eq(aw.o.payload[:word_width]),
@@ -165,8 +172,13 @@ class AXI4LiteSubordinate(wiring.Component):
         ]
         w_fire = reg.w_valid & reg.w_ready
         m.d.comb += [aw.o.ready.eq(w_fire), w.o.ready.eq(w_fire)]
+        m.d.comb += self.consistent.eq(
+            tags_ok & (b_room == (b_pending != 3)) &
+            (aw.o.valid == (aw.level != 0)) & (w.o.valid == (w.level != 0)))
         b_fire = axi.bvalid & axi.bready
-        m.d.sync += b_pending.eq(b_pending + w_fire - b_fire)
+        b_next = Signal(range(4))
+        m.d.comb += b_next.eq(b_pending + w_fire - b_fire)
+        m.d.sync += [b_pending.eq(b_next), b_room.eq(b_next != 3)]
         m.d.comb += [self.b_pending.eq(b_pending), self.aw_held.eq(aw.level),
                      self.w_held.eq(w.level)]
         m.d.comb += [axi.bvalid.eq(b_pending != 0), axi.bresp.eq(0)]

@@ -97,8 +97,8 @@ class InterruptController(wiring.Component):
     last one served, is issued: it stops being pending and its table entry is read, and in the
     next cycle the message is on ``message``. Enabling moves InterruptStatus into pending
     vectors (bit 1 → vector 0, bit 0 → every queue vector); disabling moves pending vectors
-    back (vector 0 → bit 1, any other → bit 0). InterruptStatus is 0 and ``irq`` low while
-    enabled.
+    back (vector 0 → bit 1, any other → bit 0), and nothing is issued in that cycle.
+    InterruptStatus is 0 and ``irq`` low while enabled.
 
     Latency and throughput
     ----------------------
@@ -153,7 +153,10 @@ class InterruptController(wiring.Component):
         # ---- generator: round robin over the pending and valid vectors
         ready_vectors = pending & valid
         out_valid, advance = self._message_stage(m, table_r)
-        issue = enabled & (ready_vectors != 0) & advance
+        # Nothing is issued in a cycle MSI is switched off: what is pending then goes back to
+        # InterruptStatus without waiting for the round robin's choice.
+        disabling = cmd.enable & ~cmd.enable_value
+        issue = enabled & (ready_vectors != 0) & advance & ~disabling
         lowest, pick = round_robin(m, ready_vectors, issue, self.reset)   # lowest: one-hot
         m.d.comb += table_r.addr.eq(pick)
         with m.If(advance):
@@ -167,7 +170,7 @@ class InterruptController(wiring.Component):
         with m.If(enabled):
             with m.If(cmd.enable & ~cmd.enable_value):
                 # Off: pending vectors (and this cycle's events) go back to InterruptStatus.
-                still = (pending & ~issued) | event_vectors
+                still = pending | event_vectors
                 m.d.sync += [
                     enabled.eq(0), pending.eq(0),
                     status.eq(Cat(still[1:] != 0, still[0])),

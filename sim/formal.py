@@ -82,8 +82,9 @@ class _EndpointProof(Elaboratable):
                 Assert(checker.writes_w == frontend.b_pending + frontend.w_held),
                 Assert(frontend.b_pending <= 3),
                 Assert(~dut.s_axil_arready | (frontend.reads_issued <= 1)),
-                # The buffered writes' tags are those of their own address and data.
-                Assert(frontend.tags_consistent),
+                # The buffered writes' tags are those of their own address and data, and the
+                # flip-flops mirroring the levels agree with them.
+                Assert(frontend.consistent),
             ]
         else:
             checker = WishboneSubordinateChecker(
