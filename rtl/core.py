@@ -15,7 +15,7 @@ from .notify import (DataTags, DoorbellDecoder, NotifyLayout, NotifyQueue,
                      WriteClassifier)
 from .queue_flags import BLOCK_FLAGS_QUEUES, queue_flags
 from .params import EndpointParams
-from .regmap import CONFIG_BASE, MAGIC_VALUE, Feature, MsiOp, RegisterMap, Status
+from .regmap import CONFIG_BASE, MAGIC_VALUE, Feature, RegisterMap, Status
 
 
 __all__ = ["RegisterBus", "NotifyLayout", "QueueStatePort", "ConfigPort",
@@ -337,6 +337,7 @@ class RegisterCore(wiring.Component):
         m.d.comb += [msi_cmd.address.eq(msi_addr), msi_cmd.data.eq(msi_data)]
 
         at = bus.w_address_tags     # which register: one-hot, decoded by the front-end
+        dt = bus.w_data_tags        # what the data says, decoded there too
         # (A plain expression, so that event-driven simulators such as Icarus see its value
         # from time 0 even before the first write.)
         m.d.comb += device_reset.eq(reg_we & at.Status & full & bus.w_data_tags.zero)
@@ -345,10 +346,10 @@ class RegisterCore(wiring.Component):
             # The tags are one-hot: each register its own condition, no priority chain.
             with m.If(at.DeviceFeaturesSel):
                 with m.If(full):
-                    m.d.sync += [dev_feat_sel_ok.eq(below(wd, 2)), dev_feat_sel_hi.eq(wd[0])]
+                    m.d.sync += [dev_feat_sel_ok.eq(dt.below_2), dev_feat_sel_hi.eq(wd[0])]
             with m.If(at.DriverFeaturesSel):
                 with m.If(full):
-                    m.d.sync += [drv_feat_sel_ok.eq(below(wd, 2)), drv_feat_sel_hi.eq(wd[0])]
+                    m.d.sync += [drv_feat_sel_ok.eq(dt.below_2), drv_feat_sel_hi.eq(wd[0])]
             with m.If(at.DriverFeatures):
                 with m.If(full & drv_feat_sel_ok & ~status[3]):
                     with m.If(drv_feat_sel_hi):
@@ -358,7 +359,7 @@ class RegisterCore(wiring.Component):
             with m.If(at.QueueSel):
                 with m.If(full):
                     index = wd[:qbits]
-                    ok = below(wd, n)
+                    ok = dt.word_queue_ok
                     m.d.comb += [flags.select.eq(1), flags.select_index.eq(index),
                                  flags.select_ok.eq(ok)]
                     m.d.sync += queue_sel_num_max.eq(size_of(index))
@@ -392,15 +393,14 @@ class RegisterCore(wiring.Component):
                 with m.If(at.MsiStatus):
                     # 16-bit pair: MsiStatus in lanes 1:0, MsiCmd in lanes 3:2. A full write
                     # applies MsiStatus first, then the command (which then wins).
-                    with m.If(bus.w_strb[0:2] == 0b11):
+                    # (The lanes and the command are decoded in the data tags.)
+                    arg = wd[16:28]
+                    with m.If(dt.msi_status):
                         m.d.comb += [msi_cmd.enable.eq(1), msi_cmd.enable_value.eq(wd[15])]
-                    with m.If(bus.w_strb[2:4] == 0b11):
-                        op, arg = wd[28:32], wd[16:28]
-                        with m.If((op == MsiOp.UPDATE) & below(arg, n + 1)):
-                            m.d.comb += [msi_cmd.update.eq(1), msi_cmd.vector.eq(arg)]
-                        with m.If(op == MsiOp.ENABLE):
-                            m.d.comb += [msi_cmd.enable.eq(1),
-                                         msi_cmd.enable_value.eq(arg[0])]
+                    with m.If(dt.msi_update):
+                        m.d.comb += [msi_cmd.update.eq(1), msi_cmd.vector.eq(arg)]
+                    with m.If(dt.msi_enable):
+                        m.d.comb += [msi_cmd.enable.eq(1), msi_cmd.enable_value.eq(arg[0])]
                 # Staging registers honour byte lanes: plain data, always latched.
                 for name, target in (("MsiAddrLow", msi_addr[:32]),
                                      ("MsiAddrHigh", msi_addr[32:]),

@@ -6,6 +6,7 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from .compare import below
+from .regmap import MsiOp
 
 
 __all__ = ["NotifyLayout", "DataTags", "WriteClassifier", "DoorbellDecoder",
@@ -24,6 +25,10 @@ DataTags = data.StructLayout({
     "low_queue_ok": 1,      # bits 15:0 name an existing queue (notification data)
     "word_queue_ok": 1,     # the whole word names an existing queue
     "zero": 1,              # the word is 0 (Status = 0 is a device reset)
+    "below_2": 1,           # the word is 0 or 1 (a valid feature selector)
+    # At MsiStatus/MsiCmd (SPEC §4): lanes 1:0 written (MsiStatus); lanes 3:2 written with
+    # an UPDATE of an existing vector, or with an ENABLE (MsiCmd).
+    "msi_status": 1, "msi_update": 1, "msi_enable": 1,
 })
 
 
@@ -106,7 +111,13 @@ class WriteClassifier:
     def data(self, value, strb):
         """:data:`DataTags` of a data word and its byte lanes, as a value."""
         n = self._params.queues
-        return Cat(strb == 0xF, below(value[:16], n), below(value, n), value == 0)
+        command = strb[2:4] == 0b11
+        op, arg = value[28:32], value[16:28]
+        return Cat(strb == 0xF, below(value[:16], n), below(value, n), value == 0,
+                   below(value, 2),
+                   strb[0:2] == 0b11,
+                   command & (op == MsiOp.UPDATE) & below(arg, n + 1),
+                   command & (op == MsiOp.ENABLE))
 
 
 class DoorbellDecoder(wiring.Component):
