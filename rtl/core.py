@@ -340,7 +340,7 @@ class RegisterCore(wiring.Component):
         dt = bus.w_data_tags        # what the data says, decoded there too
         # (A plain expression, so that event-driven simulators such as Icarus see its value
         # from time 0 even before the first write.)
-        m.d.comb += device_reset.eq(reg_we & at.Status & full & bus.w_data_tags.zero)
+        m.d.comb += device_reset.eq(reg_we & at.Status & full & dt.zero)
 
         with m.If(reg_we):
             # The tags are one-hot: each register its own condition, no priority chain.
@@ -370,7 +370,7 @@ class RegisterCore(wiring.Component):
                 with m.If(full):
                     m.d.comb += ack_bits.eq(wd[:2])
             with m.If(at.Status):
-                with m.If(full & ~bus.w_data_tags.zero):
+                with m.If(full & ~dt.zero):
                     driver_bits = ~C(Status.DEVICE_NEEDS_RESET, 8)
                     new = wd[:8] & driver_bits
                     # Drivers only ever add bits; a write that clears one is ignored.
