@@ -251,12 +251,7 @@ class RegisterCore(wiring.Component):
         full = bus.w_data_tags.full
 
         cfg_lo = CONFIG_BASE // 4
-        cfg_hi = (CONFIG_BASE + p.config_size) // 4
-
-        def in_config(addr):
-            return (addr >= cfg_lo) & (addr < cfg_hi) if p.config_size else C(0)
-
-        r_cfg = bus.r_valid & in_config(r_word)
+        r_cfg = bus.r_valid & self.classifier.in_config(r_word)
         w_cfg = bus.w_address_tags.config
         m.submodules.doorbells = doorbells = DoorbellDecoder(self.classifier, p.addr_width)
         m.submodules.notify_queue = notify_queue = self.notify_queue
@@ -413,12 +408,13 @@ class RegisterCore(wiring.Component):
 
         # Queue table writes, flat: "a field write is taken" and "which lanes" are each a
         # short function of flip-flops (the tags are one-hot).
-        fields = {"num": ["QueueNum"], "desc": ["QueueDescLow", "QueueDescHigh"],
-                  "driver": ["QueueDriverLow", "QueueDriverHigh"],
-                  "device": ["QueueDeviceLow", "QueueDeviceHigh"]}
+        # The 32-bit halves of the 64-bit fields, each two 16-bit lanes of the row after num.
+        halves = {"desc": ("QueueDescLow", "QueueDescHigh"),
+                  "driver": ("QueueDriverLow", "QueueDriverHigh"),
+                  "device": ("QueueDeviceLow", "QueueDeviceHigh")}
+        half_tags = [at[name] for names in halves.values() for name in names]
         num_ok = (wd != 0) & at_most(wd, queue_sel_num_max, 16)
-        field_hit = (at.QueueNum & num_ok) | at.QueueDescLow | at.QueueDescHigh | \
-            at.QueueDriverLow | at.QueueDriverHigh | at.QueueDeviceLow | at.QueueDeviceHigh
+        field_hit = (at.QueueNum & num_ok) | Cat(*half_tags).any()
         field_taken = Signal()
         m.d.comb += field_taken.eq(reg_we & full & queue_sel_ok & ~queue_sel_ready & field_hit)
         # The table write (and its "written" flag) lands one clock later, from flip-flops, so
@@ -427,39 +423,29 @@ class RegisterCore(wiring.Component):
         # the edge after a QueueSel write), so it counts the pending write as having written
         # the row. A device reset in that cycle wins over the flag (the row then reads as
         # unwritten). Only the device-side queue port sees the change a clock later; no
-        # register reads the table.
+        # register reads the table. For the same reason the pending write's queue is still
+        # the selected one (``queue_sel``), as is its QueueNumMax.
         pending_mark = Signal()         # a field write is pending
         pending_whole = Signal()        # ... the first since reset: the whole row
         pending_lanes = Signal(13)      # ... of these lanes (one field)
         pending_data = Signal(32)
-        pending_index = Signal.like(queue_sel)
-        lanes = [at.QueueNum]
-        for member, names in fields.items():
-            if member != "num":
-                lanes += [bit for name in names for bit in (at[name], at[name])]
         m.d.sync += [
             pending_mark.eq(field_taken),
             pending_whole.eq(~(flags.sel_written | pending_mark)),
-            pending_lanes.eq(Cat(*lanes)),
+            pending_lanes.eq(Cat(at.QueueNum, *(tag for tag in half_tags for _ in range(2)))),
             pending_data.eq(wd),
-            pending_index.eq(queue_sel),
         ]
         # The row as written: the field from the data, the rest at reset value (they are
-        # written only by the first write since reset, which writes the whole row;
-        # QueueNumMax is still the pending queue's).
+        # written only by the first write since reset, which writes the whole row).
         field_value = Signal(row)
         m.d.comb += field_value.num.eq(Mux(pending_lanes[0], pending_data, queue_sel_num_max))
-        lane = 1
-        for member, names in fields.items():
-            if member == "num":
-                continue
-            value = getattr(field_value, member)
+        for i, member in enumerate(halves):
             for half in range(2):
-                m.d.comb += value[32 * half:32 * half + 32].eq(
+                lane = 1 + 4 * i + 2 * half
+                m.d.comb += getattr(field_value, member)[32 * half:32 * half + 32].eq(
                     Mux(pending_lanes[lane], pending_data, 0))
-                lane += 2
         m.d.comb += [
-            table_w.addr.eq(pending_index),
+            table_w.addr.eq(queue_sel),
             table_w.data.eq(field_value),
             table_w.en.eq(Mux(pending_mark, pending_lanes | Mux(pending_whole, 0x1FFF, 0), 0)),
             flags.mark_written.eq(pending_mark),

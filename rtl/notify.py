@@ -96,6 +96,12 @@ class WriteClassifier:
         aligned = offset[:shift] == 0 if shift else C(1)
         return in_range & aligned & below(quotient, n), quotient
 
+    def in_config(self, word):
+        """Whether a word address (of a read or a write) is inside config space."""
+        if not self._params.config_size:
+            return C(0)
+        return (word >= self._config_lo) & (word < self._config_hi)
+
     def address(self, word):
         """The tags (:attr:`address_layout`) of a word address, as a value."""
         p = self._params
@@ -103,9 +109,7 @@ class WriteClassifier:
         if p.has_doorbells and p.notify_multiplier == 0:
             data_doorbell = data_doorbell | (word == p.notify_base // 4)
         queue_doorbell, _ = self.doorbell(word)
-        config = ((word >= self._config_lo) & (word < self._config_hi)
-                  if p.config_size else C(0))
-        return Cat(data_doorbell, queue_doorbell, config,
+        return Cat(data_doorbell, queue_doorbell, self.in_config(word),
                    *(word == at for at in self._register_words.values()))
 
     def data(self, value, strb):
