@@ -168,7 +168,7 @@ class InterruptController(wiring.Component):
         # ---- state: pending, enable transitions, InterruptStatus
         queue_vectors = C((1 << vectors) - 2, vectors)      # every vector but 0
         with m.If(enabled):
-            with m.If(cmd.enable & ~cmd.enable_value):
+            with m.If(disabling):
                 # Off: pending vectors (and this cycle's events) go back to InterruptStatus.
                 still = pending | event_vectors
                 m.d.sync += [
