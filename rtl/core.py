@@ -213,7 +213,8 @@ class RegisterCore(wiring.Component):
         queue_sel, queue_sel_ok, queue_sel_ready = flags.sel, flags.sel_ok, flags.sel_ready
         # SHMSel resets to 0: start with the lookup of region 0 done.
         shm_zero = [i for i, region in enumerate(p.shm) if region.id == 0]
-        shm_index = Signal(range(max(1, len(p.shm))), init=shm_zero[0] if shm_zero else 0)
+        # (at least one bit: a zero-width register would be `wire [-1:0]` in the Verilog)
+        shm_index = Signal(range(max(2, len(p.shm))), init=shm_zero[0] if shm_zero else 0)
         shm_ok = Signal(init=bool(shm_zero))
         msi_addr = Signal(64)
         msi_data = Signal(32)
@@ -390,8 +391,12 @@ class RegisterCore(wiring.Component):
                     # applies MsiStatus first, then the command (which then wins).
                     # (The lanes and the command are decoded in the data tags.)
                     arg = wd[16:28]
-                    with m.If(dt.msi_status):
-                        m.d.comb += [msi_cmd.enable.eq(1), msi_cmd.enable_value.eq(wd[15])]
+                    if profile.msi_status_writable:
+                        # linux-k1 only: in seed MsiStatus is read-only, as the proposal writes
+                        # it, so a word write that carries a command in bits 31:16 and zeros
+                        # below cannot switch MSI off.
+                        with m.If(dt.msi_status):
+                            m.d.comb += [msi_cmd.enable.eq(1), msi_cmd.enable_value.eq(wd[15])]
                     with m.If(dt.msi_update):
                         m.d.comb += [msi_cmd.update.eq(1), msi_cmd.vector.eq(arg)]
                     with m.If(dt.msi_enable):

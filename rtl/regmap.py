@@ -55,6 +55,12 @@ class MsiOp:
     """MsiCmd operations (SPEC §4, 0x0C2 bits [15:12])."""
     UPDATE = 1
     ENABLE = 2
+    #: What each operation does, by name: the field encoding in the register descriptions.
+    DOCS = {
+        "UPDATE": "Vector arg (0..N) takes the staged address and data and becomes valid; "
+                  "arg > N is ignored",
+        "ENABLE": "arg[0] = 1 enables MSI, 0 disables it",
+    }
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,9 @@ class Profile:
     #: MsiStatus bit 15 reads 1 whenever MSI is implemented (the 2019 Linux patch's reading),
     #: instead of "MSI currently enabled".
     msi_status_capable: bool = False
+    #: A write to MsiStatus (both lanes) enables (bit 15 = 1) or disables MSI; otherwise
+    #: MsiStatus is read-only and only MsiCmd ENABLE switches MSI.
+    msi_status_writable: bool = False
 
 
 PROFILES = {
@@ -80,7 +89,7 @@ PROFILES = {
         doc="The December 2019 Version 3 proposal as written: MSI, notify addresses."),
     "linux-k1": Profile(
         name="linux-k1", version=3, msi_registers=True, notify_layout_readable=True,
-        doorbells=True, msi_status_capable=True,
+        doorbells=True, msi_status_capable=True, msi_status_writable=True,
         doc="As seed, but MsiStatus bit 15 reads 1 (MSI capable), as the Linux driver patch "
             "that accompanied the proposal expects; it enables MSI by writing bit 15."),
     "plain-v2": Profile(
@@ -92,10 +101,18 @@ PROFILES = {
 
 @dataclass(frozen=True)
 class Field:
+    """Bits ``[lsb + width - 1 : lsb]`` of a register.
+
+    ``access`` is the driver's access to these bits when it is narrower than the register's
+    (``None``: the register's). ``values`` names the field's encodings: ``(name, value, doc)``
+    triples.
+    """
     name: str
     lsb: int
     width: int
     doc: str = ""
+    access: str = None
+    values: tuple = ()
 
     @property
     def msb(self):
@@ -121,6 +138,16 @@ class Register:
     width: int = 32
     full_write: bool = True
     fields: tuple = dc_field(default=())
+
+    def __post_init__(self):
+        for fld in self.fields:
+            if fld.access is not None and not set(fld.access) <= set(self.access):
+                raise ValueError(f"Field {self.name}.{fld.name} must not allow more than its "
+                                 f"register's access {self.access!r}, not {fld.access!r}")
+
+    def field_access(self, fld):
+        """The driver's access to field ``fld`` of this register."""
+        return fld.access or self.access
 
     @property
     def word(self):
@@ -201,16 +228,31 @@ def _transport_registers(profile):
                  reset=None),
     ]
     if profile.msi_registers:
+        if profile.msi_status_capable:
+            enabled_doc = "Reads 1: MSI is implemented"
+        else:
+            enabled_doc = "1: MSI is enabled"
+        if profile.msi_status_writable:
+            enabled_doc += "; a write with both lanes enables (1) or disables (0) MSI"
+            enabled_access = "RW"
+        else:
+            enabled_doc += "; read-only (MsiCmd ENABLE switches MSI)"
+            enabled_access = "R"
+        ops = tuple((name, getattr(MsiOp, name), doc) for name, doc in MsiOp.DOCS.items())
         regs += [
+            # RW in every profile: the write decode names the 0x0C0 word (MsiStatus and
+            # MsiCmd) after its first writable register. The fields say what a write to
+            # MsiStatus itself does in this profile.
             Register("MsiStatus", 0x0C0, "RW",
-                     "[10:0] number of queues N (vectors 0..N); [15] " +
-                     ("1: MSI implemented" if profile.msi_status_capable else "MSI enabled") +
-                     ". A write with both lanes enables (bit 15 = 1) or disables MSI",
+                     "[10:0] number of queues N (vectors 0..N); [15] " + enabled_doc,
                      reset=None, width=16,
-                     fields=(Field("queues", 0, 11), Field("enabled", 15, 1))),
+                     fields=(Field("queues", 0, 11, "Number of queues N (vectors 0..N)",
+                                   access="R"),
+                             Field("enabled", 15, 1, enabled_doc, access=enabled_access))),
             Register("MsiCmd", 0x0C2, "W",
-                     "[15:12] op (1 UPDATE, 2 ENABLE), [11:0] arg", width=16,
-                     fields=(Field("arg", 0, 12), Field("op", 12, 4))),
+                     "[15:12] op (" + ", ".join(f"{value} {name}" for name, value, _ in ops) +
+                     "), [11:0] arg", width=16,
+                     fields=(Field("arg", 0, 12), Field("op", 12, 4, values=ops))),
             Register("MsiAddrLow", 0x0C4, "W", "Staged MSI address [31:0]", full_write=False),
             Register("MsiAddrHigh", 0x0C8, "W", "Staged MSI address [63:32]", full_write=False),
             Register("MsiData", 0x0CC, "W", "Staged MSI data", full_write=False),

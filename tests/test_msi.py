@@ -263,6 +263,8 @@ def test_device_reset_clears_msi_state(queues):
 
 
 def test_full_write_applies_status_half_then_command():
+    """linux-k1: MsiStatus bit 15 switches MSI; a full write at 0x0C0 applies that half first,
+    then the command."""
     async def body(ctx, dut, b, drv):
         await drv.setup_msi({})
         # Status half disables, the command half re-enables: enabled at the end.
@@ -274,7 +276,37 @@ def test_full_write_applies_status_half_then_command():
         assert ctx.get(dut.msi_enabled)
         await b.write(SEED.offset("MsiStatus"), 0x0000, 2)      # K1-style disable
         assert not ctx.get(dut.msi_enabled)
-    run(body)
+        await b.write(SEED.offset("MsiStatus"), 0x8000, 2)      # K1-style enable
+        assert ctx.get(dut.msi_enabled)
+    run(body, profile="linux-k1")
+
+
+@BOTH
+def test_seed_msi_status_is_read_only(queues):
+    """seed: writes to MsiStatus are ignored, so a driver that writes MsiCmd as a 32-bit word
+    (the command in bits 31:16, zeros below) does not switch MSI off with every UPDATE."""
+    async def body(ctx, dut, b, drv):
+        await drv.setup_msi({1: target(1)})
+        assert ctx.get(dut.msi_enabled)
+        address, data = target(1, generation=1)
+        await b.write(SEED.offset("MsiAddrLow"), address & 0xFFFF_FFFF)
+        await b.write(SEED.offset("MsiAddrHigh"), address >> 32)
+        await b.write(SEED.offset("MsiData"), data)
+        await b.write(SEED.offset("MsiStatus"), (MsiOp.UPDATE << 12 | 1) << 16)   # word write
+        assert ctx.get(dut.msi_enabled)
+        await b.write(SEED.offset("MsiStatus"), 0x0000, 2)
+        assert ctx.get(dut.msi_enabled)
+        assert await b.read(SEED.offset("MsiStatus")) & 0xFFFF == 1 << 15 | queues
+        await event(ctx, dut, 1)
+        await settle(ctx)
+        # Disabled, bit 15 written as 1 does not enable either.
+        await b.write(SEED.offset("MsiCmd"), MsiOp.ENABLE << 12 | 0, 2)
+        await b.write(SEED.offset("MsiStatus"), 0x8000, 2)
+        assert not ctx.get(dut.msi_enabled)
+        assert await b.read(SEED.offset("MsiStatus")) & 0xFFFF == queues
+    receiver = run(body, queues=queues)
+    # The message went to the vector's updated address: UPDATE applied, MSI stayed on.
+    assert [(a, d) for _, a, d in receiver.messages] == [target(1, generation=1)]
 
 
 @BOTH
