@@ -4,7 +4,9 @@ From one validated :class:`~virtio_mmio.params.EndpointParams` and the register 
 :mod:`virtio_mmio.regmap`, :func:`write_artefacts` writes, with the stem of the Verilog file:
 
 * ``<stem>.json``: the register map with the parameters, resets resolved for this parameter set;
-* ``<stem>.dtsi``: a device-tree node for the endpoint, with placeholders the integrator fills in;
+* ``<stem>-node.dtsi``: the endpoint's device-tree node, with placeholders the integrator fills
+  in, to ``/include/`` inside a bus node; ``<stem>.dtsi``: the same node at the top level (it
+  includes ``<stem>-node.dtsi``), to include after the root node;
 * ``<stem>.rdl``: a SystemRDL 2.0 description, emitted from the same data;
 * and, from the compiled ``.rdl`` through the PeakRDL exporters: a C header ``<stem>.h``,
   Markdown ``<stem>.md``, HTML ``<stem>_html/`` and IP-XACT ``<stem>.xml``.
@@ -16,26 +18,29 @@ new profile or a moved register changes every artefact at once.
 import dataclasses
 import json
 import re
+import textwrap
 import warnings
 from pathlib import Path
 
 from amaranth.hdl import Shape
 from amaranth.lib.wiring import In
 
+from . import package_version
 from .endpoint import port_members
 from .params import EndpointParams
 from .regmap import CONFIG_BASE, MAGIC_VALUE, PROFILES, Field
 
 
 __all__ = ["write_artefacts", "ArtefactError", "ArtefactWarning", "ARTEFACT_KINDS",
-           "RDL_REGISTER_BLOCK", "artefact_data", "register_entries", "emit_dtsi", "emit_rdl",
-           "compile_rdl"]
+           "RDL_REGISTER_BLOCK", "DMA_COHERENT_OPTION", "artefact_data", "register_entries",
+           "dt_cells", "emit_dtsi", "emit_dtsi_node", "emit_rdl", "compile_rdl"]
 
 
 #: Kind -> file name suffix appended to the Verilog stem, in the order they are written.
 ARTEFACT_KINDS = {
     "json": ".json",
     "dtsi": ".dtsi",
+    "dtsi_node": "-node.dtsi",
     "rdl": ".rdl",
     "h": ".h",
     "md": ".md",
@@ -44,9 +49,17 @@ ARTEFACT_KINDS = {
 }
 
 #: Device-tree placeholders. They are valid DTS so the snippet can be test-compiled as is, and
-#: deliberately conspicuous so nobody mistakes them for a real address or interrupt line.
+#: marked FILL IN so nobody mistakes them for a real address or interrupt line.
 DT_PLACEHOLDER_BASE = 0xDEAD0000
 DT_PLACEHOLDER_IRQ = 0
+#: Interrupt specifier cells of an Arm GIC (dt-bindings/interrupt-controller/arm-gic.h and
+#: irq.h): GIC_SPI, and IRQ_TYPE_LEVEL_HIGH, the type of the endpoint's ``irq`` output.
+DT_GIC_SPI = 0
+DT_IRQ_TYPE_LEVEL_HIGH = 4
+
+#: The ``virtio-mmio generate`` option that asks for ``dma-coherent`` in the device-tree node
+#: (``dma_coherent=True`` of :func:`write_artefacts`); the node's comment names it.
+DMA_COHERENT_OPTION = "--dma-coherent"
 
 _M32 = 0xFFFF_FFFF
 
@@ -57,6 +70,13 @@ class ArtefactError(RuntimeError):
 
 class ArtefactWarning(UserWarning):
     """A non-fatal message from the SystemRDL compiler or an exporter."""
+
+
+def _c_identifier(name):
+    """``name`` as a C identifier, also usable as a device-tree label (a Verilog name may hold
+    "$")."""
+    ident = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    return ident if re.match(r"[A-Za-z_]", ident) else "_" + ident
 
 
 # Reset values ------------------------------------------------------------------------------
@@ -78,6 +98,13 @@ def _shm_word(attr, high):
     return value
 
 
+def _msi_status(params):
+    # The queue count, and bit 15: "capable" reads 1; "enabled" is 0, as MSI is off after reset.
+    fields = {f.name: f for f in params.regmap["MsiStatus"].fields}
+    capable = PROFILES[params.profile].msi_status_capable
+    return params.queues << fields["queues"].lsb | int(capable) << fields["enabled"].lsb
+
+
 #: Registers whose reset the register map leaves as "computed", by name.
 _COMPUTED_RESETS = {
     "DeviceFeatures": lambda p: p.features & _M32,
@@ -85,12 +112,7 @@ _COMPUTED_RESETS = {
     "SHMLenHigh": _shm_word("length", high=True),
     "SHMBaseLow": _shm_word("base", high=False),
     "SHMBaseHigh": _shm_word("base", high=True),
-}
-
-#: Fields whose reset is known even though the whole register's is not: MsiStatus bit 15 is
-#: profile-specific (MSI enabled vs. "capable"), its queue count is not.
-_COMPUTED_FIELD_RESETS = {
-    ("MsiStatus", "queues"): lambda p: p.queues,
+    "MsiStatus": _msi_status,
 }
 
 #: Parameter names in the register map whose value is not an attribute of the same name.
@@ -116,10 +138,7 @@ def _resolve_reset(reg, params):
     return None, "computed"
 
 
-def _field_reset(reg, fld, reg_reset, params):
-    key = (reg.name, fld.name)
-    if key in _COMPUTED_FIELD_RESETS:
-        return _COMPUTED_FIELD_RESETS[key](params)
+def _field_reset(reg, fld, reg_reset):
     if reg_reset is None:
         return None
     return (reg_reset >> fld.lsb) & ((1 << fld.width) - 1)
@@ -144,7 +163,10 @@ def register_entries(params):
             "doc": reg.doc,
             "fields": [{
                 "name": f.name, "lsb": f.lsb, "msb": f.msb, "width": f.width,
-                "reset": _field_reset(reg, f, reset, params), "doc": f.doc,
+                "access": reg.field_access(f),
+                "reset": _field_reset(reg, f, reset), "doc": f.doc,
+                "values": [{"name": name, "value": value, "doc": doc}
+                           for name, value, doc in f.values],
             } for f in reg.fields],
         })
     return entries
@@ -192,46 +214,123 @@ def artefact_data(params):
 
 # Device tree ---------------------------------------------------------------------------------
 
-def emit_dtsi(params):
+def dt_cells(params):
+    """``#address-cells`` and ``#size-cells`` the parent of the endpoint's node needs: 1, or 2
+    for a 4 GiB window (``addr_width`` 32), whose size does not fit one cell."""
+    return 2 if (1 << params.addr_width) >> 32 else 1
+
+
+def _dt_files(stem):
+    """The names of the top-level and the node-only device-tree files."""
+    return stem + ARTEFACT_KINDS["dtsi"], stem + ARTEFACT_KINDS["dtsi_node"]
+
+
+def _comment(paragraphs):
+    """A C/DTS block comment; each paragraph is wrapped, keeping its indentation (and hanging
+    under a leading "- ")."""
+    lines = ["/*"]
+    for text in paragraphs:
+        body = text.lstrip(" ")
+        indent = " " * (len(text) - len(body))
+        hang = indent + ("  " if body.startswith("- ") else "")
+        wrapped = textwrap.wrap(body, width=92, initial_indent=indent, subsequent_indent=hang,
+                                break_on_hyphens=False) or [""]
+        lines += [f" * {line}".rstrip() for line in wrapped]
+    return "\n".join(lines + [" */"])
+
+
+def emit_dtsi_node(params, stem, *, dma_coherent=False):
+    """The endpoint's device-tree node (``<stem>-node.dtsi``), labelled with the module name,
+    with placeholders for the base address and the interrupt and, in its comment, what to fill
+    in. ``dma_coherent`` adds the ``dma-coherent`` property."""
     size = 1 << params.addr_width
     base = DT_PLACEHOLDER_BASE
-    # A 4 GiB window (addr_width 32) does not fit one size cell.
-    if size >> 32:
-        cells, other = 2, "a parent with 1-cell addresses cannot map a window this large"
-        reg = (f"{base >> 32:#x} {base & _M32:#x} {size >> 32:#x} {size & _M32:#x}")
+    cells = dt_cells(params)
+    reg = " ".join(f"{cell:#x}" for value in (base, size)
+                   for cell in ((value >> 32, value & _M32) if cells == 2 else (value,)))
+    label = _c_identifier(params.name)
+    top_file, _ = _dt_files(stem)
+    gic = "<GIC_SPI n IRQ_TYPE_LEVEL_HIGH>"
+    level = DT_IRQ_TYPE_LEVEL_HIGH
+    comment = [
+        f'virtio-mmio endpoint "{params.name}": profile {params.profile} (Version '
+        f"{params.version}), device ID {params.device_id}, vendor ID {params.vendor_id:#x}, "
+        f"{params.queues} queue(s); register window {size:#x} bytes. Generated with its "
+        "Verilog.",
+        "",
+        f"This node alone, labelled {label}: /include/ it inside the node of the bus the "
+        f"endpoint sits on, after that node's properties. {top_file} includes it at the top "
+        "level.",
+        "",
+        "FILL IN before use:",
+        "  - the base address where your interconnect maps the endpoint: the unit address "
+        f'after "@" and the base in "reg" (the placeholder {base:#x} is not a real address);',
+        '  - "interrupts": the interrupt-controller input wired to the endpoint\'s `irq` '
+        "output, in the format of your interrupt-parent; add interrupt-parent if it is not "
+        "inherited.",
+        "    `irq` is a LEVEL, active high: high while InterruptStatus != 0, until the "
+        "driver's InterruptACK clears the last bit. Declare it level-high. Declared "
+        "edge-triggered, an event that arrives between the driver's InterruptStatus read and "
+        "its ACK keeps `irq` high without a new edge: that interrupt is lost, and every later "
+        "one with it.",
+        f"      Arm GIC: {gic}, i.e. <{DT_GIC_SPI} n {level}> (as generated: SPI "
+        f"{DT_PLACEHOLDER_IRQ}, a placeholder).",
+        "      RISC-V PLIC: interrupt-parent = <&plic>; interrupts = <n>; (one cell: the "
+        "trigger type is the PLIC gateway's, which must be level for this source), or "
+        f"<n {level}> where the PLIC's binding has two cells.",
+        f'"reg" assumes #address-cells = <{cells}> and #size-cells = <{cells}> in the parent '
+        "node" + ("; a parent with 1-cell addresses cannot map a window this large." if cells == 2
+                  else ". Under a parent with 2 cells:"),
+        *([] if cells == 2 else ["    reg = <0x0 base 0x0 size>;"]),
+    ]
+    if dma_coherent:
+        comment.append(
+            "dma-coherent: present, as asked for at generation: the device logic's accesses to "
+            "the virtqueues in memory are coherent with the CPU caches. Remove it if they are "
+            "not.")
     else:
-        cells, other = 1, "write <0x0 base 0x0 size> if the parent uses 2 cells"
-        reg = f"{base:#x} {size:#x}"
-    msi_note = ""
+        comment.append(
+            "dma-coherent: absent, so the OS cleans and invalidates the caches around every "
+            "buffer (always safe). If the device logic's accesses to the virtqueues in memory "
+            "are coherent with the CPU caches (e.g. through a coherent ACE/ACP/CHI port), "
+            f"regenerate with {DMA_COHERENT_OPTION}.")
     if PROFILES[params.profile].msi_registers:
         # MSI writes go to an interrupt controller the node does not name by itself.
-        msi_note = ("\n * MSI (profile {0}): a driver that uses MSI needs the MSI controller, "
-                    "usually\n * through msi-parent = <&your_msi_controller ...>, as your "
-                    "platform's binding says.".format(params.profile))
-    return f"""\
-/*
- * virtio-mmio endpoint "{params.name}": profile {params.profile} (Version {params.version}),
- * device ID {params.device_id}, vendor ID {params.vendor_id:#x}, {params.queues} queue(s).
- * Generated beside {params.name}'s Verilog; the register window is {size:#x} bytes.
- *
- * FILL IN before use:
- *   - the base address where your interconnect maps the endpoint: the unit address after "@"
- *     and the first cell of "reg" (the placeholder {base:#x} is not a real address);
- *   - "interrupts": the specifier of the interrupt-controller input wired to the endpoint's
- *     `irq` output, in the format of your interrupt-parent (e.g. 3 cells for an Arm GIC,
- *     1 cell for a RISC-V PLIC); add interrupt-parent if it is not inherited.
- * "reg" assumes #address-cells = <{cells}> and #size-cells = <{cells}> in the parent node;
- * {other}.
- * dma-coherent: keep it only if the device logic's accesses to the virtqueues in memory are
- * coherent with the CPU caches; remove it otherwise.{msi_note}
- */
-virtio@{base:x} {{
-	compatible = "virtio,mmio";
-	reg = <{reg}>;
-	interrupts = <{DT_PLACEHOLDER_IRQ}>;
-	dma-coherent;
-}};
-"""
+        comment.append(
+            f"MSI (profile {params.profile}): a driver that uses MSI finds the MSI controller "
+            "through msi-parent: for a GICv3 ITS, msi-parent = <&its DEVID>, DEVID being the "
+            "device ID your interconnect presents with the endpoint's MSI writes; for another "
+            "controller, as its binding says. The interrupt above stays in use while MSI is "
+            "off.")
+    properties = [
+        'compatible = "virtio,mmio";',
+        f"reg = <{reg}>;",
+        f"interrupts = <{DT_GIC_SPI} {DT_PLACEHOLDER_IRQ} {level}>;\t/* FILL IN: {gic} */",
+        *(["dma-coherent;"] if dma_coherent else []),
+    ]
+    body = "".join(f"\t{prop}\n" for prop in properties)
+    return f"{_comment(comment)}\n{label}: virtio@{base:x} {{\n{body}}};\n"
+
+
+def emit_dtsi(params, stem):
+    """The top-level device-tree fragment (``<stem>.dtsi``): the node of ``<stem>-node.dtsi``
+    (:func:`emit_dtsi_node`), included from beside this file, under the root node.
+
+    dtc's grammar has no construct that is valid both at the top level and inside a node, so
+    the node is written once, in its own file, and this file wraps it."""
+    top_file, node_file = _dt_files(stem)
+    comment = [
+        f'virtio-mmio endpoint "{params.name}" at the top level of a device tree: /include/ '
+        "this file after the root node, e.g.",
+        "    /dts-v1/;",
+        "    / { ... };",
+        f'    /include/ "{top_file}"',
+        f"The node, and what to fill in, is in {node_file}; to put the endpoint under a bus "
+        "node, /include/ that file inside the bus node instead. dtc looks for an included file "
+        "in the directory of the file that includes it (then in its -i directories), so keep "
+        "the two files together.",
+    ]
+    return f'{_comment(comment)}\n/ {{\n\t/include/ "{node_file}"\n}};\n'
 
 
 # SystemRDL -----------------------------------------------------------------------------------
@@ -252,9 +351,7 @@ _HW_ACCESS = {"r": "w", "w": "r", "rw": "r"}
 
 
 def _rdl_id(name):
-    ident = re.sub(r"[^A-Za-z0-9_]", "_", name)
-    if not re.match(r"[A-Za-z_]", ident):
-        ident = "_" + ident
+    ident = _c_identifier(name)
     return "\\" + ident if ident in _RDL_KEYWORDS else ident
 
 
@@ -263,18 +360,25 @@ def _rdl_str(text):
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _rdl_fields(reg, reg_reset, params):
-    """Field declarations of ``reg``; a register without fields is one field across its width."""
-    sw = _SW_ACCESS[reg.access]
-    hw = _HW_ACCESS[sw]
+def _rdl_fields(reg, reg_reset):
+    """Field declarations of ``reg`` (with the enums of their encodings); a register without
+    fields is one field across its width."""
     # The register's desc already says what a single whole-width field means.
     fields = reg.fields or (Field("value", 0, reg.width),)
     lines = []
     for fld in fields:
-        reset = _field_reset(reg, fld, reg_reset, params) if reg.fields else reg_reset
-        props = [f"sw = {sw};", f"hw = {hw};"]
+        reset = _field_reset(reg, fld, reg_reset) if reg.fields else reg_reset
+        sw = _SW_ACCESS[reg.field_access(fld)]
+        props = [f"sw = {sw};", f"hw = {_HW_ACCESS[sw]};"]
         if fld.doc:
             props.append(f"desc = {_rdl_str(fld.doc)};")
+        if fld.values:
+            enum = _rdl_id(f"{fld.name}_e")
+            lines.append(f"        enum {enum} {{")
+            lines += [f"            {_rdl_id(name)} = {value:#x} {{ desc = {_rdl_str(doc)}; }};"
+                      for name, value, doc in fld.values]
+            lines.append("        };")
+            props.append(f"encode = {enum};")
         decl = f"field {{ {' '.join(props)} }} {_rdl_id(fld.name)}[{fld.msb}:{fld.lsb}]"
         if reset is not None:
             decl += f" = {reset:#x}"
@@ -322,7 +426,7 @@ def emit_rdl(params):
             f"            name = {_rdl_str(reg.name)};",
             f"            desc = {_rdl_str(reg.doc)};",
             f"            regwidth = {reg.width};",
-            *("    " + line for line in _rdl_fields(reg, reset, params)),
+            *("    " + line for line in _rdl_fields(reg, reset)),
             f"        }} {_rdl_id(reg.name)} @ {reg.offset:#x};",
         ]
     out.append(f"    }} {RDL_REGISTER_BLOCK} @ 0x0;")
@@ -449,31 +553,66 @@ def _c_offsets(top):
     return "\n".join(lines) + "\n"
 
 
+def _c_encodings(top, naming):
+    """``#define`` lines with the value of every named encoding (SystemRDL ``encode``) of a
+    field below ``top``, named like the field's macros: ``<field prefix>__<NAME>``.
+    (peakrdl-cheader 1.1 writes no enums.)"""
+    from peakrdl_cheader import utils
+    from systemrdl.node import FieldNode
+
+    lines = []
+    for field in top.descendants():
+        if not isinstance(field, FieldNode) or field.get_property("encode") is None:
+            continue
+        prefix = (utils.get_node_prefix(naming, top, field.parent) + "__"
+                  + field.inst_name).upper()
+        lines += [f"#define {prefix}__{member.name.upper()} {member.value:#x}"
+                  for member in field.get_property("encode")]
+    if not lines:
+        return ""
+    return "\n".join(["// Named values of fields (SystemRDL enums)", *lines]) + "\n"
+
+
+def _c_size_check(top, naming):
+    """The exporter's packing check (its C11 ``static_assert``) in a form C99 accepts: an
+    array of negative size does not compile."""
+    from peakrdl_cheader import utils
+
+    struct = utils.get_struct_name(naming, top, top)
+    check = f"{struct.removesuffix('_t')}_size_check"
+    return ("// The packed struct is as large as the address map (if not, the negative array "
+            "size\n// stops the compilation: a static assertion in C99).\n"
+            f"typedef char {check}[(sizeof({struct}) == {top.size:#x}) ? 1 : -1];\n")
+
+
 def _export_c_header(top, path):
+    from peakrdl_cheader.c_standards import CStandard
+    from peakrdl_cheader.design_state import DesignState
     from peakrdl_cheader.exporter import CHeaderExporter
 
-    CHeaderExporter().export(top, str(path))
+    # The header must compile as C99, C11 and C++11. For C11 and later the exporter adds a
+    # static_assert, which C99 lacks; its C99 output has none (the size check comes below).
+    options = {"std": CStandard.gnu99}
+    CHeaderExporter().export(top, str(path), **options)
+    # The exporter's naming, to name the additions like its own definitions.
+    naming = DesignState(top, dict(options))
     text = path.read_text()
     footer = text.rfind("#ifdef __cplusplus")
     if footer < 0:
         raise RuntimeError("peakrdl-cheader output has no closing '#ifdef __cplusplus' block "
                            "to insert the offset defines before")
-    path.write_text(text[:footer] + _c_offsets(top) + "\n" + text[footer:])
+    additions = [_c_offsets(top), _c_encodings(top, naming), _c_size_check(top, naming)]
+    path.write_text(text[:footer] + "\n".join(a for a in additions if a) + "\n"
+                    + text[footer:])
 
 
-def _package_version():
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        return version("virtio-mmio-endpoint")
-    except PackageNotFoundError:
-        return "0"
-
-
-def write_artefacts(params, verilog_path):
+def write_artefacts(params, verilog_path, *, dma_coherent=False):
     """Write the register artefacts of ``params`` beside ``verilog_path``.
 
-    Returns ``{kind: path}`` for the kinds of :data:`ARTEFACT_KINDS` (``"html"`` is a
-    directory). Raises :class:`ArtefactError` if the SystemRDL compiler or an exporter fails;
+    ``dma_coherent`` puts the ``dma-coherent`` property in the device-tree node (off by
+    default: only the integrator knows whether the device logic's memory accesses are
+    coherent with the CPU caches). Returns ``{kind: path}`` for the kinds of
+    :data:`ARTEFACT_KINDS` (``"html"`` is a directory). Raises :class:`ArtefactError` if the SystemRDL compiler or an exporter fails;
     their warnings are passed on as :class:`ArtefactWarning`.
     """
     if not isinstance(params, EndpointParams):
@@ -484,7 +623,8 @@ def write_artefacts(params, verilog_path):
     stem.parent.mkdir(parents=True, exist_ok=True)
 
     paths["json"].write_text(json.dumps(artefact_data(params), indent=2) + "\n")
-    paths["dtsi"].write_text(emit_dtsi(params))
+    paths["dtsi"].write_text(emit_dtsi(params, stem.name))
+    paths["dtsi_node"].write_text(emit_dtsi_node(params, stem.name, dma_coherent=dma_coherent))
     paths["rdl"].write_text(emit_rdl(params))
 
     messages = _Messages()
@@ -503,7 +643,7 @@ def write_artefacts(params, verilog_path):
                  lambda: HTMLExporter(generate_source_links=False).export(
                      top, str(paths["html"]), title=f"{params.name} registers"))
     messages.run(f"IP-XACT export to {paths['xml'].name}",
-                 lambda: IPXACTExporter(library="virtio_mmio", version=_package_version())
+                 lambda: IPXACTExporter(library="virtio_mmio", version=package_version() or "0")
                  .export(top, str(paths["xml"]), component_name=params.name))
 
     for text in messages.warnings():

@@ -5,24 +5,104 @@ status 2; no traceback.
 """
 
 import argparse
+import math
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from .params import EndpointParams, BUSES, WISHBONE_MODES
+from . import DISTRIBUTION, package_version
+from .params import EndpointParams, BUSES, MAX_QUEUES, WISHBONE_MODES
 from .regmap import PROFILES, Feature
 
 
-__all__ = ["main"]
+__all__ = ["main", "DISTRIBUTION"]
+
+
+#: The fastest baud rate ``host`` passes to the serial port: the OS takes a C ``int``.
+MAX_BAUD = (1 << 31) - 1
 
 
 class UsageError(Exception):
-    pass
+    """A bad command line: :func:`main` prints ``PROG: error: MESSAGE``, one line, on stderr
+    and exits with status 2. ``prog`` defaults to ``virtio-mmio COMMAND``."""
+
+    def __init__(self, message, prog=None):
+        super().__init__(message)
+        self.prog = prog
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
-        raise UsageError(f"{self.prog}: error: {message}")
+        raise UsageError(message, self.prog)
+
+
+def _version():
+    return package_version() or f"unknown ({DISTRIBUTION} is not installed)"
+
+
+# Checks of option values that EndpointParams does not see --------------------------------
+
+
+def _check(option, value, allowed, what):
+    """Refuse ``value`` of ``option`` unless ``allowed``: ``OPTION must be WHAT, not VALUE``."""
+    if not allowed:
+        shown = f"{value:g}" if isinstance(value, float) else repr(value)
+        raise UsageError(f"{option} must be {what}, not {shown}")
+
+
+def _check_integer(option, value, lo, hi=None):
+    if hi is None:
+        _check(option, value, value >= lo, f"an integer of at least {lo}")
+    else:
+        _check(option, value, lo <= value <= hi, f"an integer in {lo}..{hi}")
+
+
+def _check_seconds(option, value):
+    _check(option, value, math.isfinite(value) and value > 0, "a positive number of seconds")
+
+
+def _mode_options(args, active, reason, defaults):
+    """Options that belong to one mode of a command (``defaults``: option -> default): each
+    one given outside that mode (not ``active``) is refused as ``OPTION REASON``; those not
+    given get their default. Their parser default is None, so that "given" can be told."""
+    for option, default in defaults.items():
+        dest = option.lstrip("-").replace("-", "_")
+        if getattr(args, dest) is None:
+            setattr(args, dest, default)
+        elif not active:
+            raise UsageError(f"{option} {reason}")
+
+
+def _existing(path):
+    """``path`` or its nearest ancestor that exists (a dangling link counts: it is in the
+    way as much as a file)."""
+    while not os.path.lexists(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _unwritable(directory):
+    """Why ``directory`` can neither be written in nor created, or None. The probe, a
+    directory made and removed in the nearest existing ancestor, leaves nothing behind (and
+    unlike ``os.access`` it also holds for root and for read-only or virtual file systems)."""
+    existing = _existing(directory)
+    if not existing.is_dir():
+        return f"{str(existing)!r} is not a directory"
+    try:
+        tempfile.TemporaryDirectory(dir=existing, prefix=".virtio-mmio-").cleanup()
+    except OSError as error:
+        return f"cannot write in {str(existing)!r}: {error.strerror or error}"
+    return None
+
+
+def _check_directory(option, path):
+    if not path:
+        raise UsageError(f"{option} must name a directory, not ''")
+    reason = _unwritable(Path(path))
+    if reason:
+        raise UsageError(f"{option} must name a writable directory, not {path!r}: {reason}")
 
 
 def _integer(text):
@@ -72,14 +152,18 @@ def _option_message(error):
     return message
 
 
-def _add_endpoint_options(parser):
+def _add_endpoint_options(parser, *, measured=False):
+    """The options of :class:`EndpointParams`. ``measured`` (bench): without --bus every bus is
+    measured, and without --wishbone-mode both Wishbone modes."""
     group = parser.add_argument_group("endpoint parameters")
     group.add_argument("--profile", choices=list(PROFILES), default="seed",
                        help="register-map profile (default: seed)")
-    group.add_argument("--bus", choices=BUSES, default="axil",
-                       help="subordinate (and MSI manager) bus (default: axil)")
+    group.add_argument("--bus", choices=BUSES, default=None,
+                       help="subordinate (and MSI manager) bus (default: "
+                            f"{'both; axil with --scaling' if measured else 'axil'})")
     group.add_argument("--wishbone-mode", choices=WISHBONE_MODES, default=None,
-                       help="Wishbone flavour, with --bus wishbone (default: classic)")
+                       help="Wishbone flavour, with --bus wishbone (default: "
+                            f"{'both' if measured else 'classic'})")
     group.add_argument("--queues", type=_integer, default=1, metavar="N",
                        help="number of virtqueues, 1..2047 (default: 1)")
     group.add_argument("--queue-size", type=_integer_list, default=None, metavar="SIZE[,SIZE...]",
@@ -126,7 +210,8 @@ def params_from_args(args):
     # An example device (generate --device) brings its own defaults and checks.
     rng = getattr(args, "device", "none") == "rng"
     params = EndpointParams(
-        profile=args.profile, bus=args.bus, wishbone_mode=args.wishbone_mode or "classic",
+        profile=args.profile, bus=args.bus or "axil",
+        wishbone_mode=args.wishbone_mode or "classic",
         queues=args.queues,
         queue_size=args.queue_size if args.queue_size is not None else (8 if rng else 256),
         device_id=args.device_id,
@@ -143,18 +228,67 @@ def params_from_args(args):
     return params
 
 
-def _cmd_generate(args, params):
-    out = Path(args.output if args.output else f"build/{params.name}.v")
-    if out.suffix not in (".v", ".sv"):
-        raise UsageError(f"virtio-mmio generate: -o must name a .v file, not {str(out)!r}")
-    from .generate import generate_verilog
+def _verilog_path(output, name):
+    """The Verilog file of ``generate -o`` (default ``build/NAME.v``): a ``.v`` or ``.sv``
+    name in a directory that can be written, or created."""
+    text = f"build/{name}.v" if output is None else output
+    if Path(text).suffix not in (".v", ".sv") or text.endswith(("/", os.sep)):
+        raise UsageError(f"-o must name a .v file (or .sv), not {text!r}")
+    out = Path(text)
+    reason = _unwritable(out.parent)
+    if reason:
+        raise UsageError(f"-o must name a file in a writable directory, not {text!r}: {reason}")
+    return out
+
+
+def _check_in_the_way(kind, target, directory):
+    """Refuse to replace ``target`` by a ``directory`` (or a file) of the other sort."""
+    if os.path.lexists(target) and target.is_dir() != directory:
+        if kind == "verilog":
+            raise UsageError(f"-o must name a file, not the directory {str(target)!r}")
+        raise UsageError(f"-o: {str(target)!r}, where the {kind} output goes, is "
+                         f"{'not a directory' if directory else 'a directory'} (move it away, "
+                         f"or --no-artefacts)")
+
+
+def _write_generated(out, params, device, artefacts, dma_coherent=False):
+    """Write the Verilog and (``artefacts``) the register artefacts into a staging directory
+    on the same file system, then move them into place beside ``out``: if generating fails,
+    or something is in the way, nothing is left behind. A previous HTML documentation folder
+    is replaced as a whole. Returns ``{kind: path}``."""
     from .artefacts import write_artefacts
-    out.parent.mkdir(parents=True, exist_ok=True)
+    from .generate import generate_verilog
+    with tempfile.TemporaryDirectory(dir=_existing(out.parent),
+                                     prefix=".virtio-mmio-") as staging:
+        staging = Path(staging)
+        staged = {"verilog": staging / out.name}
+        staged["verilog"].write_text(generate_verilog(params, device))
+        if artefacts:
+            staged.update(write_artefacts(params, staged["verilog"], dma_coherent=dma_coherent))
+        targets = {kind: out.parent / path.name for kind, path in staged.items()}
+        for kind, target in targets.items():
+            _check_in_the_way(kind, target, staged[kind].is_dir())
+        out.parent.mkdir(parents=True, exist_ok=True)
+        for kind, target in targets.items():
+            if target.is_dir():
+                target.rename(staging / f"previous-{target.name}")
+            staged[kind].replace(target)
+    return targets
+
+
+def _cmd_generate(args, params):
+    from .artefacts import ArtefactError
+    out = _verilog_path(args.output, params.name)
     start = time.monotonic()
-    out.write_text(generate_verilog(params, args.device))
-    written = {"verilog": out}
-    if not args.no_artefacts:
-        written.update(write_artefacts(params, out))
+    try:
+        if args.dma_coherent and args.no_artefacts:
+            raise UsageError("--dma-coherent shapes the device-tree node, which --no-artefacts "
+                             "leaves out: give one of them")
+        written = _write_generated(out, params, args.device, not args.no_artefacts,
+                                   args.dma_coherent)
+    except (ArtefactError, OSError) as error:
+        print(f"virtio-mmio generate: {error}", file=sys.stderr)
+        return 1
     for kind, path in written.items():
         print(f"{kind:>9}: {path}")
     print(f"{params.name}: profile {params.profile}, {params.bus}"
@@ -164,49 +298,65 @@ def _cmd_generate(args, params):
     return 0
 
 
+#: bench --scaling's own options, with their defaults.
+_SCALING_OPTIONS = {"--devices": "ice40,ecp5", "--sizes": [1, 2, 8, 64, 512, 2047],
+                    "--seeds": 5, "--out-dir": "build/scaling"}
+#: The bus measurement's own options (not --scaling), with their defaults.
+_MEASURE_OPTIONS = {"--accesses": 64}
+
+
 def _cmd_bench(args, params):
+    _mode_options(args, args.scaling, "needs --scaling", _SCALING_OPTIONS)
+    _mode_options(args, not args.scaling, "does not go with --scaling", _MEASURE_OPTIONS)
     if args.scaling:
         from virtio_mmio_sim.scaling import DEVICES, run_scaling
         devices = args.devices.split(",")
         for device in devices:
-            if device not in DEVICES:
-                raise UsageError(f"virtio-mmio bench: error: --devices must be among "
-                                 f"{', '.join(DEVICES)}, not {device!r}")
+            _check("--devices", device, device in DEVICES,
+                   f"among {', '.join(DEVICES)}")
         sizes = args.sizes if isinstance(args.sizes, list) else [args.sizes]
         for size in sizes:
-            if not 1 <= size <= 2047:
-                raise UsageError(f"virtio-mmio bench: error: --sizes must be integers in "
-                                 f"1..2047, not {size}")
-        if not 1 <= args.seeds <= 20:
-            raise UsageError(f"virtio-mmio bench: error: --seeds must be in 1..20, "
-                             f"not {args.seeds}")
+            _check_integer("--sizes", size, 1, MAX_QUEUES)
+        _check_integer("--seeds", args.seeds, 1, 20)
+        _check_directory("--out-dir", args.out_dir)
         run_scaling(params, queues=sizes, devices=devices,
                     seeds=tuple(range(1, args.seeds + 1)), out_dir=args.out_dir)
         return 0
+    _check_integer("--accesses", args.accesses, 2)
     from virtio_mmio_sim.bench import run_bench
-    return run_bench(params, accesses=args.accesses, out=sys.stdout)
+    return run_bench(params, accesses=args.accesses,
+                     buses=BUSES if args.bus is None else (args.bus,),
+                     wishbone_modes=(WISHBONE_MODES if args.wishbone_mode is None
+                                     else (args.wishbone_mode,)),
+                     out=sys.stdout)
 
 
 def _cmd_linux(args, params):
-    if args.timeout <= 0:
-        raise UsageError(f"virtio-mmio linux: error: --timeout must be positive, "
-                         f"not {args.timeout:g}")
+    _check_seconds("--timeout", args.timeout)
+    _check_directory("--work-dir", args.work_dir)
     try:
         from virtio_mmio_sim.linux.run import run_linux
         from virtio_mmio_sim.linux.setup import SetupError
     except ImportError as error:
-        raise UsageError(f"virtio-mmio linux: error: needs the test tools ({error.name} is "
-                         f"missing): pip install -e '.[dev]'") from None
+        raise UsageError(f"needs the test tools ({error.name} is missing): "
+                         f"pip install -e '.[dev]'") from None
     try:
         run = run_linux(bus=args.bus, simulator=args.sim, device=args.device,
-                        timeout=args.timeout, work_dir=args.work_dir, out=sys.stdout)
+                        profile=args.profile, timeout=args.timeout, work_dir=args.work_dir,
+                        out=sys.stdout)
     except (SetupError, RuntimeError) as error:
         print(f"virtio-mmio linux: setup failed: {error}", file=sys.stderr)
         return 2
+    if run.report():
+        print(run.report())
     for check in run.checks:
         print(f"  {'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
     print(f"virtio-mmio linux: {run.verdict()}")
     return 0 if run.passed else 1
+
+
+#: build's options that --list does not take, with their defaults.
+_BUILD_OPTIONS = {"--program": False, "--build-dir": "build/boards"}
 
 
 def _cmd_build(args, params):
@@ -214,23 +364,24 @@ def _cmd_build(args, params):
         from virtio_mmio_platforms import BOARDS
         from virtio_mmio_platforms.build import BuildError, build, program
     except ImportError as error:
-        raise UsageError(f"virtio-mmio build: error: {error}") from None
+        raise UsageError(str(error)) from None
+    _mode_options(args, not args.list, "does not go with --list", _BUILD_OPTIONS)
+    if args.board is not None:
+        _check("--board", args.board, args.board in BOARDS, f"one of {', '.join(BOARDS)}")
     if args.list:
-        for board in BOARDS.values():
+        for board in BOARDS.values() if args.board is None else [BOARDS[args.board]]:
             print(f"{board.name:<22} {board.description}; programs with {board.programmer}; "
                   f"--device {', '.join(board.devices)}"
                   + (f" (not rng: {board.misfit})" if "rng" not in board.devices else ""))
         return 0
     if args.board is None:
-        raise UsageError("virtio-mmio build: error: --board is required (one of "
-                         f"{', '.join(BOARDS)}; --list describes them)")
-    if args.board not in BOARDS:
-        raise UsageError(f"virtio-mmio build: error: --board must be one of "
-                         f"{', '.join(BOARDS)}, not {args.board!r}")
+        raise UsageError(f"--board is required (one of {', '.join(BOARDS)}; --list describes "
+                         f"them)")
     try:
         BOARDS[args.board].check_device(args.device)
     except ValueError as error:
-        raise UsageError(f"virtio-mmio build: error: {error}") from None
+        raise UsageError(f"--device: {error}") from None
+    _check_directory("--build-dir", args.build_dir)
     try:
         summary = build(args.board, args.build_dir, device=args.device, out=sys.stdout)
         print("\n".join(summary.lines()))
@@ -242,10 +393,15 @@ def _cmd_build(args, params):
     return 0
 
 
+#: host's serial-port options, which --simulate does not take, with their defaults.
+_SERIAL_OPTIONS = {"--port": None, "--baud": 115_200, "--timeout": 1.0}
+
+
 def _cmd_host(args, params):
     from virtio_mmio_sim.bridge_host import BridgeError, PortError, SerialTransport, \
         BridgeClient, run_sync
     from virtio_mmio_sim.host import host_session, rng_host_session, simulate_session
+    _mode_options(args, not args.simulate, "does not go with --simulate", _SERIAL_OPTIONS)
     say = lambda line: print(line, flush=True)
     session = rng_host_session if args.device == "rng" else host_session
     if args.simulate:
@@ -254,15 +410,14 @@ def _cmd_host(args, params):
         report = simulate_session(say=say, device=args.device)
     else:
         if args.port is None:
-            raise UsageError("virtio-mmio host: error: --port is required (the board's serial "
-                             "port, e.g. /dev/ttyUSB1), or --simulate")
-        if args.timeout <= 0:
-            raise UsageError(f"virtio-mmio host: error: --timeout must be positive, "
-                             f"not {args.timeout:g}")
+            raise UsageError("--port is required (the board's serial port, e.g. "
+                             "/dev/ttyUSB1), or --simulate")
+        _check_integer("--baud", args.baud, 1, MAX_BAUD)
+        _check_seconds("--timeout", args.timeout)
         try:
             transport = SerialTransport(args.port, args.baud, timeout_s=args.timeout)
         except PortError as error:
-            raise UsageError(f"virtio-mmio host: error: {error}") from None
+            raise UsageError(str(error)) from None
         print(f"virtio-mmio host: {args.port} at {args.baud} baud")
         try:
             with transport:
@@ -278,6 +433,7 @@ def _cmd_host(args, params):
 def build_parser():
     parser = _Parser(prog="virtio-mmio",
                      description="virtio-mmio endpoint: generate Verilog, measure performance")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
@@ -291,6 +447,10 @@ def build_parser():
                           help="Verilog output (default: build/NAME.v)")
     generate.add_argument("--no-artefacts", action="store_true",
                           help="write the Verilog only")
+    generate.add_argument("--dma-coherent", action="store_true",
+                          help="declare dma-coherent in the device-tree node: only if the "
+                               "device logic's memory accesses are coherent with the CPU "
+                               "caches (default: absent, the OS maintains the caches)")
     generate.add_argument("--device", choices=("none", "rng"), default="none",
                           help="example device inside the module: rng = virtio-rng with its "
                                "own DMA manager port m_dma_axil_*/m_dma_wb_* (default: none)")
@@ -300,32 +460,38 @@ def build_parser():
     bench = commands.add_parser(
         "bench", help="measure the performance figures of SPEC §11 in simulation",
         description="Measure clocks per access, read latency and concurrency on both buses "
-                    "in Amaranth's simulator and print a table against the SPEC §11 targets.")
-    bench.add_argument("--accesses", type=_integer, default=64, metavar="K",
-                       help="back-to-back accesses per measurement (default: 64)")
+                    "(or the one --bus names) in Amaranth's simulator and print a table "
+                    "against the SPEC §11 targets.")
+    bench.add_argument("--accesses", type=_integer, default=None, metavar="K",
+                       help="back-to-back accesses per measurement, at least 2 (default: "
+                            f"{_MEASURE_OPTIONS['--accesses']})")
     bench.add_argument("--scaling", action="store_true",
                        help="instead: synthesise and place the endpoint for each N in the "
                             "SPEC §11 harness (Fmax, area, ratio to a bare AXI4-Lite register; "
                             "minutes)")
-    bench.add_argument("--devices", default="ice40,ecp5", metavar="LIST",
-                       help="--scaling: devices, of ice40, ecp5 (default: both)")
-    bench.add_argument("--sizes", type=_integer_list, default=[1, 2, 8, 64, 512, 2047],
-                       metavar="N,N,...", help="--scaling: queue counts "
-                                               "(default: 1,2,8,64,512,2047)")
-    bench.add_argument("--seeds", type=_integer, default=5, metavar="K",
-                       help="--scaling: nextpnr seeds 1..K, median taken (default: 5)")
-    bench.add_argument("--out-dir", default="build/scaling", metavar="DIR",
+    bench.add_argument("--devices", default=None, metavar="LIST",
+                       help="--scaling: devices, of ice40, ecp5 (default: "
+                            f"{_SCALING_OPTIONS['--devices']})")
+    bench.add_argument("--sizes", type=_integer_list, default=None, metavar="N,N,...",
+                       help=f"--scaling: queue counts, each in 1..{MAX_QUEUES} (default: "
+                            f"{','.join(map(str, _SCALING_OPTIONS['--sizes']))})")
+    bench.add_argument("--seeds", type=_integer, default=None, metavar="K",
+                       help="--scaling: nextpnr seeds 1..K, K in 1..20, median taken "
+                            f"(default: {_SCALING_OPTIONS['--seeds']})")
+    bench.add_argument("--out-dir", default=None, metavar="DIR",
                        help="--scaling: where the table, JSON and plot go (default: "
-                            "build/scaling)")
-    _add_endpoint_options(bench)
+                            f"{_SCALING_OPTIONS['--out-dir']})")
+    _add_endpoint_options(bench, measured=True)
     bench.set_defaults(handler=_cmd_bench)
 
     linux = commands.add_parser(
         "linux", help="boot stock Linux in QEMU against the generated Verilog",
-        description="Boot Debian's arm64 kernel in QEMU with the endpoint (plain-v2, a "
-                    "virtio-rng back-end) simulated by cocotb in virtio-mmio slot 31; the stock "
-                    "virtio_mmio and virtio-rng drivers probe it and read /dev/hwrng. The "
-                    "first run downloads and builds QEMU and the guest (minutes, cached).")
+        description="Boot Debian's arm64 kernel in QEMU with the endpoint (a virtio-rng "
+                    "back-end) simulated by cocotb in virtio-mmio slot 31; the stock "
+                    "virtio_mmio (plain-v2) or the virtio_mmio_v3 driver (--profile seed or "
+                    "linux-k1, MSI through the GICv3 ITS) and virtio-rng probe it and read "
+                    "/dev/hwrng. The first run downloads and builds QEMU and the guest "
+                    "(minutes, cached).")
     linux.add_argument("--bus", choices=("axil", "wishbone"), default="axil",
                        help="the subordinate port the accesses arrive on (default: axil)")
     linux.add_argument("--sim", choices=("verilator", "icarus"), default="verilator",
@@ -335,6 +501,12 @@ def build_parser():
                             "device-side ports (model), or the RTL virtio-rng device of "
                             "generate --device rng, its DMA port served from guest memory "
                             "(rtl) (default: model)")
+    linux.add_argument("--profile", choices=("plain-v2", "seed", "linux-k1"),
+                       default="plain-v2",
+                       help="plain-v2: the stock virtio_mmio driver; seed, linux-k1: Version 3 "
+                            "with the virtio_mmio_v3 driver (cross-built), MSI through the "
+                            "GICv3 ITS, remove/insert with the wired interrupt, a config "
+                            "change and an affinity move on two vCPUs (default: plain-v2)")
     linux.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
                        help="stop QEMU after this long (default: 300)")
     linux.add_argument("--work-dir", default="build/linux", metavar="DIR",
@@ -349,11 +521,11 @@ def build_parser():
                     "clock constraint, utilisation and where the bitstream is.")
     board.add_argument("--board", metavar="NAME", help="the board (see --list)")
     board.add_argument("--list", action="store_true", help="list the boards and exit")
-    board.add_argument("--program", action="store_true",
+    board.add_argument("--program", action="store_true", default=None,
                        help="load the bitstream with the board's programmer afterwards")
-    board.add_argument("--build-dir", default="build/boards", metavar="DIR",
-                       help="where each board's build goes (default: build/boards; the rng "
-                            "variant in BOARD-rng)")
+    board.add_argument("--build-dir", default=None, metavar="DIR",
+                       help="where each board's build goes (default: "
+                            f"{_BUILD_OPTIONS['--build-dir']}; the rng variant in BOARD-rng)")
     board.add_argument("--device", choices=("demo", "rng"), default="demo",
                        help="behind the endpoint: the demo device, or the RTL virtio-rng "
                             "device with a guest RAM for its DMA (default: demo)")
@@ -367,10 +539,12 @@ def build_parser():
                     "guest RAM, filled by the virtio-rng device, checked against its generator "
                     "after an INTx and an MSI round.")
     host.add_argument("--port", metavar="DEVICE", help="serial port, e.g. /dev/ttyUSB1")
-    host.add_argument("--baud", type=_integer, default=115_200, help="baud rate (default: "
-                      "115200, what the demo uses)")
-    host.add_argument("--timeout", type=float, default=1.0, metavar="SECONDS",
-                      help="wait this long for each answer (default: 1)")
+    host.add_argument("--baud", type=_integer, default=None,
+                      help=f"baud rate (default: {_SERIAL_OPTIONS['--baud']}, what the demo "
+                           f"uses)")
+    host.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                      help=f"wait this long for each answer (default: "
+                           f"{_SERIAL_OPTIONS['--timeout']:g})")
     host.add_argument("--simulate", action="store_true",
                       help="run the same session against the simulated demo SoC instead")
     host.add_argument("--device", choices=("demo", "rng"), default="demo",
@@ -382,16 +556,19 @@ def build_parser():
 
 def main(argv=None):
     parser = build_parser()
+    command = parser.prog
     try:
         args = parser.parse_args(argv)
+        command = f"{parser.prog} {args.command}"
         try:
             params = params_from_args(args) if getattr(args, "endpoint_options", True) \
                 else None
         except (ValueError, TypeError) as error:
-            raise UsageError(f"virtio-mmio {args.command}: error: {_option_message(error)}")
+            raise UsageError(_option_message(error)) from None
         return args.handler(args, params)
     except UsageError as error:
-        print(str(error).splitlines()[0], file=sys.stderr)
+        message = str(error).splitlines()[0] if str(error) else "bad command line"
+        print(f"{error.prog or command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("virtio-mmio: interrupted", file=sys.stderr)

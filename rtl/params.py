@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from .regmap import PROFILES, CONFIG_BASE, REGISTER_SPAN, Feature, RegisterMap
 
 
-__all__ = ["EndpointParams", "MAX_QUEUES", "MAX_QUEUE_SIZE", "SharedMemoryRegion"]
+__all__ = ["EndpointParams", "MAX_QUEUES", "MAX_QUEUE_SIZE", "SharedMemoryRegion",
+           "VERILOG_KEYWORDS"]
 
 
 MAX_QUEUES = 2047
@@ -18,7 +19,33 @@ MAX_QUEUE_SIZE = 32768
 BUSES = ("axil", "wishbone")
 WISHBONE_MODES = ("classic", "pipelined")
 _U64 = (1 << 64) - 1
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+#: Reserved words of SystemVerilog (IEEE 1800-2017, Annex B), which include every Verilog-2005
+#: keyword. Yosys would write such a module name as an escaped identifier (``\module``).
+VERILOG_KEYWORDS = frozenset("""
+    accept_on alias always always_comb always_ff always_latch and assert assign assume automatic
+    before begin bind bins binsof bit break buf bufif0 bufif1 byte case casex casez cell chandle
+    checker class clocking cmos config const constraint context continue cover covergroup
+    coverpoint cross deassign default defparam design disable dist do edge else end endcase
+    endchecker endclass endclocking endconfig endfunction endgenerate endgroup endinterface
+    endmodule endpackage endprimitive endprogram endproperty endspecify endsequence endtable
+    endtask enum event eventually expect export extends extern final first_match for force
+    foreach forever fork forkjoin function generate genvar global highz0 highz1 if iff ifnone
+    ignore_bins illegal_bins implements implies import incdir include initial inout input
+    inside instance int integer interconnect interface intersect join join_any join_none large
+    let liblist library local localparam logic longint macromodule matches medium modport
+    module nand negedge nettype new nexttime nmos nor noshowcancelled not notif0 notif1 null or
+    output package packed parameter pmos posedge primitive priority program property protected
+    pull0 pull1 pulldown pullup pulsestyle_ondetect pulsestyle_onevent pure rand randc randcase
+    randsequence rcmos real realtime ref reg reject_on release repeat restrict return rnmos
+    rpmos rtran rtranif0 rtranif1 s_always s_eventually s_nexttime s_until s_until_with
+    scalared sequence shortint shortreal showcancelled signed small soft solve specify
+    specparam static string strong strong0 strong1 struct super supply0 supply1 sync_accept_on
+    sync_reject_on table tagged task this throughout time timeprecision timeunit tran tranif0
+    tranif1 tri tri0 tri1 triand trior trireg type typedef union unique unique0 unsigned until
+    until_with untyped use uwire var vectored virtual void wait wait_order wand weak weak0 weak1
+    while wildcard wire with within wor xnor xor
+""".split())
 
 
 def _int(name, value, lo, hi, what=None):
@@ -50,8 +77,9 @@ class EndpointParams:
     ``notify_fifo_depth``: notifications held for the device logic before the bus waits.
     ``config_size``: bytes of device config space, a multiple of 4. ``shm``: shared-memory regions
     as ``(id, base, length)``. ``msi_window``: ``(base, size)`` or ``None``. ``name``: the Verilog
-    module name. ``addr_width``: byte-address bits of the window; default the smallest that holds
-    the registers, config space and doorbells.
+    module name, an identifier that is not a Verilog or SystemVerilog keyword. ``addr_width``:
+    byte-address bits of the window; default the smallest that holds the registers, config space
+    and doorbells.
     """
 
     profile: str
@@ -185,9 +213,11 @@ class EndpointParams:
             msi_window = (base, size)
         s("msi_window", msi_window)
 
-        if not isinstance(name, str) or not _IDENT.match(name):
-            raise ValueError(f"name must be a Verilog identifier ([A-Za-z_][A-Za-z0-9_$]*), "
-                             f"not {name!r}")
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a string, not {name!r}")
+        if not _IDENT.fullmatch(name) or name in VERILOG_KEYWORDS:
+            raise ValueError(f"name must be a Verilog identifier ([A-Za-z_][A-Za-z0-9_$]*) "
+                             f"that is not a Verilog or SystemVerilog keyword, not {name!r}")
         s("name", name)
 
         needed = self.window_end

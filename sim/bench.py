@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from amaranth.sim import Simulator
 
 from virtio_mmio.endpoint import VirtioMmioEndpoint
+from virtio_mmio.params import BUSES, WISHBONE_MODES
 from virtio_mmio.regmap import PROFILES
 
 from .amaranth_bus import AmaranthAxiLite
@@ -138,10 +139,12 @@ def _axi_figures(params, accesses):
     ]
 
 
-def _wishbone_figures(params, accesses):
+def _wishbone_figures(params, accesses, modes):
     figures = []
     read_at = params.regmap.offset("MagicValue") >> 2
     for mode in ("pipelined", "classic"):
+        if mode not in modes:
+            continue
         dut = VirtioMmioEndpoint(params.replace(bus="wishbone", wishbone_mode=mode))
 
         async def testbench(ctx, dut=dut, mode=mode):
@@ -230,17 +233,27 @@ def _msi_figures(params):
     ]
 
 
-def measure(params, accesses=64):
-    """All figures for the endpoint built with ``params`` (both buses are measured)."""
+def measure(params, accesses=64, *, buses=BUSES, wishbone_modes=WISHBONE_MODES):
+    """The figures for the endpoint built with ``params``, on each of ``buses`` (whatever
+    ``params.bus`` says), Wishbone in each of ``wishbone_modes``. The notify and MSI figures
+    are taken on the AXI4-Lite ports, so they come with ``"axil"``."""
     if accesses < 2:
         raise ValueError(f"accesses must be at least 2, not {accesses!r}")
-    return (_axi_figures(params.replace(bus="axil"), accesses) +
-            _msi_figures(params) +
-            _wishbone_figures(params, accesses))
+    for name, values, allowed in (("buses", buses, BUSES),
+                                  ("wishbone_modes", wishbone_modes, WISHBONE_MODES)):
+        if not values or not set(values) <= set(allowed):
+            raise ValueError(f"{name} must be some of {', '.join(allowed)}, not {values!r}")
+    figures = []
+    if "axil" in buses:
+        figures += _axi_figures(params.replace(bus="axil"), accesses) + _msi_figures(params)
+    if "wishbone" in buses:
+        figures += _wishbone_figures(params, accesses, wishbone_modes)
+    return figures
 
 
-def run_bench(params, *, accesses=64, out=sys.stdout):
-    figures = measure(params, accesses)
+def run_bench(params, *, accesses=64, buses=BUSES, wishbone_modes=WISHBONE_MODES,
+              out=sys.stdout):
+    figures = measure(params, accesses, buses=buses, wishbone_modes=wishbone_modes)
     rows = [("figure", "measured", "target", "met")] + [f.row() for f in figures]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     print(f"virtio-mmio bench: {params.profile}, {params.queues} queue(s), "

@@ -9,13 +9,17 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from virtio_mmio import artefacts
-from virtio_mmio.artefacts import ARTEFACT_KINDS, ArtefactError, compile_rdl, write_artefacts
+from virtio_mmio.artefacts import (ARTEFACT_KINDS, ArtefactError, compile_rdl, dt_cells,
+                                   write_artefacts)
 from virtio_mmio.params import EndpointParams
 from virtio_mmio.regmap import CONFIG_BASE, PROFILES, RegisterMap
+from virtio_mmio_sim.linux import setup
+from virtio_mmio_sim.linux.setup import SetupError
 
 
 CASES = {
     "seed": dict(profile="seed"),
+    "linux-k1": dict(profile="linux-k1"),
     "plain-v2": dict(profile="plain-v2"),
     "seed-config0": dict(profile="seed", config_size=0),
     "plain-v2-config0": dict(profile="plain-v2", config_size=0),
@@ -23,9 +27,19 @@ CASES = {
     "seed-max": dict(profile="seed", queues=2047, notify_multiplier=0x1000, bus="wishbone",
                      shm=[(0, 0x8000_0000, 0x1_0000), (3, 0x1_0000_0000, 0x20_0000)]),
     "seed-one-doorbell": dict(profile="seed", queues=3, notify_multiplier=0, config_size=8),
+    # A 4 GiB window: its size needs two device-tree cells.
+    "plain-v2-4g": dict(profile="plain-v2", addr_width=32, name="ep$4g"),
 }
 
 MSI_REGISTERS = [r.name for r in RegisterMap("seed") if r.name not in RegisterMap("plain-v2")]
+
+#: SPEC §4, MsiCmd (0x0C2) bits [15:12].
+SPEC_MSI_OPS = {"UPDATE": 1, "ENABLE": 2}
+#: SPEC §4, MsiStatus (0x0C0): [10:0] is read-only everywhere; a write sets bit 15 only in
+#: linux-k1 (seed: the whole register is read-only).
+SPEC_MSI_STATUS_ENABLED_WRITABLE = {"seed": False, "linux-k1": True}
+#: IRQ_TYPE_LEVEL_HIGH of Linux's include/dt-bindings/interrupt-controller/irq.h.
+IRQ_TYPE_LEVEL_HIGH = 4
 
 
 @pytest.fixture(scope="module", params=list(CASES))
@@ -117,23 +131,84 @@ def test_c_header_offsets(generated):
     assert [int(defines[n], 0) for n in config] == ([CONFIG_BASE] if params.config_size else [])
 
 
-@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
-def test_c_header_struct_agrees(tmp_path):
-    """The struct peakrdl-cheader lays out puts every register at the offset of its define."""
-    params = EndpointParams(profile="seed")
-    paths = write_artefacts(params, tmp_path / "ep.v")
-    top = params.name
-    checks = "\n".join(
-        f"_Static_assert(offsetof({top}_t, {artefacts.RDL_REGISTER_BLOCK}.{reg.name}) == "
-        f"{top.upper()}__{artefacts.RDL_REGISTER_BLOCK.upper()}__{reg.name.upper()}_OFFSET, "
-        f"\"{reg.name}\");\n"
-        f"_Static_assert(sizeof((({top}_t *)0)->{artefacts.RDL_REGISTER_BLOCK}.{reg.name}) "
-        f"== {reg.width // 8}, \"{reg.name} width\");"
-        for reg in params.regmap)
-    source = tmp_path / "check.c"
-    source.write_text(f'#include <stddef.h>\n#include "{paths["h"].name}"\n{checks}\n')
-    subprocess.run(["cc", "-std=c11", "-fsyntax-only", "-I", str(tmp_path), str(source)],
-                   check=True, capture_output=True)
+#: The compilers and flags a user of the header may have; it must compile warning-free in each.
+COMPILERS = {
+    "c99": ["gcc", "-std=c99", "-x", "c"],
+    "c11": ["gcc", "-std=c11", "-x", "c"],
+    "c++11": ["g++", "-std=c++11", "-x", "c++"],
+}
+STRICT = ["-pedantic", "-Wall", "-Wextra", "-Werror"]
+
+
+def _c_check_source(params, header):
+    """A C (and C++) file that includes ``header``, checks its constants at compile time in a
+    form C99 accepts (a negative array size fails) and uses the struct and the macros."""
+    name = artefacts._c_identifier(params.name)
+    top = name.upper()
+    block = artefacts.RDL_REGISTER_BLOCK
+    struct = f"{name}_t"
+    checks = []
+    for reg in params.regmap:
+        macro = f"{top}__{block.upper()}__{reg.name.upper()}"
+        checks += [f"offsetof({struct}, {block}.{reg.name}) == {macro}_OFFSET",
+                   f"{macro}_OFFSET == {reg.offset:#x}",
+                   f"sizeof((({struct} *)0)->{block}.{reg.name}) == {reg.width // 8}"]
+        for fld in reg.fields:
+            checks += [f"{macro}__{fld.name.upper()}_bm == {((1 << fld.width) - 1) << fld.lsb:#x}",
+                       f"{macro}__{fld.name.upper()}_bp == {fld.lsb}"]
+    uses = [f"    return ep->{block}.Status;"]
+    if "MsiCmd" in params.regmap:
+        cmd = f"{top}__{block.upper()}__MSICMD"
+        checks += [f"{cmd}__OP__{op} == {value}" for op, value in SPEC_MSI_OPS.items()]
+        uses = [f"    ep->{block}.MsiCmd = (uint16_t)({cmd}__OP__UPDATE << {cmd}__OP_bp | 1);",
+                f"    return ep->{block}.MsiStatus & {top}__{block.upper()}__MSISTATUS__QUEUES_bm;"]
+    lines = ["#include <stddef.h>", f'#include "{header}"']
+    lines += [f"typedef char check_{i}[({check}) ? 1 : -1];" for i, check in enumerate(checks)]
+    lines += [f"unsigned use_the_header(volatile {struct} *ep);",
+              f"unsigned use_the_header(volatile {struct} *ep)", "{", *uses, "}"]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("language", list(COMPILERS))
+def test_c_header_compiles_strictly(generated, language, tmp_path):
+    """The header compiles warning-free as C99, C11 and C++11, and its offsets, field masks,
+    register widths and MsiCmd operations are the register map's (SPEC §4)."""
+    params, _, paths = generated
+    command = COMPILERS[language]
+    if shutil.which(command[0]) is None:
+        pytest.skip(f"no {command[0]}")
+    source = tmp_path / "use_header.c"
+    source.write_text(_c_check_source(params, paths["h"].name))
+    result = subprocess.run([*command, *STRICT, "-I", str(paths["h"].parent), "-c", str(source),
+                             "-o", str(tmp_path / "use_header.o")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and not result.stderr, result.stderr
+
+
+def test_c_header_has_no_c11_assertion(generated):
+    """The exporter's C11 static_assert is replaced by a C99 size check, not dropped."""
+    params, _, paths = generated
+    header = paths["h"].read_text()
+    assert "static_assert" not in header and "<assert.h>" not in header
+    struct = artefacts._c_identifier(params.name) + "_t"
+    assert re.search(rf"typedef char \w+\[\(sizeof\({struct}\) == 0x[0-9a-f]+\)"
+                     r" \? 1 : -1\];", header)
+
+
+def test_c_header_size_check_bites(generated, tmp_path):
+    """The C99 size check does fail the compilation when the struct's size is wrong."""
+    _, _, paths = generated
+    if shutil.which("gcc") is None:
+        pytest.skip("no gcc")
+    header = paths["h"].read_text()
+    broken = re.sub(r"(sizeof\(\w+\) == )0x([0-9a-f]+)", r"\g<1>0x1\2", header)
+    assert broken != header
+    (tmp_path / paths["h"].name).write_text(broken)
+    source = tmp_path / "use_header.c"
+    source.write_text(f'#include "{paths["h"].name}"\n')
+    result = subprocess.run(["gcc", "-std=c99", "-fsyntax-only", "-I", str(tmp_path),
+                             str(source)], capture_output=True, text=True)
+    assert result.returncode != 0 and "negative" in result.stderr
 
 
 def test_ipxact_register_offsets(generated):
@@ -167,7 +242,7 @@ def test_msi_registers_only_where_the_profile_has_them(generated):
     texts = _text_of(paths)
     expected = PROFILES[params.profile].msi_registers
     for kind, text in texts.items():
-        if kind == "dtsi":
+        if kind.startswith("dtsi"):
             continue
         for name in MSI_REGISTERS:
             assert (name.lower() in text) == expected, (kind, name)
@@ -181,7 +256,7 @@ def test_rdl_compiles_to_the_register_map(generated):
     messages = artefacts._Messages()
     top = compile_rdl(paths["rdl"], messages)
     assert messages.messages == []
-    assert top.inst_name == params.name
+    assert top.inst_name == artefacts._c_identifier(params.name)
     regs = {n.inst_name: n for n in top.descendants() if isinstance(n, RegNode)}
     assert set(regs) == {r.name for r in params.regmap}
     for reg in params.regmap:
@@ -189,7 +264,9 @@ def test_rdl_compiles_to_the_register_map(generated):
         assert node.absolute_address == reg.offset
         assert node.get_property("regwidth") == reg.width
         assert node.has_sw_readable == reg.readable
-        assert node.has_sw_writable == reg.writable
+        # A register's fields may allow less than the register (MsiStatus in seed).
+        writable = [reg.field_access(f) for f in reg.fields] if reg.fields else [reg.access]
+        assert node.has_sw_writable == any("W" in access for access in writable)
     mems = {n.inst_name: n for n in top.descendants() if isinstance(n, MemNode)}
     if params.config_size:
         assert (mems["Config"].absolute_address, mems["Config"].size) == \
@@ -210,18 +287,195 @@ def test_rdl_resolves_resets(generated):
     assert value("Version") == params.version
     assert value("QueueNumMax") == params.queue_sizes[0]
     if PROFILES[params.profile].msi_registers:
-        queues = [f for f in regs["MsiStatus"].fields() if f.inst_name == "queues"][0]
-        assert queues.get_property("reset") == params.queues
+        fields = {f.inst_name: f for f in regs["MsiStatus"].fields()}
+        assert fields["queues"].get_property("reset") == params.queues
+        # Bit 15 after reset: MSI is off (seed), or "capable" reads 1 (linux-k1).
+        assert fields["enabled"].get_property("reset") == \
+            PROFILES[params.profile].msi_status_capable
 
 
-def test_dtsi(generated):
+def test_msi_status_field_access(generated):
+    """MsiStatus [10:0] is read-only; bit 15 takes writes only in linux-k1 (SPEC §4). The
+    register map says so, and the SystemRDL, IP-XACT and JSON artefacts carry it."""
     params, _, paths = generated
-    text = paths["dtsi"].read_text()
-    assert 'compatible = "virtio,mmio";' in text
-    assert re.search(rf"reg = <0x[0-9a-f]+ {1 << params.addr_width:#x}>;", text)
-    assert re.search(r"interrupts = <[^>]+>;", text)
-    assert "dma-coherent;" in text
-    assert "base address" in text and "interrupt" in text.lower()
+    if not PROFILES[params.profile].msi_registers:
+        return
+    from systemrdl.node import RegNode
+
+    expected = {"queues": False,
+                "enabled": SPEC_MSI_STATUS_ENABLED_WRITABLE[params.profile]}
+    reg = params.regmap["MsiStatus"]
+    assert {f.name: "W" in reg.field_access(f) for f in reg.fields} == expected
+    assert all("R" in reg.field_access(f) for f in reg.fields)
+
+    top = compile_rdl(paths["rdl"])
+    node = next(n for n in top.descendants() if isinstance(n, RegNode)
+                and n.inst_name == "MsiStatus")
+    assert {f.inst_name: f.is_sw_writable for f in node.fields()} == expected
+    assert all(f.is_sw_readable for f in node.fields())
+
+    root = ET.parse(paths["xml"]).getroot()
+    ns = {"ipxact": root.tag[1:root.tag.index("}")]}
+    xml_reg = next(r for r in root.iterfind(".//ipxact:register", ns)
+                   if r.findtext("ipxact:name", namespaces=ns) == "MsiStatus")
+    access = {f.findtext("ipxact:name", namespaces=ns): f.findtext("ipxact:access", namespaces=ns)
+              for f in xml_reg.iterfind("ipxact:field", ns)}
+    assert access == {name: "read-write" if writable else "read-only"
+                      for name, writable in expected.items()}
+
+    entry = next(e for e in json.loads(paths["json"].read_text())["registers"]
+                 if e["name"] == "MsiStatus")
+    assert {f["name"]: "W" in f["access"] for f in entry["fields"]} == expected
+
+
+def test_msi_cmd_operations_are_named(generated):
+    """MsiCmd's op field carries the operations as an encoding (SystemRDL enum, IP-XACT
+    enumerated values, JSON), with the values of SPEC §4."""
+    params, _, paths = generated
+    if not PROFILES[params.profile].msi_registers:
+        return
+    from systemrdl.node import FieldNode
+
+    top = compile_rdl(paths["rdl"])
+    op = next(n for n in top.descendants() if isinstance(n, FieldNode)
+              and n.parent.inst_name == "MsiCmd" and n.inst_name == "op")
+    assert {m.name: m.value for m in op.get_property("encode")} == SPEC_MSI_OPS
+
+    root = ET.parse(paths["xml"]).getroot()
+    ns = {"ipxact": root.tag[1:root.tag.index("}")]}
+    values = {v.findtext("ipxact:name", namespaces=ns):
+              _ipxact_int(v.findtext("ipxact:value", namespaces=ns))
+              for v in root.iterfind(".//ipxact:enumeratedValue", ns)}
+    assert values == SPEC_MSI_OPS
+
+    entry = next(e for e in json.loads(paths["json"].read_text())["registers"]
+                 if e["name"] == "MsiCmd")
+    field = next(f for f in entry["fields"] if f["name"] == "op")
+    assert {v["name"]: v["value"] for v in field["values"]} == SPEC_MSI_OPS
+
+
+# Device tree: the real dtc on the real files ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def dtc():
+    """dtc, installed from Debian's device-tree-compiler if it is missing."""
+    try:
+        setup.ensure_host_packages(["device-tree-compiler"], "compiling the generated .dtsi",
+                                   progress=lambda message: None)
+    except SetupError as exc:
+        pytest.fail(f"dtc is needed and could not be installed: {exc}", pytrace=False)
+    return shutil.which("dtc")
+
+
+def _dts_wrapper(params, paths, where):
+    """A .dts that uses the generated files as an integrator would: ``<stem>.dtsi`` after
+    the root node ("top"), or ``<stem>-node.dtsi`` inside a simple-bus node ("bus"). By
+    absolute path, from another directory: the nested /include/ must still be found."""
+    cells = dt_cells(params)
+    sizes = [f"#address-cells = <{cells}>;", f"#size-cells = <{cells}>;"]
+    # An interrupt controller with the GIC's 3-cell specifiers, inherited by the endpoint.
+    gic = ["gic: interrupt-controller {", '\tcompatible = "arm,gic-400";',
+           "\t#interrupt-cells = <3>;", "\t#address-cells = <0>;", "\tinterrupt-controller;",
+           "};"]
+    root = [*sizes, "interrupt-parent = <&gic>;", *gic]
+    if where == "bus":
+        root += ["soc {", '\tcompatible = "simple-bus";', *("\t" + s for s in sizes),
+                 "\tranges;", f'\t/include/ "{paths["dtsi_node"]}"', "};"]
+    lines = ["/dts-v1/;", "/ {", *("\t" + line for line in root), "};"]
+    if where == "top":
+        lines.append(f'/include/ "{paths["dtsi"]}"')
+    return "\n".join(lines) + "\n"
+
+
+def _decompiled_nodes(text):
+    """``{path: {property: value text, or True for an empty one}}`` of dtc's DTS output."""
+    nodes, stack = {}, []
+    for line in (raw.strip() for raw in text.splitlines()):
+        if line.endswith("{"):
+            stack.append(line[:-1].strip())
+            nodes["/" + "/".join(stack[1:])] = {}
+        elif line == "};":
+            stack.pop()
+        elif line.endswith(";") and stack:
+            name, _, value = line[:-1].partition(" = ")
+            nodes["/" + "/".join(stack[1:])][name] = value or True
+    return nodes
+
+
+def _cells(value):
+    return [int(cell, 0) for cell in value.strip("<>").split()]
+
+
+def _compile_dts(dtc, params, paths, where, tmp_path):
+    """Compile the wrapper (dtc -@ keeps labels in __symbols__), decompile the blob; the
+    decompiled nodes and the path of the endpoint's node."""
+    work = tmp_path / where
+    work.mkdir()
+    source, blob = work / "board.dts", work / "board.dtb"
+    source.write_text(_dts_wrapper(params, paths, where))
+    compiled = subprocess.run([dtc, "-@", "-I", "dts", "-O", "dtb", "-o", str(blob),
+                               str(source)], cwd=work, capture_output=True, text=True)
+    # Warnings too: they flag a unit address that disagrees with reg, a bad specifier...
+    assert compiled.returncode == 0 and not compiled.stderr, compiled.stderr
+    decompiled = subprocess.run([dtc, "-I", "dtb", "-O", "dts", str(blob)],
+                                capture_output=True, text=True, check=True)
+    nodes = _decompiled_nodes(decompiled.stdout)
+    found = [path for path in nodes if path.rpartition("/")[2].startswith("virtio@")]
+    parent = "/soc" if where == "bus" else ""
+    assert found == [f"{parent}/virtio@{artefacts.DT_PLACEHOLDER_BASE:x}"]
+    return nodes, found[0]
+
+
+@pytest.mark.parametrize("where", ["top", "bus"])
+def test_dtsi_compiles_with_dtc(generated, dtc, where, tmp_path):
+    """dtc takes <stem>.dtsi at the top level and <stem>-node.dtsi inside a bus node; the node
+    is a virtio,mmio with the window as reg, labelled with the module name, with a level-high
+    interrupt and, by default, without dma-coherent."""
+    params, _, paths = generated
+    nodes, path = _compile_dts(dtc, params, paths, where, tmp_path)
+    node = nodes[path]
+    assert node["compatible"] == '"virtio,mmio"'
+    cells = dt_cells(params)
+    reg = _cells(node["reg"])
+    assert len(reg) == 2 * cells
+    join = lambda words: sum(word << 32 * (len(words) - 1 - i) for i, word in enumerate(words))
+    assert (join(reg[:cells]), join(reg[cells:])) == \
+        (artefacts.DT_PLACEHOLDER_BASE, 1 << params.addr_width)
+    interrupts = _cells(node["interrupts"])
+    assert len(interrupts) == 3 and interrupts[2] == IRQ_TYPE_LEVEL_HIGH
+    assert "dma-coherent" not in node
+    label = artefacts._c_identifier(params.name)
+    assert nodes["/__symbols__"][label] == f'"{path}"'
+
+
+def test_dtsi_dma_coherent_on_request(dtc, tmp_path):
+    params = EndpointParams(profile="seed")
+    paths = write_artefacts(params, tmp_path / "out" / "ep.v", dma_coherent=True)
+    for where in ("top", "bus"):
+        nodes, path = _compile_dts(dtc, params, paths, where, tmp_path)
+        assert nodes[path]["dma-coherent"] is True, where
+
+
+def test_dtsi_node_is_written_once(generated):
+    """<stem>.dtsi holds no node of its own: it includes <stem>-node.dtsi by its bare name,
+    so dtc looks for it beside <stem>.dtsi."""
+    _, _, paths = generated
+    top = paths["dtsi"].read_text()
+    assert f'/include/ "{paths["dtsi_node"].name}"' in top
+    assert "virtio,mmio" not in top
+
+
+def test_dtsi_comment_says_what_to_fill_in(generated):
+    params, _, paths = generated
+    text = paths["dtsi_node"].read_text()
+    comment = text[:text.index("*/")]
+    assert "FILL IN" in comment and "base address" in comment
+    # Why level, and how to declare it on the usual controllers.
+    assert "LEVEL" in comment and "edge-triggered" in comment and "lost" in comment
+    assert "<GIC_SPI n IRQ_TYPE_LEVEL_HIGH>" in comment and "<0 n 4>" in comment
+    assert "PLIC" in comment
+    assert artefacts.DMA_COHERENT_OPTION in comment
+    assert ("msi-parent = <&its DEVID>" in comment) == PROFILES[params.profile].msi_registers
 
 
 def test_compile_failure_is_one_clear_exception(tmp_path, monkeypatch):

@@ -45,12 +45,26 @@ from virtio_mmio.regmap import RegisterMap
     (dict(msi_window=5), TypeError, r"msi_window must be \(base, size\)"),
     (dict(msi_window=((1 << 64) - 4, 8)), ValueError, r"msi_window must lie inside"),
     (dict(name="1bad"), ValueError, r"name must be a Verilog identifier"),
+    (dict(name="module"), ValueError, r"name must be a Verilog identifier "
+                                      r"\(\[A-Za-z_\]\[A-Za-z0-9_\$\]\*\) that is not a Verilog "
+                                      r"or SystemVerilog keyword, not 'module'"),
+    (dict(name="logic"), ValueError, r"SystemVerilog keyword, not 'logic'"),
+    (dict(name="endmodule"), ValueError, r"keyword, not 'endmodule'"),
+    (dict(name="ep\n"), ValueError, r"name must be a Verilog identifier"),
+    (dict(name=""), ValueError, r"name must be a Verilog identifier"),
+    (dict(name="\\ep"), ValueError, r"name must be a Verilog identifier"),
+    (dict(name=7), TypeError, r"name must be a string, not 7"),
     (dict(profile="plain-v2", addr_width=8), ValueError, r"addr_width must be an integer in 9\.\.32"),
     (dict(queues=4, addr_width=9), ValueError, r"addr_width must be an integer in 10\.\.32"),
 ])
 def test_invalid_parameters(kwargs, error, match):
     with pytest.raises(error, match=match):
         EndpointParams(**kwargs)
+
+
+@pytest.mark.parametrize("name", ["ep", "_ep", "a$b", "Module", "module_0", "logic1"])
+def test_names_that_are_verilog_identifiers(name):
+    assert EndpointParams(name=name).name == name
 
 
 def test_window_widens_to_hold_config_space_and_doorbells():
