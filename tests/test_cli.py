@@ -253,7 +253,7 @@ def test_generate_failing_exporter_leaves_nothing_behind(tmp_path, monkeypatch, 
     line, exit status 1 (not a bad option), and not one file of the run in place."""
     from virtio_mmio import artefacts
 
-    def half_then_fail(params, verilog_path):
+    def half_then_fail(params, verilog_path, **options):
         Path(verilog_path).with_suffix(".json").write_text("{}")
         raise artefacts.ArtefactError("HTML export to ep_html/ failed: disk on fire")
     monkeypatch.setattr(artefacts, "write_artefacts", half_then_fail)
