@@ -649,8 +649,8 @@ class VirtioRngDevice(wiring.Component):
 
 
 #: Endpoint ports (SPEC §9) that the rng endpoint wires to its device and does not bring out.
-_INTERNAL_PORTS = ("used_valid", "used_queue", "config_changed", "needs_reset", "notify_valid",
-                   "notify_ready", "notify_queue", "notify_data", "notify_has_data")
+_INTERNAL_PORTS = ("used_valid", "used_queue", "needs_reset", "notify_valid", "notify_ready",
+                   "notify_queue", "notify_data", "notify_has_data")
 _INTERNAL_PREFIXES = ("q_", "cfg_")
 
 
@@ -692,7 +692,10 @@ class VirtioRngEndpoint(wiring.Component):
     config ports): ``clk``/``rst``; ``s_axil_*`` or ``s_wb_*``; the MSI manager ``m_axil_*`` or
     ``m_wb_*``; ``irq``, ``msi_error``, ``msi_errors``, ``msi_rejected``, ``msi_enabled``,
     ``notify_dropped``; ``status``, ``driver_ok``, ``device_reset``, ``features`` (also wired to
-    the device, which acts on the negotiated INDIRECT_DESC and EVENT_IDX bits). And:
+    the device, which acts on the negotiated INDIRECT_DESC and EVENT_IDX bits); the
+    ``config_changed`` input (virtio-rng has no configuration space, but a one-cycle pulse still
+    raises a configuration-change event: InterruptStatus bit 1, or MSI vector 0; tie it to 0
+    otherwise). And:
 
     m_dma_axil_* (``bus="axil"``)
         The device's DMA manager, AXI4-Lite read and write channels: ``awaddr[63:0], awprot,
@@ -762,7 +765,6 @@ class VirtioRngEndpoint(wiring.Component):
             endpoint.used_valid.eq(device.used_valid),
             endpoint.used_queue.eq(device.used_queue),
             endpoint.needs_reset.eq(device.needs_reset),
-            endpoint.config_changed.eq(0),
             endpoint.cfg_rdata.eq(0),
             device.device_reset.eq(endpoint.device_reset),
             device.driver_ok.eq(endpoint.driver_ok),

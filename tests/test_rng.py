@@ -102,7 +102,7 @@ def test_ports(bus, mode):
     for gone in ("notify_valid", "used_valid", "needs_reset", "q_sel", "cfg_re"):
         assert gone not in members
     for kept in ("irq", "msi_error", "status", "driver_ok", "device_reset", "features",
-                 "rng_busy", "rng_broken", "rng_buffers", "rng_used_event"):
+                 "config_changed", "rng_busy", "rng_broken", "rng_buffers", "rng_used_event"):
         assert kept in members
 
 

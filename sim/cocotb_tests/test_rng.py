@@ -146,6 +146,7 @@ class Bench:
         dut = self.dut
         Clock(dut.clk, CLOCK_NS, unit="ns").start()
         dut.rst.value = 1
+        dut.config_changed.value = 0
         await ClockCycles(dut.clk, 4)
         dut.rst.value = 0
         await RisingEdge(dut.clk)
