@@ -30,6 +30,23 @@ ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT_S = 240
 
 
+def _session(**options):
+    """One Linux session (run_linux), or a skip / a clear failure when it cannot be set up."""
+    if os.environ.get("VIRTIO_MMIO_LINUX", "").strip().lower() == "skip":
+        pytest.skip("VIRTIO_MMIO_LINUX=skip: the Linux-in-the-loop test was left out on "
+                    "purpose")
+    console = io.StringIO()
+    try:
+        return run_linux(timeout=TIMEOUT_S, work_dir=ROOT / "build" / "linux", out=console,
+                         progress=lambda message: None, **options)
+    except SetupError as error:
+        pytest.fail(f"The Linux co-simulation could not be set up: {error}", pytrace=False)
+
+
+def _report(run):
+    return "\n".join(f"{'ok' if c.ok else 'FAIL'} {c.name}: {c.detail}" for c in run.checks)
+
+
 @pytest.mark.linux
 @pytest.mark.parametrize("bus,simulator,device", [
     ("axil", "verilator", "model"), ("wishbone", "verilator", "model"),
@@ -37,18 +54,8 @@ TIMEOUT_S = 240
     ("axil", "verilator", "rtl"), ("wishbone", "verilator", "rtl"),
 ])
 def test_linux_reads_hwrng_through_the_rtl(bus, simulator, device):
-    if os.environ.get("VIRTIO_MMIO_LINUX", "").strip().lower() == "skip":
-        pytest.skip("VIRTIO_MMIO_LINUX=skip: the Linux-in-the-loop test was left out on "
-                    "purpose")
-    console = io.StringIO()
-    try:
-        run = run_linux(bus=bus, simulator=simulator, device=device, timeout=TIMEOUT_S,
-                        work_dir=ROOT / "build" / "linux", out=console,
-                        progress=lambda message: None)
-    except SetupError as error:
-        pytest.fail(f"The Linux co-simulation could not be set up: {error}", pytrace=False)
-    report = "\n".join(f"{'ok' if c.ok else 'FAIL'} {c.name}: {c.detail}" for c in run.checks)
-    assert run.passed, f"{run.verdict()}\n{report}\nconsole: {run.console}"
+    run = _session(bus=bus, simulator=simulator, device=device)
+    assert run.passed, f"{run.verdict()}\n{_report(run)}\nconsole: {run.console}"
 
     # Beyond the verdict: what crossed the bus is what Linux does (LINUX_LOOP.md).
     assert run.check("hwrng").detail.startswith(f"{HWRNG_BYTES} bytes")
@@ -63,6 +70,38 @@ def test_linux_reads_hwrng_through_the_rtl(bus, simulator, device):
         "the driver never set DRIVER_OK"
     assert accesses[-1].startswith("write 0x070 <- 0x0 "), \
         f"the last access is not the reset at power-off: {accesses[-1]}"
+
+
+@pytest.mark.linux
+@pytest.mark.parametrize("profile,bus,device", [
+    ("seed", "axil", "rtl"), ("seed", "wishbone", "rtl"),
+    ("linux-k1", "axil", "rtl"), ("linux-k1", "wishbone", "rtl"),
+    ("seed", "axil", "model"),
+])
+def test_v3_driver_takes_msi_through_the_its(profile, bus, device):
+    """Version 3: the guest loads linux/virtio_mmio_v3.ko on a GICv3 machine with an ITS; one
+    boot runs MSI traffic, a config change on vector 0, an affinity move in the middle of a
+    read, remove + insert with the wired interrupt and again with MSI (run.py's docstring)."""
+    run = _session(bus=bus, simulator="verilator", device=device, profile=profile)
+    assert run.passed, f"{run.verdict()}\n{_report(run)}\n{run.report()}\nconsole: {run.console}"
+
+    f = run.figures
+    assert f["platform_driver"]["msi"] == "virtio-mmio-v3"
+    msi, wired, again = f["phases"]["msi"], f["phases"]["wired"], f["phases"]["again"]
+    # MSI: no InterruptStatus read and no ACK per interrupt; the wired interrupt needs both.
+    assert msi["isr_reads"] == 0 and again["isr_reads"] == 0
+    assert wired["isr_reads"] >= wired["buffers"] > 0
+    assert msi["per_request"] < wired["per_request"]
+    assert msi["msi_writes"] >= msi["buffers"] and wired["msi_writes"] == 0
+    # Version 3 notifies at the queue's doorbell, never at QueueNotify.
+    assert f["queue_notify_writes"] == 0 and f["doorbell_writes"]["0"] > 0
+    # Vector 0 (config) and vector 1 (queue 0) in /proc/interrupts; the queue's count rose.
+    assert sorted(f["irqs"]["msi"]["vectors"], key=int) == ["0", "1"]
+    assert sum(f["irqs"]["msi"]["vectors"]["1"]) > sum(f["irqs"]["msi-before"]["vectors"]["1"])
+    assert f["irqs"]["msi"]["wired"] == 0
+    # Every message went to the ITS's doorbell; only the error probe's was refused.
+    assert f["msi_addresses"] == [0x0809_0040]
+    assert f["msi_errors"] == 1 and f["msi_error_probe"]["msi_error_latched"] == 1
 
 
 # ---------------------------------------------------------------------------------- verdict

@@ -16,9 +16,25 @@ Verilog by :mod:`virtio_mmio_sim.linux.run`.
   port (``m_dma_axil_*`` / ``m_dma_wb_*``) is served from guest memory over the socket
   (:class:`LinkMemory` behind the RAM models of :mod:`virtio_mmio_sim.cocotb_dma`).
 
+* The endpoint's MSI manager port (``m_axil_*`` or ``m_wb_*``) is served by the subordinate
+  models of :mod:`virtio_mmio_sim.cocotb_msi` (random pauses, answer delays and stall), each
+  write handed to QEMU as one MSI_WRITE: QEMU writes the word into the guest's physical address
+  space with the device's requester ID, so a write to the ITS's GITS_TRANSLATER becomes an LPI,
+  and a write the guest's memory system refuses is answered SLVERR / ``err`` (the endpoint
+  counts it on ``msi_errors``). :class:`MsiTargets` follows the driver's UPDATE commands in the
+  access stream, so every message is recorded with the vector it belongs to.
+* A MARK from the guest (:class:`~.protocol.Mark`) is answered once the device is idle, after
+  its counters were recorded; :data:`~.protocol.MARK_CONFIG_CHANGE` first raises a
+  configuration-change event (Python back-end only) and waits for its interrupt to go out;
+  :data:`~.protocol.MARK_MSI_ERROR_PROBE` (no driver bound) programs vector 0 itself with an
+  address nothing decodes, enables MSI, raises a configuration-change event and resets the
+  device: QEMU refuses the message, the port answers it with an error, ``msi_errors`` counts
+  it.
+
 The session ends when QEMU closes the socket (the guest powered off, or the runner stopped it).
 What happened is written as JSON to :data:`RESULT_ENV`'s path: the counters, the bytes the
-back-end wrote (hex), the back-end's errors, and every access in ``accesses.log`` beside it.
+back-end wrote (hex), the back-end's errors, every MSI message, the counters at every mark, and
+every access (and mark) in ``accesses.log`` beside it.
 """
 
 import json
@@ -26,6 +42,7 @@ import logging
 import os
 import random
 import struct
+import types
 from pathlib import Path
 
 import cocotb
@@ -33,9 +50,12 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 
 from virtio_mmio_sim.cocotb_bus import backend_for, random_pauses, signal_value as value
+from virtio_mmio_sim.cocotb_msi import (AxiLiteMsiRam, MsiWriteRefused,
+                                        WishboneMsiSubordinate)
 from virtio_mmio_sim.cocotb_tests.test_endpoint import load_params
 
-from .protocol import Link, LinkClosed
+from .protocol import (MARK_CONFIG_CHANGE, MARK_MSI_ERROR_PROBE, MEMTX_OK, MSI_PROBE_ADDRESS,
+                       Link, LinkClosed, Mark)
 
 
 SOCKET_ENV = "VIRTIO_MMIO_LINUX_SOCKET"
@@ -46,8 +66,15 @@ DEVICES = ("model", "rtl")
 
 CLOCK_NS = 10
 #: Simulated time before the session counts as hung. A boot that reads 1 KiB needs well under
-#: 1 ms of simulated time; the simulator stands still while it waits for QEMU.
-TIMEOUT_MS = 50
+#: 1 ms of simulated time (the Version-3 scenarios a few ms); the simulator stands still while
+#: it waits for QEMU.
+TIMEOUT_MS = 200
+#: Clock cycles the simulation keeps running after an access or MSI-port activity before it
+#: waits for QEMU without a clock: room for an event (or an MSI switch-on that moves
+#: InterruptStatus into pending vectors) to reach the MSI manager port (SPEC §11: <= 2).
+GRACE_CYCLES = 8
+#: Clock cycles a MARK waits at most for the device to go idle before it is answered.
+MARK_DRAIN_CYCLES = 20000
 #: Seconds QEMU has to connect once the socket listens.
 CONNECT_TIMEOUT_S = 60
 #: Probability that a bus channel pauses in a cycle.
@@ -82,6 +109,7 @@ class RngBackend:
         self.notifications = 0
         self.buffers = 0
         self.used_events = 0
+        self.config_events = 0
         self.device_resets = 0
         self._last_avail = {}
         self._used_idx = {}
@@ -133,6 +161,15 @@ class RngBackend:
             # Leave irq time to follow the event before the main loop may stop the clock.
             await ClockCycles(dut.clk, 3)
             self.busy = False
+
+    async def config_change(self):
+        """Raise a configuration-change event (vector 0) for one cycle."""
+        dut = self.dut
+        await FallingEdge(dut.clk)
+        dut.config_changed.value = 1
+        self.config_events += 1
+        await FallingEdge(dut.clk)
+        dut.config_changed.value = 0
 
     def _reset(self):
         self.device_resets += 1
@@ -240,6 +277,200 @@ class RtlDataRecorder:
         self.expected = self.generator.next_word()
 
 
+class MsiTargets:
+    """The MSI target of every vector as the driver programs it, followed in the stream of
+    register writes (SPEC §4: MsiAddrLow/High and MsiData staged, UPDATE ``0x1000 | v`` at
+    0x0C2, a 16-bit write or the upper half of a 32-bit one at 0x0C0; Status = 0 resets).
+    Targets once programmed stay known after a reset or a re-targeting, so a message issued
+    just before either is still attributed."""
+
+    def __init__(self, queues):
+        self.vectors = queues + 1
+        self._staged = [0, 0, 0]        # address low, address high, data
+        self.current = {}               # vector -> (address, data)
+        self._known = {}                # (address, data) -> vector
+        self.updates = 0
+
+    def observe(self, request):
+        """A register write (:class:`~.protocol.MmioRequest`) the endpoint took."""
+        word, lane = request.offset & ~3, request.offset & 3
+        value32 = (request.data & ((1 << 8 * request.size) - 1)) << 8 * lane
+        strobe = ((1 << request.size) - 1) << lane
+        if strobe == 0xF and word in (0x0C4, 0x0C8, 0x0CC):
+            self._staged[(word - 0x0C4) // 4] = value32
+        elif word == 0x0C0 and strobe & 0xC == 0xC:
+            command = value32 >> 16
+            op, arg = command >> 12, command & 0xFFF
+            if op == 1 and arg < self.vectors:
+                target = (self._staged[1] << 32 | self._staged[0], self._staged[2])
+                self.current[arg] = target
+                self._known[target] = arg
+                self.updates += 1
+        elif word == 0x070 and strobe == 0xF and value32 == 0:
+            self._staged = [0, 0, 0]
+            self.current.clear()
+
+    def vector(self, address, data):
+        """The vector a message to ``address`` with ``data`` belongs to, else None."""
+        return self._known.get((address, data))
+
+    def known(self):
+        """vector -> every (address, data) it was pointed at."""
+        out = {}
+        for target, vector in self._known.items():
+            out.setdefault(str(vector), []).append([target[0], target[1]])
+        return dict(sorted(out.items()))
+
+
+class MsiBridge:
+    """Every write of the endpoint's MSI manager port becomes an MSI_WRITE to QEMU; records
+    them as ``[address, data, vector, result, accesses so far]``."""
+
+    def __init__(self, targets):
+        self.link = None
+        self.targets = targets
+        self.writes = []
+        self.accesses = 0               # kept current by the session loop
+        self.refused = 0
+        self.probing = False            # writes now are the error probe's, not the driver's
+        self.probe_writes = []
+
+    def deliver(self, address, data):
+        """True when QEMU's memory system took the write."""
+        if self.link is None:
+            result = -1
+        else:
+            result = self.link.msi_write(address, data)
+        vector = self.targets.vector(address, data)
+        (self.probe_writes if self.probing else self.writes).append(
+            [address, data, vector, result, self.accesses])
+        log.info("MSI write %#x <- %#x (vector %s): %s", address, data, vector,
+                 "ok" if result == MEMTX_OK else f"refused ({result})")
+        if result != MEMTX_OK and not self.probing:
+            self.refused += 1
+        return result == MEMTX_OK
+
+    def per_vector(self):
+        counts = {}
+        for _, _, vector, result, _ in self.writes:
+            if result == MEMTX_OK:
+                key = "none" if vector is None else str(vector)
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+
+class _AnyPage:
+    """The layout object the :mod:`virtio_mmio_sim.cocotb_msi` models take: here every address
+    is QEMU's to judge."""
+    base = 0
+    page = 4
+
+    @staticmethod
+    def refuses(address):
+        return False
+
+
+class LinkAxiLiteMsi(AxiLiteMsiRam):
+    """:class:`~virtio_mmio_sim.cocotb_msi.AxiLiteMsiRam` (cocotbext-axi's ``AxiLiteRamWrite``
+    on ``m_axil_*``) whose writes go to QEMU through ``bridge``; a write QEMU refuses is
+    answered SLVERR."""
+
+    def __init__(self, dut, bridge):
+        super().__init__(dut, _AnyPage, receiver=None)
+        self.bridge = bridge
+
+    async def _write(self, address, data):
+        if len(data) != 4 or not self.bridge.deliver(address, int.from_bytes(data, "little")):
+            self.refused += 1
+            raise MsiWriteRefused(f"MSI write of {len(data)} bytes to {address:#x}")
+
+    def busy(self):
+        return not (self.aw_channel.empty() and self.w_channel.empty() and
+                    self.b_channel.idle())
+
+
+class LinkWishboneMsi(WishboneMsiSubordinate):
+    """:class:`~virtio_mmio_sim.cocotb_msi.WishboneMsiSubordinate` on ``m_wb_*`` whose writes
+    go to QEMU through ``bridge``; a write QEMU refuses is answered ``err``."""
+
+    def __init__(self, dut, bridge):
+        super().__init__(dut, _AnyPage, receiver=None)
+        self.bridge = bridge
+
+    def _take(self, address, data, we, sel):
+        if not we or sel != 0xF:
+            self.errors.append(f"MSI request to {address:#x}: we={we} sel={sel:#x}")
+            self.refused += 1
+            return True
+        if not self.bridge.deliver(address, data):
+            self.refused += 1
+            return True
+        return False
+
+    def busy(self):
+        return False
+
+
+class MsiPortActivity:
+    """Counts clock cycles and remembers the last one with the MSI manager port (or its
+    model) busy, so the session loop keeps the clock running while a message is on its
+    way."""
+
+    def __init__(self, dut, axi, model):
+        self.dut = dut
+        self.model = model
+        names = ("awvalid", "wvalid", "bvalid") if axi else ("cyc", "stb")
+        prefix = "m_axil" if axi else "m_wb"
+        self._signals = [getattr(dut, f"{prefix}_{name}") for name in names]
+        self.cycle = 0
+        self.last_active = -GRACE_CYCLES
+        cocotb.start_soon(self._run())
+
+    async def _run(self):
+        falling = FallingEdge(self.dut.clk)
+        while True:
+            await falling
+            self.cycle += 1
+            if self.model.busy() or any(value(handle) for handle in self._signals):
+                self.last_active = self.cycle
+
+    def recent(self, since):
+        """Whether the port was busy within the last GRACE_CYCLES cycles, or a cycle
+        ``since`` (an access) was that recent."""
+        return self.cycle - max(self.last_active, since) < GRACE_CYCLES
+
+
+async def _msi_error_probe(dut, bus, backend, bridge, accesses, drain):
+    """Point vector 0 at MSI_PROBE_ADDRESS, enable MSI, raise a configuration-change event;
+    QEMU refuses the message. Then reset the device. The register writes are this
+    simulation's own (``host write`` lines in accesses.log)."""
+    before = value(dut.msi_errors)
+    data = 0x00C0_FFEE
+    writes = [(0x0C4, MSI_PROBE_ADDRESS & 0xFFFF_FFFF, 0xF), (0x0C8, MSI_PROBE_ADDRESS >> 32, 0xF),
+              (0x0CC, data, 0xF), (0x0C0, 0x1000 << 16, 0xC),      # UPDATE vector 0
+              (0x0C0, 0x2001 << 16, 0xC)]                           # ENABLE
+    bridge.probing = True
+    try:
+        for offset, word, strobe in writes:
+            await bus.write_word(offset, word, strobe)
+            accesses.append(f"host write {offset:#05x} <- {word:#x} (strobe {strobe:#x})")
+        enabled = value(dut.msi_enabled)
+        await backend.config_change()
+        await ClockCycles(dut.clk, GRACE_CYCLES)
+        await drain()
+        after = value(dut.msi_errors)
+        latched = value(dut.msi_error)
+        await bus.write_word(0x070, 0, 0xF)
+        accesses.append("host write 0x070 <- 0x0 (strobe 0xf)")
+        await ClockCycles(dut.clk, GRACE_CYCLES)
+        await drain()
+    finally:
+        bridge.probing = False
+    return {"address": MSI_PROBE_ADDRESS, "data": data, "msi_enabled": enabled,
+            "writes": bridge.probe_writes, "msi_errors_before": before,
+            "msi_errors_after": after, "msi_error_latched": latched}
+
+
 async def _serve_access(dut, bus, link, request, accesses, settle=2):
     """One MMIO access on the subordinate port; the answer goes back once ``irq`` has
     settled."""
@@ -286,6 +517,7 @@ async def linux_session(dut):
     else:
         from virtio_mmio.rng import DEFAULT_SEED
         from virtio_mmio_sim.cocotb_dma import AxiLiteGuestRam, WishboneGuestRam
+        dut.config_changed.value = 0      # pulsed by backend.config_change() at the marks
         memory = LinkMemory()
         recorder = RtlDataRecorder(DEFAULT_SEED)
         ram = (AxiLiteGuestRam if params.bus == "axil" else WishboneGuestRam)(dut, [])
@@ -293,31 +525,61 @@ async def linux_session(dut):
         ram.on_write(recorder)
         ram.set_backpressure(random.Random(seed + 2))
     bus = backend_for(dut, params.bus)
+    # The MSI manager port: real subordinate models whose writes go to QEMU (idle in
+    # profiles without MSI).
+    targets = MsiTargets(params.queues)
+    bridge = MsiBridge(targets)
     if params.bus == "axil":
         bus.set_pauses(lambda channel: random_pauses(PAUSE_PROBABILITY, pauses))
-        # The MSI manager port is unused in this profile: accept and answer anything.
-        dut.m_axil_awready.value = 1
-        dut.m_axil_wready.value = 1
-        dut.m_axil_bvalid.value = 0
-        dut.m_axil_bresp.value = 0
+        msi_port = LinkAxiLiteMsi(dut, bridge)
     else:
         bus.set_timing(idle=lambda: pauses.choice((0, 0, 1, 3)),
                        gap=lambda: pauses.choice((0, 1, 2)))
-        dut.m_wb_ack.value = 0
-        dut.m_wb_err.value = 0
-        if hasattr(dut, "m_wb_stall"):
-            dut.m_wb_stall.value = 0
+        msi_port = LinkWishboneMsi(dut, bridge)
+    msi_port.set_backpressure(random.Random(seed + 3), busy=(0.2, 0.5))
+    activity = MsiPortActivity(dut, params.bus == "axil", msi_port)
     await ClockCycles(dut.clk, 4)
     dut.rst.value = 0
     await RisingEdge(dut.clk)
 
-    accesses = []
+    accesses = []           # accesses.log: every access, and the marks between them
+    marks = []
+    probe = None
+    served = 0
+    last_access = 0
     server = Link.listen(socket_path)
     link = None
     outcome = "closed"
+
+    def device_busy():
+        if device == "model":
+            return backend.busy or value(dut.notify_valid)
+        return value(dut.rng_busy)
+
+    def snapshot(mark):
+        return {
+            "mark": mark.value, "accesses": served,
+            "reads": link.counts["mmio_read"], "writes": link.counts["mmio_write"],
+            "buffers": backend.buffers if device == "model" else value(dut.rng_buffers),
+            "notifications": backend.notifications, "used_events": backend.used_events,
+            "config_events": backend.config_events,
+            "msi_writes": len(bridge.writes), "irq_rise": link.counts["irq_rise"],
+            "msi_enabled": value(dut.msi_enabled), "msi_errors": value(dut.msi_errors),
+        }
+
+    async def drain():
+        """Run the clock until the device and the MSI port are idle (bounded)."""
+        for _ in range(MARK_DRAIN_CYCLES // 4):
+            if not (device_busy() or activity.recent(last_access)):
+                return True
+            await ClockCycles(dut.clk, 4)
+            link.set_irq(value(dut.irq))
+        return False
+
     try:
         link = Link.accept(server, CONNECT_TIMEOUT_S)
         backend.link = link
+        bridge.link = link
         if memory is not None:
             memory.link = link
         log.info("QEMU connected")
@@ -325,8 +587,7 @@ async def linux_session(dut):
         settle = 2 if device == "model" else 6
         while True:
             link.set_irq(value(dut.irq))
-            busy = (backend.busy or value(dut.notify_valid)) if device == "model" else \
-                value(dut.rng_busy)
+            busy = device_busy() or activity.recent(last_access)
             try:
                 request = link.next_request(0 if busy else 1.0)
             except LinkClosed:
@@ -335,7 +596,25 @@ async def linux_session(dut):
                 if busy:
                     await ClockCycles(dut.clk, 4)
                 continue
+            if isinstance(request, Mark):
+                idle = await drain()
+                if request.value == MARK_CONFIG_CHANGE:
+                    await backend.config_change()
+                    last_access = activity.cycle
+                    idle = await drain() and idle
+                elif request.value == MARK_MSI_ERROR_PROBE:
+                    probe = await _msi_error_probe(dut, bus, backend, bridge, accesses, drain)
+                link.set_irq(value(dut.irq))
+                marks.append(dict(snapshot(request), idle=idle))
+                accesses.append(f"{request}" + ("" if idle else "  (device still busy)"))
+                link.reply_mark()
+                continue
             await _serve_access(dut, bus, link, request, accesses, settle)
+            if request.write:
+                targets.observe(request)
+            served += 1
+            bridge.accesses = served
+            last_access = activity.cycle
     except Exception as error:
         outcome = f"{type(error).__name__}: {error}"
         raise
@@ -353,17 +632,29 @@ async def linux_session(dut):
                 backend.errors.append("the RTL device stopped (NEEDS_RESET)")
             if ram.refused:
                 backend.errors.append(f"{ram.refused} DMA accesses refused")
+        if getattr(msi_port, "errors", None):
+            backend.errors.extend(f"MSI port: {error}" for error in msi_port.errors)
         result = {
             "outcome": outcome,
             "device": device,
             "bus": params.bus,
-            "accesses": len(accesses),
+            "profile": params.profile,
+            "accesses": served,
             "link": dict(link.counts) if link is not None else {},
             "notifications": backend.notifications,
             "buffers": backend.buffers,
             "used_events": backend.used_events,
+            "config_events": backend.config_events,
             "device_resets": backend.device_resets,
             "backend_errors": backend.errors,
+            "marks": marks,
+            "msi_writes": bridge.writes,
+            "msi_per_vector": bridge.per_vector(),
+            "msi_refused": bridge.refused,
+            "msi_errors": value(dut.msi_errors),
+            "msi_updates": targets.updates,
+            "msi_targets": targets.known(),
+            "msi_error_probe": probe,
             "stream": backend.stream.hex(),
         }
         result_path.write_text(json.dumps(result, indent=1))

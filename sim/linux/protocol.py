@@ -6,8 +6,16 @@ MEM_WRITE and MEM_DATA carry ``size`` payload bytes after it.
 * QEMU -> simulator: MMIO_READ / MMIO_WRITE (``addr`` = offset in the slot, ``size`` = access
   bytes, ``data`` = value written). The vCPU waits for READ_DATA / WRITE_ACK: accesses are
   non-posted, one at a time.
-* simulator -> QEMU: READ_DATA / WRITE_ACK; MEM_READ (QEMU answers MEM_DATA) and MEM_WRITE (QEMU
-  answers MEM_ACK) on guest-physical memory; IRQ (``data`` = line level, no answer).
+* QEMU -> simulator: MARK (``data`` = the word the guest wrote to the marker page at
+  ``setup.MARK_BASE``, ``addr`` = its offset there); QEMU waits for MARK_ACK. The guest's /init
+  uses it to delimit the phases of its workload, and to ask the simulation for device-side
+  events (:data:`MARK_CONFIG_CHANGE`).
+* simulator -> QEMU: READ_DATA / WRITE_ACK / MARK_ACK; MEM_READ (QEMU answers MEM_DATA) and
+  MEM_WRITE (QEMU answers MEM_ACK) on guest-physical memory; IRQ (``data`` = line level, no
+  answer); MSI_WRITE (``addr``, ``size`` = 4, ``data`` = the word): one message of the
+  endpoint's MSI manager port, which QEMU writes into the guest's physical address space with
+  the device's requester ID (the ITS's DeviceID) and answers with MSI_DONE, ``data`` = QEMU's
+  MemTxResult (0 = OK; anything else: the guest's memory system refused the write).
 
 QEMU serves MEM_* and IRQ while one of its own accesses waits, so the simulator may start a
 guest-memory exchange at any time; an MMIO request that arrives while the simulator waits for a
@@ -23,11 +31,24 @@ import struct
 from dataclasses import dataclass
 
 
-__all__ = ["Message", "MmioRequest", "LinkClosed", "LinkTimeout", "Link", "HEADER"]
+__all__ = ["Message", "MmioRequest", "Mark", "LinkClosed", "LinkTimeout", "Link", "HEADER",
+           "MARK_CONFIG_CHANGE", "MARK_MSI_ERROR_PROBE", "MSI_PROBE_ADDRESS", "MEMTX_OK"]
 
 HEADER = struct.Struct("<IIQQ")
 #: Largest guest-memory transfer one message may carry (the QEMU side's limit).
 MAX_TRANSFER = 1 << 20
+#: QEMU's MemTxResult of a write that completed.
+MEMTX_OK = 0
+#: A marker word that asks the simulation to raise a configuration-change event (vector 0)
+#: before it answers the MARK (guest/init writes it as ``mark 192``).
+MARK_CONFIG_CHANGE = 0xC0
+#: A marker word (``mark 224``, written once no driver owns the device) that asks the
+#: simulation to program MSI vector 0 itself with :data:`MSI_PROBE_ADDRESS`, enable MSI, raise
+#: a configuration-change event and reset the device: the message must come back refused.
+MARK_MSI_ERROR_PROBE = 0xE0
+#: A guest-physical address nothing decodes on the virt machine (between the virtio-mmio slots
+#: and the platform bus, beside the marker page): QEMU answers a write there with an error.
+MSI_PROBE_ADDRESS = 0x0A02_0000
 
 
 class Message(enum.IntEnum):
@@ -40,6 +61,10 @@ class Message(enum.IntEnum):
     MEM_DATA = 7
     MEM_ACK = 8
     IRQ = 9
+    MSI_WRITE = 10
+    MSI_DONE = 11
+    MARK = 12
+    MARK_ACK = 13
 
 
 @dataclass(frozen=True)
@@ -53,6 +78,16 @@ class MmioRequest:
         if self.write:
             return f"write {self.offset:#05x} <- {self.data:#x} ({self.size} B)"
         return f"read {self.offset:#05x} ({self.size} B)"
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A word the guest wrote to the marker page; answer it with :meth:`Link.reply_mark`."""
+    value: int
+    offset: int = 0
+
+    def __str__(self):
+        return f"mark {self.value}"
 
 
 class LinkClosed(Exception):
@@ -147,6 +182,10 @@ class Link:
             self._pending.append(MmioRequest(kind == Message.MMIO_WRITE, addr, size, data))
             self.counts["mmio_write" if kind == Message.MMIO_WRITE else "mmio_read"] += 1
             return
+        if kind == Message.MARK:
+            self._pending.append(Mark(data & 0xFFFF_FFFF, addr))
+            self.counts["mark"] += 1
+            return
         raise ValueError(f"QEMU sent {kind.name} while the simulator waited for {expected}")
 
     def _await_reply(self, expected):
@@ -162,8 +201,8 @@ class Link:
     # ------------------------------------------------------------------ API
 
     def next_request(self, timeout):
-        """The next MMIO access from the guest; None if none arrived within ``timeout`` seconds
-        (0 = just look)."""
+        """The next MMIO access (:class:`MmioRequest`) or :class:`Mark` from the guest; None if
+        none arrived within ``timeout`` seconds (0 = just look)."""
         if self._pending:
             return self._pending.popleft()
         message = self._receive(timeout)
@@ -177,6 +216,21 @@ class Link:
 
     def reply_write(self):
         self._send(Message.WRITE_ACK)
+
+    def reply_mark(self):
+        self._send(Message.MARK_ACK)
+
+    def msi_write(self, addr, data):
+        """One MSI message: QEMU writes the 32-bit ``data`` to guest-physical ``addr`` with the
+        device's requester ID. Returns QEMU's MemTxResult (:data:`MEMTX_OK` = delivered)."""
+        if not 0 <= addr < 1 << 64:
+            raise ValueError(f"addr must be a 64-bit address, not {addr!r}")
+        self._send(Message.MSI_WRITE, size=4, addr=addr, data=data & 0xFFFF_FFFF)
+        _, _, _, result, _ = self._await_reply(Message.MSI_DONE)
+        self.counts["msi_write"] += 1
+        if result != MEMTX_OK:
+            self.counts["msi_refused"] += 1
+        return result
 
     def mem_read(self, addr, count):
         """``count`` bytes of guest memory at guest-physical ``addr``."""

@@ -10,6 +10,22 @@ the guest console, and judges the session from the console and the simulation's 
 * the bytes the guest read from ``/dev/hwrng`` are exactly bytes the device (Python back-end or
   RTL) wrote into the guest's buffers, in the order it wrote them;
 * the guest powered off cleanly (QEMU exit status 0 after the kernel's "Power down").
+
+Profiles ``seed`` and ``linux-k1`` (Version 3) boot a GICv3 machine with its ITS, the slot's
+device-tree node naming it as ``msi-parent`` with the device's DeviceID, on two vCPUs; the guest
+loads the Version-3 transport driver ``virtio_mmio_v3.ko`` (:mod:`.kmod`) instead of the stock
+one and runs the scenarios of ``guest/init`` in one boot, delimited by marks the simulation
+records its counters at (:func:`v3_figures` collects them, :func:`judge_v3` judges them):
+
+* ``msi``: read with MSI; the platform driver of the slot, the ITS vectors (one per queue plus
+  config) and their counts in /proc/interrupts, the wired line (GIC SPI 47) silent;
+* ``config``: a configuration-change event from the device arrives on vector 0;
+* ``affinity``: the queue vector moved to CPU1 in the middle of a read, traffic goes on there;
+* ``wired``: module removed and inserted with ``msi=0``: the wired interrupt, no MSI;
+* ``again``: removed and inserted with MSI once more, traffic again;
+* per phase, the register accesses per used buffer (MSI against the wired interrupt), the
+  doorbell writes per queue (none at QueueNotify, 0x050), and every MSI message with its
+  vector, none refused (``msi_errors`` 0).
 """
 
 import json
@@ -31,14 +47,32 @@ from ..cocotb_build import build, failures, prepare_simulator
 from ..cocotb_tests.test_endpoint import PARAMS_ENV
 from . import setup
 from .cosim import DEVICE_ENV, DEVICES, RESULT_ENV, SEED_ENV, SOCKET_ENV
+from .protocol import MARK_CONFIG_CHANGE
 
 
-__all__ = ["BUSES", "DEVICES", "LINUX_PARAMS", "LinuxRun", "linux_params", "run_linux",
-           "MARKER"]
+__all__ = ["BUSES", "DEVICES", "PROFILES", "LINUX_PARAMS", "LinuxRun", "linux_params",
+           "run_linux", "judge", "judge_v3", "v3_figures", "MARKER"]
 
 #: The console lines the guest's /init prints start with this.
 MARKER = "VMMIO-LOOP: "
 BUSES = ("axil", "wishbone")
+#: plain-v2: the stock virtio_mmio driver; seed / linux-k1: Version 3, the virtio_mmio_v3
+#: driver with MSI through the GICv3 ITS.
+PROFILES = ("plain-v2", "seed", "linux-k1")
+#: The driver's dialect= for each Version-3 profile.
+DIALECTS = {"seed": "seed", "linux-k1": "k1"}
+#: vCPUs of a Version-3 session (the affinity scenario needs two).
+V3_CPUS = 2
+#: The platform driver name of virtio_mmio_v3.ko.
+V3_DRIVER = "virtio-mmio-v3"
+#: The marks guest/init writes around each read: phase -> (start, end).
+PHASE_MARKS = {"msi": (1, 2), "affinity": (3, 4), "wired": (5, 6), "again": (7, 8)}
+#: The slot's wired interrupt in /proc/interrupts on the GICv3: SPI 47 = hwirq 79.
+WIRED_HWIRQ = 79
+#: Platform-MSI hwirq numbers carry the MSI index (= the vector) in their low 11 bits.
+PMSI_INDEX_BITS = 11
+#: Where the ITS takes MSI writes on the virt machine (GITS_TRANSLATER).
+GITS_TRANSLATER = 0x0809_0040
 #: Bytes the guest reads from /dev/hwrng (the init script's dd).
 HWRNG_BYTES = 1024
 VIRTIO_ID_RNG = 4
@@ -55,10 +89,15 @@ LINUX_PARAMS = {
 }
 
 
-def linux_params(bus, device="model"):
-    """The endpoint for ``bus``; with ``device="rtl"`` the parameters of the RTL virtio-rng
-    endpoint (:func:`virtio_mmio.rng.rng_params`, same profile and bus)."""
+def linux_params(bus, device="model", profile="plain-v2"):
+    """The endpoint for ``bus`` and ``profile``; with ``device="rtl"`` the parameters of the
+    RTL virtio-rng endpoint (:func:`virtio_mmio.rng.rng_params`, same profile and bus)."""
     params = LINUX_PARAMS[bus]
+    if profile != params.profile:
+        params = EndpointParams(profile=profile, bus=params.bus,
+                                wishbone_mode=params.wishbone_mode, queues=params.queues,
+                                queue_size=params.queue_sizes[0], device_id=params.device_id,
+                                features=params.features, config_size=params.config_size)
     if device == "rtl":
         from virtio_mmio.rng import rng_params
         params = rng_params(profile=params.profile, bus=params.bus,
@@ -78,7 +117,9 @@ class LinuxRun:
     bus: str
     simulator: str
     device: str = "model"
+    profile: str = "plain-v2"
     checks: list = field(default_factory=list)
+    figures: dict = field(default_factory=dict)     # Version 3: v3_figures()
     seconds: float = 0.0
     qemu_exit: object = None
     console: Path = None
@@ -93,11 +134,19 @@ class LinuxRun:
 
     def verdict(self):
         counts = self.result.get("link", {})
-        where = (f"{self.bus} on {self.simulator}, "
+        where = (f"{self.profile}, {self.bus} on {self.simulator}, "
                  f"{'RTL virtio-rng device' if self.device == 'rtl' else 'Python back-end'}, "
                  f"{self.seconds:.1f} s, "
                  f"{counts.get('mmio_read', 0)} reads + {counts.get('mmio_write', 0)} writes, "
                  f"{self.result.get('buffers', 0)} buffers")
+        if self.passed and self.profile != "plain-v2":
+            per = {p: v["per_request"] for p, v in self.figures.get("phases", {}).items()}
+            return (f"PASS: Linux bound {V3_DRIVER} and virtio_rng to the RTL, MSI through the "
+                    f"ITS on every vector, remove/insert with the wired interrupt and back, "
+                    f"config change, affinity move; accesses per request with MSI "
+                    f"{per.get('msi')} vs wired {per.get('wired')}; read /dev/hwrng "
+                    f"{len(self.figures.get('reads', {}))} times, every byte the device's "
+                    f"({where})")
         if self.passed:
             return (f"PASS: Linux bound virtio_rng to the RTL, negotiated VERSION_1, read "
                     f"{HWRNG_BYTES} bytes from /dev/hwrng that match the device's, powered off "
@@ -105,6 +154,27 @@ class LinuxRun:
         failed = "; ".join(f"{check.name}: {check.detail}" for check in self.checks
                            if not check.ok) or "no checks ran"
         return f"FAIL: {failed} ({where})"
+
+    def report(self):
+        """Version 3: the figures, a few lines (empty for plain-v2)."""
+        f = self.figures
+        if not f:
+            return ""
+        lines = []
+        for phase, v in f["phases"].items():
+            lines.append(f"  {phase:9s} MSI {'on ' if v['msi_enabled'][-1] else 'off'} "
+                         f"{v['accesses']:4d} accesses / {v['buffers']:3d} buffers = "
+                         f"{v['per_request']} per request; {v['msi_writes']} MSI writes, "
+                         f"{v['wired_rises']} wired rises; doorbells {v['doorbells']}, "
+                         f"QueueNotify {v['queue_notify']}, InterruptStatus reads "
+                         f"{v['isr_reads']}")
+        for label, v in f["irqs"].items():
+            lines.append(f"  /proc/interrupts {label:13s} ITS vectors {v['vectors']} "
+                         f"wired {v['wired']}")
+        lines.append(f"  MSI writes {f['msi_writes']} per vector {f['msi_per_vector']} "
+                     f"targets {f['msi_targets']} refused {f['msi_refused']} msi_errors "
+                     f"{f['msi_errors']}")
+        return "\n".join(lines)
 
 
 def _markers(console_text):
@@ -176,6 +246,293 @@ def judge(console_text, result, qemu_exit, timed_out):
     return checks
 
 
+# ------------------------------------------------------------------------------ Version 3
+
+@dataclass
+class IrqLine:
+    """One line of /proc/interrupts as guest/init prints it."""
+    irq: int
+    counts: list
+    chip: str
+    hwirq: int
+    name: str
+
+    @property
+    def total(self):
+        return sum(self.counts)
+
+    @property
+    def vector(self):
+        """The MSI index (= the endpoint's vector) of a platform MSI, else None."""
+        return self.hwirq & ((1 << PMSI_INDEX_BITS) - 1) if "pMSI" in self.chip else None
+
+    @property
+    def wired(self):
+        return "pMSI" not in self.chip and self.hwirq == WIRED_HWIRQ
+
+
+def _irq_dumps(markers):
+    """label -> [IrqLine] from the ``irq LABEL CPUS LINE`` lines."""
+    dumps = {}
+    for m in markers:
+        parts = m.split()
+        if len(parts) < 3 or parts[0] != "irq":
+            continue
+        label, fields = parts[1], parts[3:]
+        dumps.setdefault(label, [])
+        try:
+            cpus = int(parts[2])
+            line = IrqLine(int(fields[0].rstrip(":")), [int(c) for c in fields[1:1 + cpus]],
+                           fields[1 + cpus], int(fields[2 + cpus]),
+                           " ".join(fields[3 + cpus:]))
+        except (ValueError, IndexError):
+            continue
+        dumps[label].append(line)
+    return dumps
+
+
+def _vectors(dump):
+    """vector -> per-CPU counts of the platform MSIs in one dump."""
+    return {line.vector: line.counts for line in dump if line.vector is not None}
+
+
+def _wired_total(dump):
+    """The wired line's count in one dump (0 when it is not listed)."""
+    return sum(line.total for line in dump if line.wired)
+
+
+def _access_log(lines):
+    """(write, offset) of every access in accesses.log (mark lines left out)."""
+    out = []
+    for line in lines:
+        m = re.match(r"(read|write) (0x[0-9a-f]+) ", line)
+        if m:
+            out.append((m.group(1) == "write", int(m.group(2), 16)))
+    return out
+
+
+def _bytes_check(hex_text, stream, strict):
+    """(ok, detail) for bytes read from /dev/hwrng: a run of the device's bytes; not
+    ``strict``: possibly preceded by the rest of an earlier run (what the hwrng core kept from
+    the device before a remove + insert)."""
+    try:
+        data = bytes.fromhex(hex_text.strip())
+    except ValueError:
+        data = b""
+    if len(data) != HWRNG_BYTES:
+        return False, f"read {len(data)} bytes, not {HWRNG_BYTES}"
+    for cut in range(0, 1 if strict else 65):
+        if data[cut:] in stream and (cut == 0 or data[:cut] in stream):
+            runs = "" if cut == 0 else f" (in 2 runs, {cut} bytes kept from before)"
+            return True, f"{len(data)} bytes = device bytes{runs}"
+    return False, f"the {len(data)} bytes read are not a run of the {len(stream)} bytes " \
+                  f"the device wrote"
+
+
+def v3_figures(console_text, result, access_lines, params):
+    """What a Version-3 session showed, from the console, the simulation's record and the
+    access log: a dict of plain values (see :func:`judge_v3`)."""
+    markers = _markers(console_text)
+    queues = params.queues
+    doorbells = {params.notify_base + q * params.notify_multiplier: q for q in range(queues)}
+    accesses = _access_log(access_lines)
+    marks = {}
+    for snap in result.get("marks", []):
+        marks.setdefault(snap["mark"], snap)
+
+    platform = {}
+    for m in markers:
+        found = re.match(r"platform (\S+) \S+ driver=(\S+)", m)
+        if found:
+            platform[found.group(1)] = found.group(2)
+    parent = next((m.split()[1] for m in markers if m.startswith("msi-parent ")), None)
+
+    phases = {}
+    for phase, (start, end) in PHASE_MARKS.items():
+        if start not in marks or end not in marks:
+            continue
+        a, b = marks[start], marks[end]
+        segment = accesses[a["accesses"]:b["accesses"]]
+        buffers = (b["buffers"] or 0) - (a["buffers"] or 0)
+        count = b["accesses"] - a["accesses"]
+        phases[phase] = {
+            "msi_enabled": [a["msi_enabled"], b["msi_enabled"]],
+            "accesses": count, "buffers": buffers,
+            "per_request": round(count / buffers, 2) if buffers else None,
+            "msi_writes": b["msi_writes"] - a["msi_writes"],
+            "wired_rises": b["irq_rise"] - a["irq_rise"],
+            "queue_notify": sum(1 for w, o in segment if w and o == 0x050),
+            "doorbells": {str(q): sum(1 for w, o in segment if w and o == off)
+                          for off, q in doorbells.items()},
+            "isr_reads": sum(1 for w, o in segment if not w and o == 0x060),
+        }
+
+    dumps = _irq_dumps(markers)
+    irqs = {label: {"vectors": {str(v): c for v, c in sorted(_vectors(dump).items())},
+                    "wired": _wired_total(dump)}
+            for label, dump in dumps.items()}
+
+    stream = bytes.fromhex(result.get("stream", ""))
+    reads = {}
+    for m in markers:
+        found = re.match(r"hwrng(\.\S+)? (\S*)$", m)
+        if found:
+            label = (found.group(1) or ".msi")[1:]
+            reads[label] = _bytes_check(found.group(2), stream, strict=label == "msi")
+        found = re.match(r"hwrng-failed(\.\S+)? (.*)$", m)
+        if found:
+            reads[(found.group(1) or ".msi")[1:]] = (False, found.group(2))
+    background = next((int(m.split()[1]) for m in markers
+                       if re.fullmatch(r"background \d+", m)), None)
+
+    session_writes = [(w, o) for w, o in accesses if w]
+    return {
+        "profile": params.profile,
+        "platform_driver": platform,
+        "msi_parent": parent,
+        "phases": phases,
+        "irqs": irqs,
+        "reads": {label: {"ok": ok, "detail": detail} for label, (ok, detail) in reads.items()},
+        "background_bytes": background,
+        "affinity": next((m for m in markers if m.startswith("affinity")), None),
+        "msi_error_probe": result.get("msi_error_probe"),
+        "queue_notify_writes": sum(1 for _, o in session_writes if o == 0x050),
+        "doorbell_writes": {str(q): sum(1 for _, o in session_writes if o == off)
+                            for off, q in doorbells.items()},
+        "msi_writes": len(result.get("msi_writes", [])),
+        "msi_addresses": sorted({w[0] for w in result.get("msi_writes", [])}),
+        "msi_per_vector": result.get("msi_per_vector", {}),
+        "msi_targets": result.get("msi_targets", {}),
+        "msi_refused": result.get("msi_refused"),
+        "msi_errors": result.get("msi_errors"),
+        # As of the config mark (the MSI error probe raises one more later).
+        "config_events": marks.get(MARK_CONFIG_CHANGE, {}).get("config_events"),
+        "failures": [m for m in markers if re.match(r"\S+-failed", m)],
+    }
+
+
+def judge_v3(figures, queues=1, devid=setup.DEFAULT_DEVID, cpus=V3_CPUS):
+    """The Version-3 checks from :func:`v3_figures`."""
+    checks = []
+    add = lambda name, ok, detail: checks.append(Check(name, bool(ok), detail))  # noqa: E731
+    f = figures
+    phases, irqs, reads = f["phases"], f["irqs"], f["reads"]
+
+    parent = f["msi_parent"] or ""
+    got_devid = int(parent[8:16], 16) if len(parent) == 16 else None
+    add("msi_parent", got_devid == devid,
+        f"msi-parent = <&its {got_devid:#x}>" if got_devid is not None else
+        "the slot's device-tree node has no msi-parent")
+
+    drivers = f["platform_driver"]
+    bound = [drivers.get(phase) for phase in ("msi", "wired", "again")]
+    unbound = [drivers.get(phase) for phase in ("removed", "removed-again")]
+    add("driver", bound == [V3_DRIVER] * 3 and unbound == ["none"] * 2,
+        f"platform driver of the slot per load: {', '.join(map(str, bound))}; after "
+        f"each remove: {', '.join(map(str, unbound))}")
+
+    def vector_delta(after, before, vector, cpu=None):
+        a = irqs.get(after, {}).get("vectors", {}).get(str(vector))
+        b = irqs.get(before, {}).get("vectors", {}).get(str(vector), [0] * len(a or []))
+        if a is None:
+            return None
+        if cpu is not None:
+            return a[cpu] - b[cpu] if cpu < len(a) else None
+        return sum(a) - sum(b)
+
+    msi = phases.get("msi")
+    wanted = [str(v) for v in range(queues + 1)]
+    got = sorted(irqs.get("msi", {}).get("vectors", {}), key=int)
+    queue_counts = [vector_delta("msi", "msi-before", q + 1) for q in range(queues)]
+    wired_msi = irqs.get("msi", {}).get("wired")
+    ok = (msi is not None and msi["msi_enabled"] == [1, 1] and msi["buffers"] > 0 and
+          msi["msi_writes"] >= msi["buffers"] and msi["wired_rises"] == 0 and got == wanted and
+          all(c and c > 0 for c in queue_counts) and wired_msi == 0)
+    add("msi", ok, "no MSI phase recorded" if msi is None else
+        f"MSI {'on' if msi['msi_enabled'] == [1, 1] else 'OFF'}, {msi['buffers']} buffers, "
+        f"{msi['msi_writes']} MSI writes; ITS vectors {','.join(got) or 'none'} "
+        f"(want {','.join(wanted)}), queue vector interrupts {queue_counts}, wired line "
+        f"{wired_msi} interrupts, {msi['wired_rises']} rises")
+
+    add("doorbells", f["queue_notify_writes"] == 0 and
+        all(n > 0 for n in f["doorbell_writes"].values()),
+        f"{f['queue_notify_writes']} writes at QueueNotify (0x050), doorbell writes per queue "
+        f"{f['doorbell_writes']}")
+
+    config = vector_delta("config", "msi", 0)
+    add("config", f["config_events"] == 1 and config is not None and config > 0,
+        f"{f['config_events']} configuration-change event(s) raised, vector 0 interrupts "
+        f"+{config}")
+
+    if cpus >= 2:
+        found = re.search(r"\bto=(\d+)", f["affinity"] or "")
+        mask = int(found.group(1), 16) if found else 0
+        cpu = mask.bit_length() - 1 if mask and not mask & (mask - 1) else None
+        moved = vector_delta("affinity", "config", 1, cpu=cpu) if cpu is not None else None
+        read = reads.get("affinity", {"ok": False, "detail": "no read"})
+        add("affinity", moved is not None and moved > 0 and read["ok"] and
+            f["background_bytes"] == 8 * 1024,
+            f"{f['affinity'] or 'no affinity line'}; queue vector interrupts on CPU{cpu} "
+            f"+{moved} after the move; background read {f['background_bytes']} bytes; then "
+            f"{read['detail']}")
+
+    wired = phases.get("wired")
+    wired_delta = (irqs.get("wired", {}).get("wired", 0) -
+                   irqs.get("wired-before", {}).get("wired", 0)) if "wired" in irqs else None
+    read = reads.get("wired", {"ok": False, "detail": "no read"})
+    add("wired", wired is not None and wired["msi_enabled"] == [0, 0] and
+        wired["msi_writes"] == 0 and wired_delta and wired_delta > 0 and read["ok"],
+        "no wired phase recorded" if wired is None else
+        f"after remove + insert msi=0: MSI {'off' if wired['msi_enabled'] == [0, 0] else 'ON'}, "
+        f"{wired['msi_writes']} MSI writes, wired line +{wired_delta} interrupts, "
+        f"{read['detail']}")
+
+    again = phases.get("again")
+    again_counts = [vector_delta("again", "none", q + 1) for q in range(queues)]
+    again_wired = (irqs.get("again", {}).get("wired", 0) -
+                   irqs.get("wired", {}).get("wired", 0)) if "again" in irqs else None
+    read = reads.get("again", {"ok": False, "detail": "no read"})
+    add("again", again is not None and again["msi_enabled"] == [1, 1] and
+        again["msi_writes"] > 0 and all(c and c > 0 for c in again_counts) and
+        again_wired == 0 and read["ok"],
+        "no second MSI phase recorded" if again is None else
+        f"after remove + insert with MSI: {again['msi_writes']} MSI writes, queue vector "
+        f"interrupts {again_counts}, wired line +{again_wired}, {read['detail']}")
+
+    per = {phase: phases[phase]["per_request"] for phase in ("msi", "wired", "again")
+           if phase in phases}
+    add("per_request", per.get("msi") is not None and per.get("wired") is not None and
+        per["msi"] < per["wired"],
+        "register accesses per used buffer: " +
+        ", ".join(f"{phase} {value}" for phase, value in per.items()))
+
+    strays = f["msi_per_vector"].get("none", 0)
+    addresses = set(f["msi_addresses"])
+    programmed = sorted({address for targets in f["msi_targets"].values()
+                         for address, _ in targets})
+    probe = f["msi_error_probe"] or {}
+    probe_errors = probe.get("msi_errors_after", 0) - probe.get("msi_errors_before", 0)
+    add("msi_messages", f["msi_refused"] == 0 and f["msi_errors"] == probe_errors and
+        strays == 0 and f["msi_writes"] > 0 and addresses == {GITS_TRANSLATER},
+        f"{f['msi_writes']} MSI writes to {', '.join(hex(a) for a in sorted(addresses)) or '-'} "
+        f"(the ITS's GITS_TRANSLATER is {GITS_TRANSLATER:#x}), per vector "
+        f"{f['msi_per_vector']}, unattributed {strays}, {f['msi_refused']} refused; targets "
+        f"programmed: {', '.join(hex(a) for a in programmed)}")
+
+    refused = [w for w in probe.get("writes", []) if w[3] != 0]
+    add("msi_error", bool(probe) and probe["msi_enabled"] == 1 and len(probe["writes"]) == 1 and
+        len(refused) == 1 and probe_errors == 1 and probe["msi_error_latched"] == 1,
+        "no MSI error probe ran" if not probe else
+        f"vector 0 pointed at {probe['address']:#x} (nothing there): "
+        f"{len(probe['writes'])} message(s), QEMU result "
+        f"{[w[3] for w in probe['writes']]}, msi_errors {probe['msi_errors_before']} -> "
+        f"{probe['msi_errors_after']}, msi_error {probe['msi_error_latched']}")
+
+    if f["failures"]:
+        add("guest", False, "; ".join(f["failures"]))
+    return checks
+
+
 def _wait_for_socket(path, thread, timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -187,31 +544,48 @@ def _wait_for_socket(path, thread, timeout):
     return False
 
 
-def run_linux(*, bus="axil", simulator="verilator", device="model", timeout=300.0,
-              work_dir="build/linux", out=sys.stdout, seed=1, progress=None):
+def run_linux(*, bus="axil", simulator="verilator", device="model", profile="plain-v2",
+              dialect=None, cpus=None, timeout=300.0, work_dir="build/linux", out=sys.stdout,
+              seed=1, progress=None):
     """Run one session; returns a :class:`LinuxRun`. ``device``: ``"model"`` (the Python
     virtio-rng back-end on the device-side ports) or ``"rtl"`` (the RTL virtio-rng device, its
-    DMA port served from guest memory). Raises :class:`setup.SetupError` when QEMU or the guest
-    cannot be prepared, ValueError for a bad ``bus``, ``simulator`` or ``device``."""
+    DMA port served from guest memory). ``profile``: ``plain-v2`` (the stock driver) or a
+    Version-3 profile, ``seed`` / ``linux-k1`` (the virtio_mmio_v3 driver, MSI through the
+    GICv3 ITS, the scenarios of ``guest/init``); ``dialect``: the driver's ``dialect=``
+    (default: the profile's); ``cpus``: vCPUs (Version 3 default :data:`V3_CPUS`, else 1).
+    Raises :class:`setup.SetupError` when QEMU or the guest cannot be prepared, ValueError for
+    a bad ``bus``, ``simulator``, ``device``, ``profile``, ``dialect`` or ``cpus``."""
     if bus not in BUSES:
         raise ValueError(f"bus must be one of {', '.join(BUSES)}, not {bus!r}")
     if device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {', '.join(PROFILES)}, not {profile!r}")
+    v3 = profile != "plain-v2"
+    if dialect is not None and (not v3 or dialect not in ("auto", "seed", "k1")):
+        raise ValueError(f"dialect must be one of auto, seed, k1 with a Version-3 profile, "
+                         f"not {dialect!r}")
+    if cpus is None:
+        cpus = V3_CPUS if v3 else 1
+    if not isinstance(cpus, int) or not 1 <= cpus <= 8:
+        raise ValueError(f"cpus must be an integer in 1..8, not {cpus!r}")
     say = progress or (lambda message: print(message, file=out, flush=True))
-    work = Path(work_dir).resolve() / f"{bus}-{simulator}" / device
+    variant = f"{bus}-{simulator}" if not v3 else f"{bus}-{simulator}-{profile}"
+    work = Path(work_dir).resolve() / variant / device
     work.mkdir(parents=True, exist_ok=True)
 
-    assets = setup.prepare(progress=say)
+    assets = setup.prepare(progress=say, driver=v3)
     if simulator == "icarus":
         setup.ensure_host_packages(["iverilog"], "--sim icarus", progress=say)
     prepare_simulator(simulator, Path(work_dir).resolve() / "tools")
-    params = linux_params(bus, device)
+    params = linux_params(bus, device, profile)
     what = "the RTL virtio-rng device" if device == "rtl" else "a Python virtio-rng back-end"
-    say(f"[linux] building the {bus} endpoint (plain-v2) with {what} for {simulator}")
+    say(f"[linux] building the {bus} endpoint ({profile}) with {what} for {simulator}")
     runner = build(params, work / "sim_build", simulator=simulator, log_file=work / "build.log",
                    device="rng" if device == "rtl" else "none")
 
-    run = LinuxRun(bus=bus, simulator=simulator, device=device, console=work / "console.log")
+    run = LinuxRun(bus=bus, simulator=simulator, device=device, profile=profile,
+                   console=work / "console.log")
     result_path = work / "session.json"
     results_xml = work / "results.xml"
     for stale in (result_path, results_xml):
@@ -242,7 +616,11 @@ def run_linux(*, bus="axil", simulator="verilator", device="model", timeout=300.
         if not _wait_for_socket(socket_path, thread, 120):
             raise RuntimeError(f"the simulation did not start listening; see "
                                f"{work / 'simulation.log'}")
-        command = setup.qemu_command(assets, socket_path)
+        if v3:
+            append = f"vmmio.transport=v3 vmmio.dialect={dialect or DIALECTS[profile]}"
+            command = setup.qemu_command(assets, socket_path, append, its=True, cpus=cpus)
+        else:
+            command = setup.qemu_command(assets, socket_path, cpus=cpus)
         say(f"[linux] booting {assets.kernel_release} in QEMU (console below; also in "
             f"{run.console})")
         with open(run.console, "w") as console, \
@@ -273,8 +651,13 @@ def run_linux(*, bus="axil", simulator="verilator", device="model", timeout=300.
     run.qemu_exit = qemu_exit
     if result_path.exists():
         run.result = json.loads(result_path.read_text())
-    run.checks = judge(run.console.read_text(errors="replace"), run.result, qemu_exit,
-                       timed_out)
+    console_text = run.console.read_text(errors="replace")
+    run.checks = judge(console_text, run.result, qemu_exit, timed_out)
+    if v3:
+        log = work / "accesses.log"
+        lines = log.read_text().splitlines() if log.exists() else []
+        run.figures = v3_figures(console_text, run.result, lines, params)
+        run.checks += judge_v3(run.figures, params.queues, cpus=cpus)
     if simulation_error:
         run.checks.append(Check("cocotb", False, simulation_error[0]))
     elif results_xml.exists():

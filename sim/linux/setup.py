@@ -8,11 +8,15 @@ arm64 kernel and a tiny busybox initramfs.
 * QEMU: Debian bookworm's ``qemu`` source package (upstream 7.2 orig tarball), patched by exact text
   substitution so that the ``virt`` machine takes ``cosim-socket=PATH`` and then places the
   ``virtio-mmio-cosim`` device (``qemu/virtio_mmio_cosim.c``) in the top slot instead of a
-  virtio-mmio transport; only ``qemu-system-aarch64`` is built.
+  virtio-mmio transport, with its marker page at :data:`MARK_BASE`; with ``gic-version=3``
+  (the GICv3 ITS) the slot's device-tree node gets ``msi-parent = <&its DEVID>``, DEVID the
+  machine option ``cosim-devid`` (default :data:`DEFAULT_DEVID`), which the device's MSI
+  writes carry as their requester ID. Only ``qemu-system-aarch64`` is built.
 * Guest: Debian bookworm's ``linux-image-6.1.0-NN-arm64`` and ``busybox-static`` (arm64), fetched
   with a private apt configuration (the system's apt state is left alone); the initramfs holds
   busybox, ``virtio_mmio.ko``, ``virtio-rng.ko`` and ``guest/init``, whose result lines start with
-  ``VMMIO-LOOP: ``.
+  ``VMMIO-LOOP: ``; ``prepare(driver=True)`` adds the Version-3 transport driver
+  ``virtio_mmio_v3.ko`` (cross-built by :mod:`.kmod`) in an initramfs of its own.
 
 Cache layout (under :func:`cache_root`)::
 
@@ -25,7 +29,8 @@ Cache layout (under :func:`cache_root`)::
     qemu/<tree key>/built.json   the full cache key of the binary in src/build
     guest/release.json           resolved kernel package and release
     guest/debs/                  the downloaded .deb files
-    guest/<release>/             vmlinuz, virtio_mmio.ko, virtio-rng.ko, busybox, initrd-<key>.gz
+    guest/<release>/             vmlinuz, virtio_mmio.ko, virtio-rng.ko, busybox,
+                                 initrd-stock-<key>.gz, initrd-v3-<key>.gz (with the driver)
 """
 
 from __future__ import annotations
@@ -55,7 +60,16 @@ DEVICE_SOURCE = _HERE / "qemu" / "virtio_mmio_cosim.c"
 INIT_SCRIPT = _HERE / "guest" / "init"
 
 # Bump when the source edits below change (part of the QEMU cache key).
-PATCH_VERSION = "1"
+PATCH_VERSION = "2"
+
+#: Guest-physical base of the co-simulation device's marker page (a MARK per write; outside
+#: every region of the virt machine's map and not in the device tree, so /dev/mem reaches it).
+MARK_BASE = 0x0A01_0000
+#: The requester ID the co-simulation device's MSI writes carry, which is the DeviceID in the
+#: slot's ``msi-parent = <&its DEVID>`` (machine option ``cosim-devid``).
+DEFAULT_DEVID = 0x31
+#: The Version-3 driver's file name in the initramfs (/lib/modules).
+DRIVER_MODULE = "virtio_mmio_v3.ko"
 # Bump when the initramfs layout changes (part of the initramfs cache key).
 INITRD_VERSION = "1-usr"
 
@@ -88,6 +102,7 @@ class LinuxAssets:
     kernel: Path
     initrd: Path
     kernel_release: str     # e.g. "6.1.0-56-arm64"
+    driver: Optional[Path] = None   # virtio_mmio_v3.ko in the initramfs, if asked for
 
 
 def cache_root() -> Path:
@@ -163,7 +178,9 @@ def ensure_host_packages(packages=HOST_PACKAGES, why="building QEMU",
     missing = _missing_host_packages(packages, why)
     if not missing:
         return
-    install = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
+    # Root as apt's download sandbox user: on some images `_apt` cannot write /dev/null.
+    apt = ["apt-get", "-o", "APT::Sandbox::User=root"]
+    install = [*apt, "install", "-y", "--no-install-recommends", *missing]
     if shutil.which("apt-get") is None:
         raise SetupError(f"{why} needs the host packages {' '.join(missing)}, and there is no "
                          "apt-get to install them")
@@ -183,7 +200,7 @@ def ensure_host_packages(packages=HOST_PACKAGES, why="building QEMU",
         _run(prefix + install, what="apt-get install", env=env)
     except SetupError:
         progress("host: apt-get install failed; running apt-get update once and retrying")
-        _run(prefix + ["apt-get", "update"], what="apt-get update", env=env)
+        _run(prefix + [*apt, "update"], what="apt-get update", env=env)
         _run(prefix + install, what="apt-get install", env=env)
     still = _missing_host_packages(packages, why)
     if still:
@@ -253,7 +270,8 @@ def _source_edits(src: Path) -> None:
     edit("include/hw/arm/virt.h",
          "    char *oem_id;\n    char *oem_table_id;\n};\n",
          "    char *oem_id;\n    char *oem_table_id;\n"
-         "    char *cosim_socket;  /* virtio-mmio-cosim in the top virtio-mmio slot */\n};\n")
+         "    char *cosim_socket;  /* virtio-mmio-cosim in the top virtio-mmio slot */\n"
+         "    uint32_t cosim_devid; /* its requester ID = DeviceID in its msi-parent */\n};\n")
 
     # 4. The top slot gets our device instead of a virtio-mmio transport when cosim-socket is set.
     edit("hw/arm/virt.c",
@@ -263,8 +281,10 @@ def _source_edits(src: Path) -> None:
          "            DeviceState *cosim = qdev_new(\"virtio-mmio-cosim\");\n"
          "\n"
          "            qdev_prop_set_string(cosim, \"socket\", vms->cosim_socket);\n"
+         "            qdev_prop_set_uint32(cosim, \"requester-id\", vms->cosim_devid);\n"
          "            sysbus_realize_and_unref(SYS_BUS_DEVICE(cosim), &error_fatal);\n"
          "            sysbus_mmio_map(SYS_BUS_DEVICE(cosim), 0, base);\n"
+         f"            sysbus_mmio_map(SYS_BUS_DEVICE(cosim), 1, {MARK_BASE:#x});\n"
          "            sysbus_connect_irq(SYS_BUS_DEVICE(cosim), 0,\n"
          "                               qdev_get_gpio_in(vms->gic, irq));\n"
          "            continue;\n"
@@ -303,6 +323,31 @@ def _source_edits(src: Path) -> None:
          "                                          \"(virtio-mmio-cosim device)\");\n"
          "\n"
          "    object_class_property_add_str(oc, \"gic-version\", virt_get_gic_version,\n")
+
+    # 7. On a machine with an ITS, the top slot's node names it as its MSI controller, with
+    #    the device's requester ID as the DeviceID (#msi-cells = 1).
+    edit("hw/arm/virt.c",
+         "                               GIC_FDT_IRQ_FLAGS_EDGE_LO_HI);\n"
+         "        qemu_fdt_setprop(ms->fdt, nodename, \"dma-coherent\", NULL, 0);\n"
+         "        g_free(nodename);\n",
+         "                               GIC_FDT_IRQ_FLAGS_EDGE_LO_HI);\n"
+         "        qemu_fdt_setprop(ms->fdt, nodename, \"dma-coherent\", NULL, 0);\n"
+         "        if (vms->cosim_socket && i == NUM_VIRTIO_TRANSPORTS - 1 &&\n"
+         "            vms->msi_controller == VIRT_MSI_CTRL_ITS) {\n"
+         "            qemu_fdt_setprop_cells(ms->fdt, nodename, \"msi-parent\",\n"
+         "                                   vms->msi_phandle, vms->cosim_devid);\n"
+         "        }\n"
+         "        g_free(nodename);\n")
+
+    # 8. The DeviceID as a machine option: cosim-devid=N (default DEFAULT_DEVID).
+    edit("hw/arm/virt.c",
+         "    vms->oem_table_id = g_strndup(ACPI_BUILD_APPNAME8, 8);\n}\n",
+         "    vms->oem_table_id = g_strndup(ACPI_BUILD_APPNAME8, 8);\n"
+         "\n"
+         f"    vms->cosim_devid = {DEFAULT_DEVID:#x};\n"
+         "    object_property_add_uint32_ptr(obj, \"cosim-devid\", &vms->cosim_devid,\n"
+         "                                   OBJ_PROP_FLAG_READWRITE);\n"
+         "}\n")
 
 
 def _resolve_qemu_source(root: Path, progress: Progress) -> dict:
@@ -394,7 +439,8 @@ class _BuildFailed(Exception):
 
 def _prepare_qemu(root: Path, progress: Progress) -> Path:
     info = _resolve_qemu_source(root, progress)
-    tree_key = _sha("tree", PATCH_VERSION, *CONFIGURE_OPTIONS, info["version"])[:16]
+    tree_key = _sha("tree", PATCH_VERSION, hex(MARK_BASE), hex(DEFAULT_DEVID),
+                    *CONFIGURE_OPTIONS, info["version"])[:16]
     device = DEVICE_SOURCE.read_bytes()
     full_key = _sha("binary", tree_key, device)
     top = root / "qemu" / f"{info['version'].replace(':', '_')}-{tree_key}"
@@ -563,7 +609,11 @@ def _decompress_module(path: Path) -> Path:
     return plain
 
 
-def _prepare_guest(root: Path, progress: Progress) -> tuple[Path, Path, str]:
+def _prepare_guest(root: Path, progress: Progress,
+                   driver: Optional[Callable[[str], Path]] = None) -> tuple[Path, Path, str]:
+    """Kernel, initramfs and release. ``driver(release)``: the path of the Version-3 driver
+    module, put beside the stock ones as ``/lib/modules/virtio_mmio_v3.ko``; its bytes are part
+    of the initramfs cache key, and initramfs files with and without it live side by side."""
     info, kdeb, bdeb = _resolve_kernel(root, progress)
     release = info["release"]
     gdir = root / "guest" / release
@@ -600,8 +650,13 @@ def _prepare_guest(root: Path, progress: Progress) -> tuple[Path, Path, str]:
                                                    f.name.endswith(".ko") and ".ko" in f.name]})
 
     init = INIT_SCRIPT.read_bytes()
-    key = _sha("initrd", INITRD_VERSION, init, bdeb.name, kdeb.name)[:16]
-    initrd = gdir / f"initrd-{key}.gz"
+    extra = {}
+    if driver is not None:
+        extra[DRIVER_MODULE] = driver(release).read_bytes()
+    kind = "v3" if extra else "stock"
+    key = _sha("initrd", INITRD_VERSION, init, bdeb.name, kdeb.name,
+               *[x for name, data in sorted(extra.items()) for x in (name, data)])[:16]
+    initrd = gdir / f"initrd-{kind}-{key}.gz"
     if not initrd.is_file():
         progress("guest: packing the initramfs")
         d, f, c = 0o040755, 0o100000, 0o020000
@@ -615,7 +670,13 @@ def _prepare_guest(root: Path, progress: Progress) -> tuple[Path, Path, str]:
         ]
         entries += [(f"lib/modules/{m}.ko", f | 0o644, p.read_bytes(), (0, 0))
                     for m, p in mods.items()]
-        for old in gdir.glob("initrd-*.gz"):
+        entries += [(f"lib/modules/{name}", f | 0o644, data, (0, 0))
+                    for name, data in sorted(extra.items())]
+        # Older initramfs files of this kind only: a concurrent run of the other kind may be
+        # about to boot its own.
+        for old in gdir.glob(f"initrd-{kind}-*.gz"):
+            old.unlink()
+        for old in gdir.glob("initrd-[0-9a-f]*.gz"):      # the naming before kinds
             old.unlink()
         tmp = initrd.with_suffix(".tmp")
         tmp.write_bytes(gzip.compress(_cpio_newc(entries), compresslevel=6, mtime=0))
@@ -626,9 +687,11 @@ def _prepare_guest(root: Path, progress: Progress) -> tuple[Path, Path, str]:
 # --------------------------------------------------------------------------------------------
 # public API
 
-def prepare(progress: Progress = print) -> LinuxAssets:
+def prepare(progress: Progress = print, *, driver: bool = False) -> LinuxAssets:
     """Fetch/build QEMU with the co-simulation device, the arm64 kernel and the initramfs.
-    Idempotent and cached under cache_root(); concurrent callers serialise on a lock file."""
+    Idempotent and cached under cache_root(); concurrent callers serialise on a lock file.
+    ``driver``: also cross-build the Version-3 transport driver (:func:`.kmod.build_driver`)
+    and put ``virtio_mmio_v3.ko`` into the initramfs (``/lib/modules``)."""
     root = cache_root()
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -641,21 +704,38 @@ def prepare(progress: Progress = print) -> LinuxAssets:
             progress(f"waiting for another prepare() holding {root / '.lock'}")
             fcntl.flock(lock, fcntl.LOCK_EX)
         qemu = _prepare_qemu(root, progress)
-        kernel, initrd, release = _prepare_guest(root, progress)
-    return LinuxAssets(qemu=qemu, kernel=kernel, initrd=initrd, kernel_release=release)
+        built = []
+
+        def build_driver(release: str) -> Path:
+            from .kmod import build_driver as build
+            built.append(build(progress, release=release))
+            return built[-1]
+
+        kernel, initrd, release = _prepare_guest(root, progress,
+                                                 build_driver if driver else None)
+    return LinuxAssets(qemu=qemu, kernel=kernel, initrd=initrd, kernel_release=release,
+                       driver=built[0] if built else None)
 
 
-def qemu_command(assets: LinuxAssets, socket_path: str, extra_append: str = "") -> list[str]:
+def qemu_command(assets: LinuxAssets, socket_path: str, extra_append: str = "", *,
+                 its: bool = False, devid: int = DEFAULT_DEVID, cpus: int = 1) -> list[str]:
     """The QEMU command line; run it with stdin=/dev/null, the guest console is on stdout.
     QEMU connects to socket_path (retrying for 30 s), so the simulator may start listening
-    before or shortly after QEMU starts."""
+    before or shortly after QEMU starts.
+
+    ``its``: a GICv3 with its ITS (``gic-version=3``) instead of the default GICv2, and the
+    slot's device-tree node gets ``msi-parent = <&its devid>``; the co-simulation device's MSI
+    writes carry ``devid`` as their requester ID. ``cpus``: the number of vCPUs."""
     append = "console=ttyAMA0 panic=-1 rdinit=/init rng_core.default_quality=0"
     if extra_append:
         append += " " + extra_append
     machine = "virt,cosim-socket=" + str(socket_path).replace(",", ",,")
+    if its:
+        machine += f",gic-version=3,cosim-devid={devid:#x}"
     return [
         str(assets.qemu),
         "-M", machine,
+        "-smp", str(cpus),
         "-cpu", "cortex-a57",
         "-m", "256M",
         "-display", "none",

@@ -4,7 +4,10 @@
  *
  * Written for the virtio-mmio-endpoint project (BSD-2-Clause). Built inside QEMU 7.2 by
  * virtio_mmio_sim.linux.setup, which also places it in slot 31 of the arm `virt` machine
- * (machine option cosim-socket=PATH).
+ * (machine option cosim-socket=PATH), maps its marker page (second MMIO region) at
+ * 0x0a010000 and, on a machine with a GICv3 ITS, gives the slot's device-tree node
+ * `msi-parent = <&its DEVID>` with DEVID = the machine option cosim-devid (default 0x31),
+ * which is also this device's property "requester-id".
  *
  * Wire format: every message starts with a 24-byte little-endian header
  *   u32 type, u32 size, u64 addr, u64 data
@@ -12,9 +15,21 @@
  *
  *   QEMU -> sim   1 MMIO_READ  (addr = offset, size = 1/2/4)        -> expects 3 READ_DATA
  *                 2 MMIO_WRITE (addr = offset, size, data = value)  -> expects 4 WRITE_ACK
+ *                12 MARK       (addr = offset in the marker page, size, data = value)
+ *                              -> expects 13 MARK_ACK
  *   sim -> QEMU   5 MEM_READ   (addr, size)          QEMU answers 7 MEM_DATA + payload
  *                 6 MEM_WRITE  (addr, size) + payload QEMU answers 8 MEM_ACK
  *                 9 IRQ        (data = level)        no answer
+ *                10 MSI_WRITE  (addr, size = 4, data = the 32-bit word)
+ *                              QEMU writes the word, little-endian, to guest-physical addr on the
+ *                              system address space with MemTxAttrs.requester_id = the device's
+ *                              requester ID (the ITS takes its DeviceID from it), and answers
+ *                              11 MSI_DONE (addr, size, data = the MemTxResult, 0 = MEMTX_OK)
+ *
+ * The marker page is a guest-visible 4 KiB region outside the virtio-mmio slot (the guest
+ * writes it through /dev/mem once the driver owns the slot): every write becomes a MARK, so
+ * the simulator can tell phases of a guest workload apart in its access log and act on them.
+ * Reads return 0x4b52414d ("MARK").
  *
  * Concurrency: the MMIO callbacks run on the vCPU thread with the BQL held; they send the request
  * and block on the socket until the reply, serving 5/6/9 messages that arrive first. Outside MMIO
@@ -55,7 +70,15 @@ enum {
     COSIM_MEM_DATA   = 7,
     COSIM_MEM_ACK    = 8,
     COSIM_IRQ        = 9,
+    COSIM_MSI_WRITE  = 10,
+    COSIM_MSI_DONE   = 11,
+    COSIM_MARK       = 12,
+    COSIM_MARK_ACK   = 13,
 };
+
+#define COSIM_MARK_SIZE        0x1000
+#define COSIM_MARK_MAGIC       0x4b52414du
+#define COSIM_DEFAULT_REQUESTER_ID 0x31
 
 #define COSIM_HEADER_BYTES 24
 
@@ -70,11 +93,13 @@ struct VirtioMmioCosimState {
     SysBusDevice parent_obj;
 
     MemoryRegion iomem;
+    MemoryRegion markmem;
     qemu_irq irq;
     int fd;
     uint8_t *buf;           /* COSIM_MAX_MEM_BYTES scratch for guest-memory transfers */
 
     char *socket_path;      /* property "socket" */
+    uint32_t requester_id;  /* property "requester-id": MemTxAttrs.requester_id of MSI writes */
 };
 
 static void G_NORETURN cosim_die(VirtioMmioCosimState *s, const char *what, int err)
@@ -188,6 +213,19 @@ static bool cosim_serve(VirtioMmioCosimState *s, const CosimMsg *msg)
     case COSIM_IRQ:
         qemu_set_irq(s->irq, msg->data != 0);
         return true;
+    case COSIM_MSI_WRITE: {
+        MemTxAttrs attrs = { .requester_id = s->requester_id };
+
+        if (msg->size != 4) {
+            error_report("virtio-mmio-cosim: MSI_WRITE of %u bytes (only 4 are allowed)",
+                         msg->size);
+            exit(1);
+        }
+        address_space_stl_le(&address_space_memory, msg->addr, (uint32_t)msg->data, attrs,
+                             &res);
+        cosim_send(s, COSIM_MSI_DONE, msg->size, msg->addr, (uint64_t)res);
+        return true;
+    }
     default:
         return false;
     }
@@ -257,6 +295,33 @@ static void cosim_mmio_write(void *opaque, hwaddr addr, uint64_t value, unsigned
     cosim_wait_reply(s, COSIM_WRITE_ACK);
 }
 
+static uint64_t cosim_mark_read(void *opaque, hwaddr addr, unsigned size)
+{
+    return COSIM_MARK_MAGIC;
+}
+
+static void cosim_mark_write(void *opaque, hwaddr addr, uint64_t value, unsigned size)
+{
+    VirtioMmioCosimState *s = opaque;
+
+    cosim_send(s, COSIM_MARK, size, addr, value);
+    cosim_wait_reply(s, COSIM_MARK_ACK);
+}
+
+static const MemoryRegionOps cosim_mark_ops = {
+    .read = cosim_mark_read,
+    .write = cosim_mark_write,
+    .endianness = DEVICE_LITTLE_ENDIAN,
+    .valid = {
+        .min_access_size = 1,
+        .max_access_size = 4,
+    },
+    .impl = {
+        .min_access_size = 1,
+        .max_access_size = 4,
+    },
+};
+
 static const MemoryRegionOps cosim_mmio_ops = {
     .read = cosim_mmio_read,
     .write = cosim_mmio_write,
@@ -317,6 +382,11 @@ static void cosim_realize(DeviceState *dev, Error **errp)
                    "required");
         return;
     }
+    if (s->requester_id > 0xffff) {
+        error_setg(errp, "virtio-mmio-cosim: requester-id 0x%x does not fit 16 bits",
+                   s->requester_id);
+        return;
+    }
     s->fd = cosim_connect(s->socket_path, errp);
     if (s->fd < 0) {
         return;
@@ -347,11 +417,16 @@ static void cosim_init(Object *obj)
     memory_region_init_io(&s->iomem, obj, &cosim_mmio_ops, s, TYPE_VIRTIO_MMIO_COSIM,
                           COSIM_WINDOW_SIZE);
     sysbus_init_mmio(sbd, &s->iomem);
+    memory_region_init_io(&s->markmem, obj, &cosim_mark_ops, s,
+                          TYPE_VIRTIO_MMIO_COSIM "-mark", COSIM_MARK_SIZE);
+    sysbus_init_mmio(sbd, &s->markmem);
     sysbus_init_irq(sbd, &s->irq);
 }
 
 static Property cosim_properties[] = {
     DEFINE_PROP_STRING("socket", VirtioMmioCosimState, socket_path),
+    DEFINE_PROP_UINT32("requester-id", VirtioMmioCosimState, requester_id,
+                       COSIM_DEFAULT_REQUESTER_ID),
     DEFINE_PROP_END_OF_LIST(),
 };
 
