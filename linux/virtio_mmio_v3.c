@@ -86,15 +86,17 @@
 #define VIRTIO_F_NOTIFICATION_DATA	38
 #endif
 
-/* Kernel interfaces that changed after 6.1 (only 6.1 is build-tested). */
-#define VMV3_HAVE_NOTIFICATION_DATA \
-	(LINUX_VERSION_CODE >= KERNEL_VERSION(6, 4, 0))
-#define VMV3_HAVE_DEVICE_MSI \
-	(LINUX_VERSION_CODE >= KERNEL_VERSION(6, 10, 0))
-#define VMV3_HAVE_VQS_INFO \
-	(LINUX_VERSION_CODE >= KERNEL_VERSION(6, 11, 0))
-#define VMV3_REMOVE_RETURNS_VOID \
-	(LINUX_VERSION_CODE >= KERNEL_VERSION(6, 11, 0))
+/*
+ * Kernel interfaces that changed after 6.1 (only 6.1 is build-tested).  An
+ * out-of-tree module has to test the kernel version; it is done in this one
+ * place.
+ */
+#define VMV3_KERNEL_AT_LEAST(major, minor, sub) \
+	(LINUX_VERSION_CODE >= KERNEL_VERSION(major, minor, sub))
+#define VMV3_HAVE_NOTIFICATION_DATA	VMV3_KERNEL_AT_LEAST(6, 4, 0)
+#define VMV3_HAVE_DEVICE_MSI		VMV3_KERNEL_AT_LEAST(6, 10, 0)
+#define VMV3_HAVE_VQS_INFO		VMV3_KERNEL_AT_LEAST(6, 11, 0)
+#define VMV3_REMOVE_RETURNS_VOID	VMV3_KERNEL_AT_LEAST(6, 11, 0)
 
 static char *dialect = "auto";
 module_param(dialect, charp, 0444);
