@@ -90,7 +90,10 @@ def test_v3_driver_takes_msi_through_the_its(profile, bus, device):
     msi, wired, again = f["phases"]["msi"], f["phases"]["wired"], f["phases"]["again"]
     # MSI: no InterruptStatus read and no ACK per interrupt; the wired interrupt needs both.
     assert msi["isr_reads"] == 0 and again["isr_reads"] == 0
-    assert wired["isr_reads"] >= wired["buffers"] > 0
+    # One interrupt per used buffer, but the guest reads InterruptStatus in its handler, after
+    # the device counted the buffer: virtio-rng keeps one request in flight, so the last
+    # buffer of the phase can complete before the closing mark and be read after it.
+    assert wired["isr_reads"] >= wired["buffers"] - 1 and wired["buffers"] > 0
     assert msi["per_request"] < wired["per_request"]
     assert msi["msi_writes"] >= msi["buffers"] and wired["msi_writes"] == 0
     # Version 3 notifies at the queue's doorbell, never at QueueNotify.
