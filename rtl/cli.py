@@ -496,11 +496,13 @@ def build_parser():
                        help="the subordinate port the accesses arrive on (default: axil)")
     linux.add_argument("--sim", choices=("verilator", "icarus"), default="verilator",
                        help="the Verilog simulator (default: verilator)")
-    linux.add_argument("--device", choices=("model", "rtl"), default="model",
+    linux.add_argument("--device", choices=("model", "rtl", "console"), default="model",
                        help="behind the endpoint: a Python virtio-rng back-end on the "
-                            "device-side ports (model), or the RTL virtio-rng device of "
+                            "device-side ports (model), the RTL virtio-rng device of "
                             "generate --device rng, its DMA port served from guest memory "
-                            "(rtl) (default: model)")
+                            "(rtl), or a Python virtio-console back-end with MULTIPORT (two "
+                            "ports, six queues) that the stock virtio_console driver moves "
+                            "data through both ways at once (console) (default: model)")
     linux.add_argument("--profile", choices=("plain-v2", "seed", "linux-k1"),
                        default="plain-v2",
                        help="plain-v2: the stock virtio_mmio driver; seed, linux-k1: Version 3 "

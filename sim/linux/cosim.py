@@ -5,7 +5,10 @@ Verilog by :mod:`virtio_mmio_sim.linux.run`.
   subordinate port through the cocotbext bus models (random pauses on every channel), and its
   answer goes back only when the bus has answered (non-posted, as on a real interconnect).
 * ``irq`` is forwarded to the slot's interrupt line after every access and while the device
-  works, before QEMU is let go on.
+  works, before QEMU is let go on. The slot's device-tree interrupt is level-high (as the
+  generated .dtsi has it), so the sampled level is all the GIC needs: a drop and rise between
+  two samples, or an event in the very cycle of an InterruptACK, leaves the line high and the
+  interrupt pending, where an edge-triggered input would lose it.
 * The device behind the endpoint (:data:`DEVICE_ENV`) is either ``model``,
   :class:`RngBackend`, a virtio-rng device in Python on the endpoint's device-side ports (SPEC
   §9): it takes each notification from the notify stream, reads the queue's addresses from the
@@ -14,7 +17,10 @@ Verilog by :mod:`virtio_mmio_sim.linux.run`.
   only after the used index is written raises a used-buffer event; or ``rtl``, the RTL
   virtio-rng device of :mod:`virtio_mmio.rng` inside the generated module, whose DMA manager
   port (``m_dma_axil_*`` / ``m_dma_wb_*``) is served from guest memory over the socket
-  (:class:`LinkMemory` behind the RAM models of :mod:`virtio_mmio_sim.cocotb_dma`).
+  (:class:`LinkMemory` behind the RAM models of :mod:`virtio_mmio_sim.cocotb_dma`); or
+  ``console``, :class:`~.console.ConsoleBackend`, a virtio-console device with MULTIPORT in
+  Python on the same ports (six queues: two ports and the control queues; the endpoint's
+  config-space port serves its configuration).
 
 * The endpoint's MSI manager port (``m_axil_*`` or ``m_wb_*``) is served by the subordinate
   models of :mod:`virtio_mmio_sim.cocotb_msi` (random pauses, answer delays and stall), each
@@ -54,6 +60,7 @@ from virtio_mmio_sim.cocotb_msi import (AxiLiteMsiRam, MsiWriteRefused,
                                         WishboneMsiSubordinate)
 from virtio_mmio_sim.cocotb_tests.test_endpoint import load_params
 
+from .console import ConsoleBackend
 from .protocol import (MARK_CONFIG_CHANGE, MARK_MSI_ERROR_PROBE, MEMTX_OK, MSI_PROBE_ADDRESS,
                        Link, LinkClosed, Mark)
 
@@ -62,7 +69,7 @@ SOCKET_ENV = "VIRTIO_MMIO_LINUX_SOCKET"
 RESULT_ENV = "VIRTIO_MMIO_LINUX_RESULT"
 SEED_ENV = "VIRTIO_MMIO_LINUX_SEED"
 DEVICE_ENV = "VIRTIO_MMIO_LINUX_DEVICE"
-DEVICES = ("model", "rtl")
+DEVICES = ("model", "rtl", "console")
 
 CLOCK_NS = 10
 #: Simulated time before the session counts as hung. A boot that reads 1 KiB needs well under
@@ -510,9 +517,9 @@ async def linux_session(dut):
 
     Clock(dut.clk, CLOCK_NS, unit="ns").start()
     dut.rst.value = 1
-    backend = RngBackend(dut, None, seed)
+    backend = (ConsoleBackend if device == "console" else RngBackend)(dut, None, seed)
     memory = recorder = ram = None
-    if device == "model":
+    if device in ("model", "console"):
         backend.start()
     else:
         from virtio_mmio.rng import DEFAULT_SEED
@@ -552,16 +559,21 @@ async def linux_session(dut):
     outcome = "closed"
 
     def device_busy():
-        if device == "model":
+        if device in ("model", "console"):
             return backend.busy or value(dut.notify_valid)
         return value(dut.rng_busy)
+
+    def total(count):
+        """A counter of the back-end (per queue for the console: summed)."""
+        return sum(count) if isinstance(count, list) else count
 
     def snapshot(mark):
         return {
             "mark": mark.value, "accesses": served,
             "reads": link.counts["mmio_read"], "writes": link.counts["mmio_write"],
-            "buffers": backend.buffers if device == "model" else value(dut.rng_buffers),
-            "notifications": backend.notifications, "used_events": backend.used_events,
+            "buffers": total(backend.buffers) if device != "rtl" else value(dut.rng_buffers),
+            "notifications": total(backend.notifications),
+            "used_events": total(backend.used_events),
             "config_events": backend.config_events,
             "msi_writes": len(bridge.writes), "irq_rise": link.counts["irq_rise"],
             "msi_enabled": value(dut.msi_enabled), "msi_errors": value(dut.msi_errors),
@@ -641,9 +653,9 @@ async def linux_session(dut):
             "profile": params.profile,
             "accesses": served,
             "link": dict(link.counts) if link is not None else {},
-            "notifications": backend.notifications,
-            "buffers": backend.buffers,
-            "used_events": backend.used_events,
+            "notifications": total(backend.notifications),
+            "buffers": total(backend.buffers),
+            "used_events": total(backend.used_events),
             "config_events": backend.config_events,
             "device_resets": backend.device_resets,
             "backend_errors": backend.errors,
@@ -655,7 +667,9 @@ async def linux_session(dut):
             "msi_updates": targets.updates,
             "msi_targets": targets.known(),
             "msi_error_probe": probe,
-            "stream": backend.stream.hex(),
+            "stream": backend.stream.hex() if device != "console" else "",
         }
+        if device == "console":
+            result["console"] = backend.record()
         result_path.write_text(json.dumps(result, indent=1))
     assert not backend.errors, f"back-end errors: {backend.errors}"

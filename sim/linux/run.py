@@ -26,6 +26,14 @@ records its counters at (:func:`v3_figures` collects them, :func:`judge_v3` judg
 * per phase, the register accesses per used buffer (MSI against the wired interrupt), the
   doorbell writes per queue (none at QueueNotify, 0x050), and every MSI message with its
   vector, none refused (``msi_errors`` 0).
+
+``device="console"``: the Python virtio-console back-end with MULTIPORT (:mod:`.console`,
+six queues, two ports) under the stock ``virtio_console`` driver, in any profile; the guest runs
+``guest/console`` (:func:`console_figures` collects, :func:`judge_console` judges): the driver
+bound with MULTIPORT negotiated, the control handshake for both ports, port 1's stream from the
+device read by the guest and the guest's pattern written to port 1 at the same time (both
+checked byte for byte), records written to hvc0 (port 0), the interrupts per vector
+(/proc/interrupts) or on the wired line, the doorbells per queue.
 """
 
 import json
@@ -46,12 +54,14 @@ from virtio_mmio.regmap import Feature
 from ..cocotb_build import build, failures, prepare_simulator
 from ..cocotb_tests.test_endpoint import PARAMS_ENV
 from . import setup
+from . import console as vcons
 from .cosim import DEVICE_ENV, DEVICES, RESULT_ENV, SEED_ENV, SOCKET_ENV
 from .protocol import MARK_CONFIG_CHANGE
 
 
 __all__ = ["BUSES", "DEVICES", "PROFILES", "LINUX_PARAMS", "LinuxRun", "linux_params",
-           "run_linux", "judge", "judge_v3", "v3_figures", "MARKER"]
+           "console_params", "run_linux", "judge", "judge_v3", "v3_figures", "console_figures",
+           "judge_console", "MARKER"]
 
 #: The console lines the guest's /init prints start with this.
 MARKER = "VMMIO-LOOP: "
@@ -89,9 +99,23 @@ LINUX_PARAMS = {
 }
 
 
+def console_params(bus, profile="plain-v2"):
+    """The endpoint of the virtio-console back-end: DeviceID 3, VERSION_1 and MULTIPORT,
+    :data:`.console.QUEUES` queues of 64, the 12-byte console config space."""
+    base = LINUX_PARAMS[bus]
+    return EndpointParams(profile=profile, bus=bus, wishbone_mode=base.wishbone_mode,
+                          queues=vcons.QUEUES, queue_size=64,
+                          device_id=vcons.VIRTIO_ID_CONSOLE,
+                          features=1 << Feature.VERSION_1 | 1 << vcons.F_MULTIPORT,
+                          config_size=vcons.CONFIG_SIZE)
+
+
 def linux_params(bus, device="model", profile="plain-v2"):
     """The endpoint for ``bus`` and ``profile``; with ``device="rtl"`` the parameters of the
-    RTL virtio-rng endpoint (:func:`virtio_mmio.rng.rng_params`, same profile and bus)."""
+    RTL virtio-rng endpoint (:func:`virtio_mmio.rng.rng_params`, same profile and bus); with
+    ``device="console"`` :func:`console_params`."""
+    if device == "console":
+        return console_params(bus, profile)
     params = LINUX_PARAMS[bus]
     if profile != params.profile:
         params = EndpointParams(profile=profile, bus=params.bus,
@@ -134,11 +158,19 @@ class LinuxRun:
 
     def verdict(self):
         counts = self.result.get("link", {})
-        where = (f"{self.profile}, {self.bus} on {self.simulator}, "
-                 f"{'RTL virtio-rng device' if self.device == 'rtl' else 'Python back-end'}, "
+        what = {"rtl": "RTL virtio-rng device",
+                "console": "Python virtio-console back-end"}.get(self.device, "Python back-end")
+        where = (f"{self.profile}, {self.bus} on {self.simulator}, {what}, "
                  f"{self.seconds:.1f} s, "
                  f"{counts.get('mmio_read', 0)} reads + {counts.get('mmio_write', 0)} writes, "
                  f"{self.result.get('buffers', 0)} buffers")
+        if self.passed and self.device == "console":
+            f = self.figures
+            return (f"PASS: Linux bound virtio_console (MULTIPORT, 2 ports) to the RTL; port 1 "
+                    f"{f['rx_bytes']} bytes device->guest and {f['tx_bytes']} bytes "
+                    f"guest->device at the same time, hvc0 {f['hvc_bytes']} bytes, all equal; "
+                    f"interrupts per vector {f['irq_per_vector']}, wired "
+                    f"{f['wired_irqs']}; doorbells per queue {f['doorbells']} ({where})")
         if self.passed and self.profile != "plain-v2":
             per = {p: v["per_request"] for p, v in self.figures.get("phases", {}).items()}
             return (f"PASS: Linux bound {V3_DRIVER} and virtio_rng to the RTL, MSI through the "
@@ -160,6 +192,20 @@ class LinuxRun:
         f = self.figures
         if not f:
             return ""
+        if self.device == "console":
+            return "\n".join([
+                f"  port 1: device->guest {f['rx_bytes']} bytes, guest->device {f['tx_bytes']} "
+                f"bytes; hvc0 (port 0) guest->device {f['hvc_bytes']} bytes; rx/tx used "
+                f"events interleaved {f['interleaving']} times",
+                f"  /proc/interrupts per vector during the transfer {f['irq_per_vector']}, "
+                f"since boot {f['irq_totals']} ({f['irq_names']}); wired line "
+                f"{f['wired_irqs']}",
+                f"  MSI writes {f['msi_writes']} per vector {f['msi_per_vector']} refused "
+                f"{f['msi_refused']} msi_errors {f['msi_errors']}",
+                f"  doorbells per queue {f['doorbells']}, notifications {f['notifications']}, "
+                f"used events {f['used_events']} (suppressed {f['suppressed']})",
+                f"  control in {f['control_in']}",
+                f"  control out {f['control_out']}"])
         lines = []
         for phase, v in f["phases"].items():
             lines.append(f"  {phase:9s} MSI {'on ' if v['msi_enabled'][-1] else 'off'} "
@@ -533,6 +579,190 @@ def judge_v3(figures, queues=1, devid=setup.DEFAULT_DEVID, cpus=V3_CPUS):
     return checks
 
 
+# -------------------------------------------------------------------------- virtio-console
+
+#: The names the driver gives the queues (and their MSI vectors, vector = queue + 1).
+CONSOLE_QUEUE_NAMES = ("input0", "output0", "control-i", "control-o", "input1", "output1")
+
+
+def _digest(text):
+    """(size, sha256 hex, head hex) from a ``console-rx``/``console-tx`` line, else None."""
+    parts = text.split()
+    try:
+        return int(parts[0]), parts[1], parts[2] if len(parts) > 2 else ""
+    except (IndexError, ValueError):
+        return None
+
+
+def console_figures(console_text, result, access_lines, params, seed=1):
+    """What a virtio-console session showed: a dict of plain values (see
+    :func:`judge_console`)."""
+    import hashlib
+    markers = _markers(console_text)
+    record = result.get("console", {})
+    queues = params.queues
+    writes = []
+    for line in access_lines:
+        m = re.match(r"write (0x[0-9a-f]+) <- (0x[0-9a-f]+) ", line)
+        if m:
+            writes.append((int(m.group(1), 16), int(m.group(2), 16)))
+    if params.notify_multiplier:
+        offsets = {params.notify_base + q * params.notify_multiplier: q for q in range(queues)}
+        doorbells = {str(q): sum(1 for o, _ in writes if o == off)
+                     for off, q in offsets.items()}
+        queue_notify = sum(1 for o, _ in writes if o == 0x050)
+    else:
+        doorbells = {str(q): sum(1 for o, d in writes if o == 0x050 and d == q)
+                     for q in range(queues)}
+        queue_notify = sum(doorbells.values())
+
+    dumps = _irq_dumps(markers)
+    before, after = dumps.get("before", []), dumps.get("after", [])
+    vb, va = _vectors(before), _vectors(after)
+    per_vector = {str(v): sum(counts) - sum(vb.get(v, [0])) for v, counts in sorted(va.items())}
+    wired = _wired_total(after) - _wired_total(before) if "after" in dumps else None
+
+    tx = [bytes.fromhex(t) for t in record.get("tx", [])]
+    rx = [bytes.fromhex(r) for r in record.get("rx", [])]
+    found = lambda prefix: next((m[len(prefix):] for m in markers  # noqa: E731
+                                 if m.startswith(prefix)), None)
+    guest_rx = _digest(found("console-rx ") or "")
+    guest_tx = _digest(found("console-tx ") or "")
+    data_rx = rx[vcons.DATA_PORT_ID] if len(rx) > vcons.DATA_PORT_ID else b""
+    data_tx = tx[vcons.DATA_PORT_ID] if len(tx) > vcons.DATA_PORT_ID else b""
+    hvc = tx[vcons.CONSOLE_PORT_ID] if tx else b""
+    expected_rx = vcons.rx_stream(seed, record.get("rx_total", vcons.RX_BYTES))
+    expected_tx = vcons.tx_pattern(vcons.TX_BYTES)
+    expected_hvc = vcons.hvc_pattern(vcons.HVC_RECORDS)
+    marks = {snap["mark"]: snap for snap in result.get("marks", [])}
+    phase = None
+    if 1 in marks and 2 in marks:
+        a, b = marks[1], marks[2]
+        phase = {"accesses": b["accesses"] - a["accesses"], "buffers": b["buffers"] - a["buffers"],
+                 "msi_writes": b["msi_writes"] - a["msi_writes"],
+                 "wired_rises": b["irq_rise"] - a["irq_rise"],
+                 "msi_enabled": [a["msi_enabled"], b["msi_enabled"]]}
+    devices = [re.match(r"device (\S+) id=(\S+) vendor=(\S+) driver=(\S+) features=(\S*)", m)
+               for m in markers if m.startswith("device ")]
+    devices = [d.groups() for d in devices if d]
+    return {
+        "profile": params.profile,
+        "devices": devices,
+        "platform_driver": next((m.split("driver=")[1] for m in markers
+                                 if m.startswith("platform console ")), None),
+        "ports": [m[len("port "):] for m in markers if m.startswith("port ")],
+        "hvc0": "hvc0 present" in markers,
+        "rx_bytes": len(data_rx),
+        "rx_expected": data_rx == expected_rx,
+        "rx_guest": guest_rx,
+        "rx_guest_ok": guest_rx is not None and guest_rx[0] == len(expected_rx) and
+        guest_rx[1] == hashlib.sha256(expected_rx).hexdigest(),
+        "tx_bytes": len(data_tx),
+        "tx_expected": data_tx == expected_tx,
+        "tx_guest": guest_tx,
+        "tx_guest_ok": guest_tx is not None and guest_tx[0] == len(expected_tx) and
+        guest_tx[1] == hashlib.sha256(expected_tx).hexdigest(),
+        "hvc_bytes": len(hvc),
+        "hvc_expected": hvc == expected_hvc,
+        "irq_per_vector": per_vector,
+        "irq_totals": {str(v): sum(counts) for v, counts in sorted(va.items())},
+        "irq_names": {str(line.vector): line.name for line in after if line.vector is not None},
+        "wired_irqs": wired,
+        "phase": phase,
+        "doorbells": doorbells,
+        "queue_notify_writes": queue_notify,
+        "notifications": record.get("queue_notifications"),
+        "used_events": record.get("queue_used_events"),
+        "suppressed": record.get("queue_suppressed"),
+        "interleaving": record.get("interleaving"),
+        "guest_opens": record.get("guest_opens"),
+        "control_in": [f"{c[1]}({c[0] if c[0] != 0xFFFF_FFFF else 'BAD_ID'},{c[2]})"
+                       for c in record.get("control_in", [])],
+        "control_out": [f"{c[1]}({c[0]},{c[3] or c[2]})" for c in record.get("control_out", [])],
+        "control_pending": record.get("control_pending"),
+        "unexpected": record.get("unexpected", []),
+        "msi_writes": len(result.get("msi_writes", [])),
+        "msi_addresses": sorted({w[0] for w in result.get("msi_writes", [])}),
+        "msi_per_vector": result.get("msi_per_vector", {}),
+        "msi_refused": result.get("msi_refused"),
+        "msi_errors": result.get("msi_errors"),
+        "failures": [m for m in markers if re.match(r"\S+-failed", m)],
+    }
+
+
+def judge_console(figures, console_text, result, qemu_exit, timed_out):
+    """The checks of a virtio-console session from :func:`console_figures`."""
+    checks = []
+    add = lambda name, ok, detail: checks.append(Check(name, bool(ok), detail))  # noqa: E731
+    f = figures
+    v3 = f["profile"] != "plain-v2"
+    bound = [d for d in f["devices"] if d[3] == "virtio_console"]
+    features = bound[0][4] if bound else ""
+    negotiated = [bit for bit in (vcons.F_MULTIPORT, Feature.VERSION_1)
+                  if len(features) > bit and features[bit] == "1"]
+    add("bound", bound and int(bound[0][1], 0) == vcons.VIRTIO_ID_CONSOLE and
+        len(negotiated) == 2 and (not v3 or f["platform_driver"] == V3_DRIVER),
+        f"devices {[d[:2] + d[3:4] for d in f['devices']] or 'none'}, features {features or '-'}"
+        f" (MULTIPORT and VERSION_1 wanted), platform driver {f['platform_driver']}")
+    want_out = ["DEVICE_ADD(0,0)", "DEVICE_ADD(1,0)"]
+    add("control", all(w in f["control_out"] for w in want_out) and
+        "DEVICE_READY(BAD_ID,1)" in f["control_in"] and "PORT_READY(0,1)" in f["control_in"]
+        and "PORT_READY(1,1)" in f["control_in"] and f["control_pending"] == 0 and
+        f["guest_opens"] and 1 in f["guest_opens"][vcons.DATA_PORT_ID] and
+        any("name=cosim.1" in p for p in f["ports"]),
+        f"driver -> device {f['control_in']}; device -> driver {f['control_out']}; ports "
+        f"{f['ports']}; guest PORT_OPEN per port {f['guest_opens']}")
+    add("rx", f["rx_bytes"] > 0 and f["rx_expected"] and f["rx_guest_ok"],
+        f"device sent {f['rx_bytes']} bytes on port 1 "
+        f"({'the seeded stream' if f['rx_expected'] else 'NOT the seeded stream'}); the guest "
+        f"read {f['rx_guest'] or 'nothing'} ({'equal' if f['rx_guest_ok'] else 'DIFFERENT'})")
+    add("tx", f["tx_bytes"] > 0 and f["tx_expected"] and f["tx_guest_ok"],
+        f"device received {f['tx_bytes']} bytes on port 1 "
+        f"({'equal to' if f['tx_expected'] else 'DIFFERENT from'} the pattern the guest wrote, "
+        f"{f['tx_guest']})")
+    add("hvc0", f["hvc0"] and f["hvc_expected"],
+        f"hvc0 {'present' if f['hvc0'] else 'MISSING'}; device received {f['hvc_bytes']} bytes "
+        f"on port 0 ({'equal' if f['hvc_expected'] else 'DIFFERENT'})")
+    busy = [q for q, n in f["doorbells"].items() if n > 0]
+    add("doorbells", len(busy) > 1 and (not v3 or f["queue_notify_writes"] == 0),
+        f"notifications per queue {f['doorbells']}"
+        + (f", {f['queue_notify_writes']} at QueueNotify" if v3 else " (QueueNotify)"))
+    if v3:
+        # Port 1's queues carry the transfer; the control receiveq the handshake before it.
+        data = [vcons.rx_queue(1) + 1, vcons.tx_queue(1) + 1]
+        control = vcons.CONTROL_RX + 1
+        counts, totals = f["irq_per_vector"], f["irq_totals"]
+        phase = f["phase"] or {}
+        add("msi", all(counts.get(str(v), 0) > 0 for v in data) and
+            totals.get(str(control), 0) > 0 and f["wired_irqs"] == 0 and
+            phase.get("wired_rises") == 0 and phase.get("msi_enabled") == [1, 1],
+            f"/proc/interrupts per vector during the transfer {counts} (port-1 receiveq and "
+            f"transmitq, vectors {data}, must rise), since boot {totals} (control receiveq, "
+            f"vector {control}, > 0); wired line {f['wired_irqs']}, wired rises "
+            f"{phase.get('wired_rises')}")
+        strays = f["msi_per_vector"].get("none", 0)
+        add("msi_messages", f["msi_refused"] == 0 and f["msi_errors"] == 0 and strays == 0 and
+            f["msi_addresses"] == [GITS_TRANSLATER],
+            f"{f['msi_writes']} MSI writes to {[hex(a) for a in f['msi_addresses']]}, per "
+            f"vector {f['msi_per_vector']}, {f['msi_refused']} refused, msi_errors "
+            f"{f['msi_errors']}")
+    else:
+        add("wired", f["wired_irqs"] and f["wired_irqs"] > 0,
+            f"wired line +{f['wired_irqs']} interrupts during the transfer")
+    if f["failures"]:
+        add("guest", False, "; ".join(f["failures"]))
+    powered_off = "done" in _markers(console_text) and "reboot: Power down" in console_text
+    add("poweroff", not timed_out and qemu_exit == 0 and powered_off,
+        "timed out; QEMU was stopped" if timed_out else
+        f"QEMU exit status {qemu_exit}, {'power-down seen' if powered_off else 'no power-down'}")
+    outcome = result.get("outcome", "no record from the simulation")
+    errors = result.get("backend_errors", []) + f["unexpected"]
+    add("simulation", outcome == "closed" and not errors,
+        "simulation ended with QEMU" if outcome == "closed" and not errors else
+        f"{outcome}{'; device: ' + '; '.join(errors) if errors else ''}")
+    return checks
+
+
 def _wait_for_socket(path, thread, timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -548,8 +778,9 @@ def run_linux(*, bus="axil", simulator="verilator", device="model", profile="pla
               dialect=None, cpus=None, timeout=300.0, work_dir="build/linux", out=sys.stdout,
               seed=1, progress=None):
     """Run one session; returns a :class:`LinuxRun`. ``device``: ``"model"`` (the Python
-    virtio-rng back-end on the device-side ports) or ``"rtl"`` (the RTL virtio-rng device, its
-    DMA port served from guest memory). ``profile``: ``plain-v2`` (the stock driver) or a
+    virtio-rng back-end on the device-side ports), ``"rtl"`` (the RTL virtio-rng device, its
+    DMA port served from guest memory) or ``"console"`` (the Python virtio-console back-end
+    with MULTIPORT, :mod:`.console`, and the ``guest/console`` scenario). ``profile``: ``plain-v2`` (the stock driver) or a
     Version-3 profile, ``seed`` / ``linux-k1`` (the virtio_mmio_v3 driver, MSI through the
     GICv3 ITS, the scenarios of ``guest/init``); ``dialect``: the driver's ``dialect=``
     (default: the profile's); ``cpus``: vCPUs (Version 3 default :data:`V3_CPUS`, else 1).
@@ -574,12 +805,15 @@ def run_linux(*, bus="axil", simulator="verilator", device="model", profile="pla
     work = Path(work_dir).resolve() / variant / device
     work.mkdir(parents=True, exist_ok=True)
 
-    assets = setup.prepare(progress=say, driver=v3)
+    console_device = device == "console"
+    assets = setup.prepare(progress=say, driver=v3, console=console_device)
     if simulator == "icarus":
         setup.ensure_host_packages(["iverilog"], "--sim icarus", progress=say)
     prepare_simulator(simulator, Path(work_dir).resolve() / "tools")
     params = linux_params(bus, device, profile)
-    what = "the RTL virtio-rng device" if device == "rtl" else "a Python virtio-rng back-end"
+    what = {"rtl": "the RTL virtio-rng device",
+            "console": "a Python virtio-console back-end"}.get(device,
+                                                               "a Python virtio-rng back-end")
     say(f"[linux] building the {bus} endpoint ({profile}) with {what} for {simulator}")
     runner = build(params, work / "sim_build", simulator=simulator, log_file=work / "build.log",
                    device="rng" if device == "rtl" else "none")
@@ -616,11 +850,13 @@ def run_linux(*, bus="axil", simulator="verilator", device="model", profile="pla
         if not _wait_for_socket(socket_path, thread, 120):
             raise RuntimeError(f"the simulation did not start listening; see "
                                f"{work / 'simulation.log'}")
+        append = f"vmmio.rx={vcons.RX_BYTES}" if console_device else ""
         if v3:
-            append = f"vmmio.transport=v3 vmmio.dialect={dialect or DIALECTS[profile]}"
-            command = setup.qemu_command(assets, socket_path, append, its=True, cpus=cpus)
+            append += f" vmmio.transport=v3 vmmio.dialect={dialect or DIALECTS[profile]}"
+            command = setup.qemu_command(assets, socket_path, append.strip(), its=True,
+                                         cpus=cpus)
         else:
-            command = setup.qemu_command(assets, socket_path, cpus=cpus)
+            command = setup.qemu_command(assets, socket_path, append, cpus=cpus)
         say(f"[linux] booting {assets.kernel_release} in QEMU (console below; also in "
             f"{run.console})")
         with open(run.console, "w") as console, \
@@ -652,8 +888,14 @@ def run_linux(*, bus="axil", simulator="verilator", device="model", profile="pla
     if result_path.exists():
         run.result = json.loads(result_path.read_text())
     console_text = run.console.read_text(errors="replace")
-    run.checks = judge(console_text, run.result, qemu_exit, timed_out)
-    if v3:
+    if console_device:
+        log = work / "accesses.log"
+        lines = log.read_text().splitlines() if log.exists() else []
+        run.figures = console_figures(console_text, run.result, lines, params, seed)
+        run.checks = judge_console(run.figures, console_text, run.result, qemu_exit, timed_out)
+    else:
+        run.checks = judge(console_text, run.result, qemu_exit, timed_out)
+    if v3 and not console_device:
         log = work / "accesses.log"
         lines = log.read_text().splitlines() if log.exists() else []
         run.figures = v3_figures(console_text, run.result, lines, params)

@@ -17,6 +17,11 @@ arm64 kernel and a tiny busybox initramfs.
   busybox, ``virtio_mmio.ko``, ``virtio-rng.ko`` and ``guest/init``, whose result lines start with
   ``VMMIO-LOOP: ``; ``prepare(driver=True)`` adds the Version-3 transport driver
   ``virtio_mmio_v3.ko`` (cross-built by :mod:`.kmod`) in an initramfs of its own.
+  ``prepare(console=True)``: an initramfs for the virtio-console scenario instead, whose /init is
+  ``guest/console``, with ``virtio_console.ko`` (``CONFIG_VIRTIO_CONSOLE=m``, no dependencies)
+  and the pattern the guest writes (``/lib/console-tx.bin``, :func:`.console.tx_pattern`); its
+  files are named ``initrd-vcons-{stock,v3}-<key>.gz``, so the rng initramfs files and their
+  keys stay as they are.
 
 Cache layout (under :func:`cache_root`)::
 
@@ -30,7 +35,9 @@ Cache layout (under :func:`cache_root`)::
     guest/release.json           resolved kernel package and release
     guest/debs/                  the downloaded .deb files
     guest/<release>/             vmlinuz, virtio_mmio.ko, virtio-rng.ko, busybox,
-                                 initrd-stock-<key>.gz, initrd-v3-<key>.gz (with the driver)
+                                 initrd-stock-<key>.gz, initrd-v3-<key>.gz (with the driver),
+                                 virtio_console.ko (extracted when first asked for),
+                                 initrd-vcons-stock-<key>.gz, initrd-vcons-v3-<key>.gz
 """
 
 from __future__ import annotations
@@ -58,9 +65,13 @@ OPT_OUT = "set VIRTIO_MMIO_LINUX=skip to leave the Linux test out"
 _HERE = Path(__file__).resolve().parent
 DEVICE_SOURCE = _HERE / "qemu" / "virtio_mmio_cosim.c"
 INIT_SCRIPT = _HERE / "guest" / "init"
+#: /init of the virtio-console initramfs.
+CONSOLE_INIT_SCRIPT = _HERE / "guest" / "console"
+#: Where the console initramfs holds the bytes the guest writes to port 1.
+CONSOLE_TX_FILE = "lib/console-tx.bin"
 
 # Bump when the source edits below change (part of the QEMU cache key).
-PATCH_VERSION = "2"
+PATCH_VERSION = "3"
 
 #: Guest-physical base of the co-simulation device's marker page (a MARK per write; outside
 #: every region of the virt machine's map and not in the device tree, so /dev/mem reaches it).
@@ -324,18 +335,25 @@ def _source_edits(src: Path) -> None:
          "\n"
          "    object_class_property_add_str(oc, \"gic-version\", virt_get_gic_version,\n")
 
-    # 7. On a machine with an ITS, the top slot's node names it as its MSI controller, with
-    #    the device's requester ID as the DeviceID (#msi-cells = 1).
+    # 7. The top slot's interrupt is level-high, as the endpoint's irq is a level (high while
+    #    InterruptStatus is not 0) and as the generated .dtsi declares it; virt's edge-rising
+    #    would lose an event that arrives in the cycle of an InterruptACK (the line stays
+    #    high, no new edge). On a machine with an ITS, the node also names it as its MSI
+    #    controller, with the device's requester ID as the DeviceID (#msi-cells = 1).
     edit("hw/arm/virt.c",
          "                               GIC_FDT_IRQ_FLAGS_EDGE_LO_HI);\n"
          "        qemu_fdt_setprop(ms->fdt, nodename, \"dma-coherent\", NULL, 0);\n"
          "        g_free(nodename);\n",
          "                               GIC_FDT_IRQ_FLAGS_EDGE_LO_HI);\n"
          "        qemu_fdt_setprop(ms->fdt, nodename, \"dma-coherent\", NULL, 0);\n"
-         "        if (vms->cosim_socket && i == NUM_VIRTIO_TRANSPORTS - 1 &&\n"
-         "            vms->msi_controller == VIRT_MSI_CTRL_ITS) {\n"
-         "            qemu_fdt_setprop_cells(ms->fdt, nodename, \"msi-parent\",\n"
-         "                                   vms->msi_phandle, vms->cosim_devid);\n"
+         "        if (vms->cosim_socket && i == NUM_VIRTIO_TRANSPORTS - 1) {\n"
+         "            qemu_fdt_setprop_cells(ms->fdt, nodename, \"interrupts\",\n"
+         "                                   GIC_FDT_IRQ_TYPE_SPI, irq,\n"
+         "                                   GIC_FDT_IRQ_FLAGS_LEVEL_HI);\n"
+         "            if (vms->msi_controller == VIRT_MSI_CTRL_ITS) {\n"
+         "                qemu_fdt_setprop_cells(ms->fdt, nodename, \"msi-parent\",\n"
+         "                                       vms->msi_phandle, vms->cosim_devid);\n"
+         "            }\n"
          "        }\n"
          "        g_free(nodename);\n")
 
@@ -581,6 +599,8 @@ def _resolve_kernel(root: Path, progress: Progress) -> tuple[dict, Path, Path]:
 
 
 _MODULES = {"virtio_mmio": "kernel/drivers/virtio/", "virtio-rng": "kernel/drivers/char/hw_random/"}
+#: Modules only the virtio-console initramfs holds; extracted on first use, beside the others.
+_CONSOLE_MODULES = {"virtio_console": "kernel/drivers/char/"}
 
 
 def _decompress_module(path: Path) -> Path:
@@ -609,11 +629,39 @@ def _decompress_module(path: Path) -> Path:
     return plain
 
 
+def _extract_modules(kdeb: Path, release: str, gdir: Path, modules: dict,
+                     progress: Progress) -> None:
+    """Extract the ``modules`` (name -> directory under kernel/) that are not in ``gdir`` yet,
+    leaving everything else there alone."""
+    missing = {m: sub for m, sub in modules.items() if not (gdir / f"{m}.ko").is_file()}
+    if not missing:
+        return
+    progress(f"guest: extracting {', '.join(missing)} from {kdeb.name}")
+
+    def want(name: str) -> Optional[str]:
+        for mod, sub in missing.items():
+            if re.fullmatch(rf"(usr/)?lib/modules/{re.escape(release)}/{sub}"
+                            rf"{re.escape(mod)}\.ko(\.xz|\.zst|\.gz)?", name):
+                return os.path.basename(name) + ".part"
+        return None
+
+    for part in _deb_extract(kdeb, want, gdir):
+        got = part.with_name(part.name[:-len(".part")])
+        os.replace(part, got)
+        _decompress_module(got)
+    still = [m for m in missing if not (gdir / f"{m}.ko").is_file()]
+    if still:
+        raise SetupError(f"{kdeb.name} lacks {', '.join(m + '.ko' for m in still)}")
+
+
 def _prepare_guest(root: Path, progress: Progress,
-                   driver: Optional[Callable[[str], Path]] = None) -> tuple[Path, Path, str]:
+                   driver: Optional[Callable[[str], Path]] = None,
+                   console: bool = False) -> tuple[Path, Path, str]:
     """Kernel, initramfs and release. ``driver(release)``: the path of the Version-3 driver
     module, put beside the stock ones as ``/lib/modules/virtio_mmio_v3.ko``; its bytes are part
-    of the initramfs cache key, and initramfs files with and without it live side by side."""
+    of the initramfs cache key, and initramfs files with and without it live side by side.
+    ``console``: the virtio-console initramfs (``guest/console`` as /init, virtio_console.ko,
+    the port-1 pattern), in files of its own kind."""
     info, kdeb, bdeb = _resolve_kernel(root, progress)
     release = info["release"]
     gdir = root / "guest" / release
@@ -651,11 +699,21 @@ def _prepare_guest(root: Path, progress: Progress,
 
     init = INIT_SCRIPT.read_bytes()
     extra = {}
+    files = {}
     if driver is not None:
         extra[DRIVER_MODULE] = driver(release).read_bytes()
     kind = "v3" if extra else "stock"
+    if console:
+        from .console import TX_BYTES, tx_pattern
+        _extract_modules(kdeb, release, gdir, _CONSOLE_MODULES, progress)
+        init = CONSOLE_INIT_SCRIPT.read_bytes()
+        for m in _CONSOLE_MODULES:
+            extra[f"{m}.ko"] = (gdir / f"{m}.ko").read_bytes()
+        files[CONSOLE_TX_FILE] = tx_pattern(TX_BYTES)
+        kind = f"vcons-{kind}"
     key = _sha("initrd", INITRD_VERSION, init, bdeb.name, kdeb.name,
-               *[x for name, data in sorted(extra.items()) for x in (name, data)])[:16]
+               *[x for name, data in sorted(extra.items()) for x in (name, data)],
+               *[x for name, data in sorted(files.items()) for x in (name, data)])[:16]
     initrd = gdir / f"initrd-{kind}-{key}.gz"
     if not initrd.is_file():
         progress("guest: packing the initramfs")
@@ -672,6 +730,7 @@ def _prepare_guest(root: Path, progress: Progress,
                     for m, p in mods.items()]
         entries += [(f"lib/modules/{name}", f | 0o644, data, (0, 0))
                     for name, data in sorted(extra.items())]
+        entries += [(name, f | 0o644, data, (0, 0)) for name, data in sorted(files.items())]
         # Older initramfs files of this kind only: a concurrent run of the other kind may be
         # about to boot its own.
         for old in gdir.glob(f"initrd-{kind}-*.gz"):
@@ -687,11 +746,13 @@ def _prepare_guest(root: Path, progress: Progress,
 # --------------------------------------------------------------------------------------------
 # public API
 
-def prepare(progress: Progress = print, *, driver: bool = False) -> LinuxAssets:
+def prepare(progress: Progress = print, *, driver: bool = False,
+            console: bool = False) -> LinuxAssets:
     """Fetch/build QEMU with the co-simulation device, the arm64 kernel and the initramfs.
     Idempotent and cached under cache_root(); concurrent callers serialise on a lock file.
     ``driver``: also cross-build the Version-3 transport driver (:func:`.kmod.build_driver`)
-    and put ``virtio_mmio_v3.ko`` into the initramfs (``/lib/modules``)."""
+    and put ``virtio_mmio_v3.ko`` into the initramfs (``/lib/modules``). ``console``: the
+    virtio-console scenario's initramfs (``guest/console``) instead of the rng one."""
     root = cache_root()
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -712,7 +773,7 @@ def prepare(progress: Progress = print, *, driver: bool = False) -> LinuxAssets:
             return built[-1]
 
         kernel, initrd, release = _prepare_guest(root, progress,
-                                                 build_driver if driver else None)
+                                                 build_driver if driver else None, console)
     return LinuxAssets(qemu=qemu, kernel=kernel, initrd=initrd, kernel_release=release,
                        driver=built[0] if built else None)
 
