@@ -66,7 +66,7 @@ BOARDS = {board.name: board for board in (
           "iceprog", "fpga-icestorm", leds=(("led", 0), ("led", 1)),
           serial_hint="the FTDI's second port, usually /dev/ttyUSB1", devices=("demo",),
           misfit="it needs more than the iCE40UP5K's 5280 logic cells "
-                 "(about 5500 measured)"),
+                 "(5362 measured)"),
     Board("ulx3s-85f", "Radiona ULX3S with LFE5U-85F (25 MHz)",
           "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5",
           "openFPGALoader", "openfpgaloader",
