@@ -13,6 +13,7 @@ here that need neither QEMU nor a simulator.
 
 import io
 import os
+import random
 import re
 import shutil
 import socket
@@ -22,7 +23,7 @@ import pytest
 
 from virtio_mmio_sim.linux import setup
 from virtio_mmio_sim.linux.protocol import HEADER, Link, LinkClosed, Message, MmioRequest
-from virtio_mmio_sim.linux.run import HWRNG_BYTES, judge, run_linux
+from virtio_mmio_sim.linux.run import HWRNG_BYTES, _bytes_check, judge, run_linux
 from virtio_mmio_sim.linux.setup import SetupError
 
 
@@ -159,6 +160,34 @@ def test_verdict_catches_timeouts_exit_status_and_backend_errors():
     broken = dict(RESULT, backend_errors=["queue 0: descriptor 9 >= size 8"])
     assert _failed(judge(_console(), broken, 0, False)) == {"simulation"}
     assert _failed(judge(_console(), {}, 0, False)) == {"hwrng", "simulation"}
+
+
+RANDOM_STREAM = random.Random(7).randbytes(8192)
+LEFT = "VMMIO-LOOP: rng-quality 1000 -> 0, fill threads 1 -> 1"
+
+
+@pytest.mark.parametrize("data,fill_thread,strict,ok", [
+    (RANDOM_STREAM[640:640 + 1024], False, True, True),
+    # One buffer of the hwrng fill thread (at most 64 bytes) missing inside the read: only
+    # when the guest reported that thread left running.
+    (RANDOM_STREAM[640:1152] + RANDOM_STREAM[1216:1728], True, True, True),
+    (RANDOM_STREAM[640:1152] + RANDOM_STREAM[1216:1728], False, True, False),
+    (RANDOM_STREAM[640:1152] + RANDOM_STREAM[1217:1729], True, True, False),   # 65 missing
+    (RANDOM_STREAM[1152:1664] + RANDOM_STREAM[640:1152], True, True, False),   # out of order
+    (RANDOM_STREAM[640:1152] + bytes([RANDOM_STREAM[1152] ^ 1]) + RANDOM_STREAM[1153:1664],
+     True, True, False),                                                       # one bit
+    # The rest of a buffer the hwrng core kept from before a reload, then a run: not strict.
+    (RANDOM_STREAM[100:148] + RANDOM_STREAM[640:640 + 976], False, False, True),
+    (RANDOM_STREAM[100:148] + RANDOM_STREAM[640:640 + 976], False, True, False),
+    (RANDOM_STREAM[100:180] + RANDOM_STREAM[640:640 + 944], False, False, False),  # > 64 kept
+])
+def test_hwrng_bytes_check(data, fill_thread, strict, ok):
+    assert _bytes_check(data.hex(), RANDOM_STREAM, strict, fill_thread)[0] is ok
+    if strict:
+        console = _console(hwrng=data).replace("VMMIO-LOOP: start",
+                                               "VMMIO-LOOP: start\n" + LEFT * fill_thread)
+        result = dict(RESULT, stream=RANDOM_STREAM.hex())
+        assert ("hwrng" in _failed(judge(console, result, 0, False))) is not ok
 
 
 # --------------------------------------------------------------------------------- protocol

@@ -258,19 +258,8 @@ def judge(console_text, result, qemu_exit, timed_out):
     failed_read = [m for m in markers if m.startswith("hwrng-failed")]
     stream = bytes.fromhex(result.get("stream", ""))
     if hwrng:
-        try:
-            data = bytes.fromhex(hwrng[0].strip())
-        except ValueError:
-            data = b""
-        if len(data) != HWRNG_BYTES:
-            checks.append(Check("hwrng", False, f"read {len(data)} bytes, not {HWRNG_BYTES}"))
-        elif data in stream:
-            offset = stream.index(data)
-            checks.append(Check("hwrng", True, f"{len(data)} bytes = device bytes "
-                                f"{offset}..{offset + len(data) - 1} of {len(stream)}"))
-        else:
-            checks.append(Check("hwrng", False, f"the {len(data)} bytes read are not a run of "
-                                f"the {len(stream)} bytes the device wrote"))
+        checks.append(Check("hwrng", *_bytes_check(hwrng[0], stream, strict=True,
+                                                   fill_thread=_fill_thread_left(markers))))
     else:
         why = failed_read[0] if failed_read else "no hwrng line on the console"
         checks.append(Check("hwrng", False, why))
@@ -357,22 +346,69 @@ def _access_log(lines):
     return out
 
 
-def _bytes_check(hex_text, stream, strict):
-    """(ok, detail) for bytes read from /dev/hwrng: a run of the device's bytes; not
-    ``strict``: possibly preceded by the rest of an earlier run (what the hwrng core kept from
-    the device before a remove + insert)."""
+#: Bytes the hwrng core's fill thread takes from the device at a time (rng_buffer_size():
+#: SMP_CACHE_BYTES, 64 on arm64).
+HWRNG_FILL_BYTES = 64
+
+
+def _runs(data, stream):
+    """``data`` as maximal runs of ``stream``, greedily from the front: [(start in stream,
+    length)], or None when a byte of ``data`` is nowhere in ``stream``."""
+    runs, i = [], 0
+    while i < len(data):
+        lo, hi = 0, len(data) - i          # data[i:i+lo] is in stream; find the longest
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if data[i:i + mid] in stream:
+                lo = mid
+            else:
+                hi = mid - 1
+        if lo == 0:
+            return None
+        runs.append((stream.index(data[i:i + lo]), lo))
+        i += lo
+    return runs
+
+
+def _fill_thread_left(markers):
+    """Whether the guest reported an hwrng fill thread still running after it set the
+    quality to 0 (``guest/init``, quiet_hwrng)."""
+    return any(re.match(r"rng-quality .*fill threads \d+ -> [1-9]", m) for m in markers)
+
+
+def _bytes_check(hex_text, stream, strict, fill_thread=False):
+    """(ok, detail) for bytes read from /dev/hwrng: one run of the device's bytes, with two
+    exceptions a reader of the stock hwrng core meets:
+
+    * ``fill_thread`` (the guest's hwrng fill thread was still running): one gap of at most
+      :data:`HWRNG_FILL_BYTES` bytes inside the read, the buffer that thread took in the middle
+      of it; the bytes on both sides stay in the device's order;
+    * not ``strict``: a first run of at most 64 bytes from anywhere earlier in the stream, what
+      the hwrng core kept from the device before a remove + insert."""
     try:
         data = bytes.fromhex(hex_text.strip())
     except ValueError:
         data = b""
     if len(data) != HWRNG_BYTES:
         return False, f"read {len(data)} bytes, not {HWRNG_BYTES}"
-    for cut in range(0, 1 if strict else 65):
-        if data[cut:] in stream and (cut == 0 or data[:cut] in stream):
-            runs = "" if cut == 0 else f" (in 2 runs, {cut} bytes kept from before)"
-            return True, f"{len(data)} bytes = device bytes{runs}"
-    return False, f"the {len(data)} bytes read are not a run of the {len(stream)} bytes " \
-                  f"the device wrote"
+    runs = _runs(data, stream) or []
+    notes = []
+    if len(runs) > 1 and not strict and runs[0][1] <= 64:
+        notes.append(f"{runs[0][1]} bytes kept from before")
+        runs = runs[1:]
+    if len(runs) == 2 and fill_thread:
+        (first, length), (second, _) = runs
+        gap = second - (first + length)
+        if 0 < gap <= HWRNG_FILL_BYTES:
+            notes.append(f"{gap} bytes between two runs taken by the hwrng fill thread")
+            runs = [(first, None)]
+    if len(runs) == 1:
+        start = runs[0][0]
+        return True, (f"{len(data)} bytes = device bytes from {start} of {len(stream)}" +
+                      (f" ({'; '.join(notes)})" if notes else ""))
+    return False, (f"the {len(data)} bytes read are not a run of the {len(stream)} bytes the "
+                   f"device wrote ({len(runs) or 'no'} runs"
+                   f"{', with an hwrng fill thread left' if fill_thread else ''})")
 
 
 def v3_figures(console_text, result, access_lines, params):
@@ -424,7 +460,8 @@ def v3_figures(console_text, result, access_lines, params):
         found = re.match(r"hwrng(\.\S+)? (\S*)$", m)
         if found:
             label = (found.group(1) or ".msi")[1:]
-            reads[label] = _bytes_check(found.group(2), stream, strict=label == "msi")
+            reads[label] = _bytes_check(found.group(2), stream, strict=label == "msi",
+                                        fill_thread=_fill_thread_left(markers))
         found = re.match(r"hwrng-failed(\.\S+)? (.*)$", m)
         if found:
             reads[(found.group(1) or ".msi")[1:]] = (False, found.group(2))
