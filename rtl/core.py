@@ -1,62 +1,26 @@
 """The virtio-mmio register core (SPEC §4, §5, §6 QueueNotify, §7 INTx, §9 device ports).
 
-One core serves every bus front-end through :class:`RegisterBus`, a minimal word-addressed
-request interface with fixed read latency.
+One core serves every bus subordinate of the bus layer (:mod:`virtio_mmio.bus`) through
+:class:`~virtio_mmio.bus.RegisterBus`, a minimal word-addressed request interface with fixed
+read latency, tagged by the core's :attr:`RegisterCore.classifier`.
 """
 
 from amaranth.hdl import *
 from amaranth.lib import wiring, data, memory, stream
 from amaranth.lib.wiring import In, Out
 
+from .bus import RegisterBus
 from .msi import MsiMessage
 from .msi_block import interrupt_controller
 from .compare import at_most, below
-from .notify import (DataTags, DoorbellDecoder, NotifyLayout, NotifyQueue,
-                     WriteClassifier)
+from .notify import DoorbellDecoder, NotifyLayout, NotifyQueue, WriteClassifier
 from .queue_flags import BLOCK_FLAGS_QUEUES, queue_flags
 from .params import EndpointParams
 from .regmap import CONFIG_BASE, MAGIC_VALUE, Feature, RegisterMap, Status
 
 
-__all__ = ["RegisterBus", "NotifyLayout", "QueueStatePort", "ConfigPort",
+__all__ = ["NotifyLayout", "QueueStatePort", "ConfigPort",
            "RegisterCore", "config_addr_width"]
-
-
-class RegisterBus(wiring.Signature):
-    """Front-end → core request interface (the front-end is the manager).
-
-    Members
-    -------
-    r_valid, r_addr : In at the core
-        A read of word ``r_addr`` this cycle. Reads are always accepted.
-    r_data : Out at the core
-        The word read, valid exactly one cycle after ``r_valid`` (not held).
-    w_valid, w_addr, w_data, w_strb : In at the core
-        A write of ``w_data`` with byte lanes ``w_strb`` to word ``w_addr``.
-    w_address_tags, w_data_tags : In at the core
-        The write's address and data decoded by the core's :class:`WriteClassifier`
-        (:attr:`RegisterCore.classifier`); a front-end may decode them earlier, as it
-        buffers the address and the data, so that the decision to take the write starts
-        from flip-flops.
-    w_ready : Out at the core
-        The write is taken in a cycle with ``w_valid & w_ready``. Combinational from the write
-        request, the concurrent read and the notify stream; low only while a notification cannot
-        be taken or while a config-space read uses the config port in the same cycle.
-    w_conflict : Out at the core
-        The write waits only because a config-space read has the config port this cycle. A
-        front-end that can issue reads every cycle must then hold reads back for a cycle, or
-        a stream of config reads could starve a config write.
-    """
-
-    def __init__(self, addr_width, address_layout):
-        self.addr_width = addr_width
-        self.address_layout = address_layout
-        super().__init__({
-            "r_valid": Out(1), "r_addr": Out(addr_width - 2), "r_data": In(32),
-            "w_valid": Out(1), "w_addr": Out(addr_width - 2), "w_data": Out(32),
-            "w_strb": Out(4), "w_address_tags": Out(address_layout), "w_data_tags": Out(DataTags),
-            "w_ready": In(1), "w_conflict": In(1),
-        })
 
 
 class QueueStatePort(wiring.Signature):
@@ -147,7 +111,8 @@ class RegisterCore(wiring.Component):
         self._interrupts = None
         self._notify_queue = None
         super().__init__({
-            "bus": In(RegisterBus(params.addr_width, self.classifier.address_layout)),
+            "bus": In(RegisterBus(params.addr_width, self.classifier.address_layout,
+                                  self.classifier.data_layout)),
             "used_valid": In(1), "used_queue": In(16),
             "config_changed": In(1), "needs_reset": In(1),
             "notify": Out(stream.Signature(NotifyLayout)), "notify_dropped": Out(32),

@@ -5,10 +5,9 @@ from amaranth.hdl import *
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .bus import AXI4LiteSignature, WishboneSignature
+from .bus import (AXI4LiteSignature, AXI4LiteSubordinate, AXI4LiteWriteManager,
+                  WishboneSignature, WishboneSubordinate, WishboneWriteManager)
 from .core import ConfigPort, QueueStatePort, RegisterCore, config_addr_width
-from .frontends import AXI4LiteSubordinate, WishboneSubordinate
-from .msi import AXI4LiteWriteManager, WishboneWriteManager
 from .params import EndpointParams
 
 

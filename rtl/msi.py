@@ -1,20 +1,22 @@
-"""Interrupts (SPEC §7): InterruptStatus for INTx, the MSI vector table and message generator,
-and the MSI manager ports (AXI4-Lite write, Wishbone write)."""
+"""Interrupts (SPEC §7): InterruptStatus for INTx, the MSI vector table and message generator.
+The MSI manager ports are the bus layer's write managers (:mod:`virtio_mmio.bus`)."""
 
 from amaranth.hdl import *
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .bus import AXI4LiteSignature, WishboneSignature
+from .bus import WriteMessage, round_robin
+# The MSI manager ports and the arbiter moved to the bus layer; importable from here too.
+from .bus import AXI4LiteWriteManager, WishboneWriteManager, onehot_index  # noqa: F401
 from .compare import below
 
 
-__all__ = ["MsiMessage", "MsiCommand", "InterruptController", "AXI4LiteWriteManager",
-           "WishboneWriteManager", "onehot_index", "round_robin"]
+__all__ = ["MsiMessage", "MsiCommand", "InterruptController"]
 
 
-#: One MSI message: a 32-bit write of ``data`` to ``address``.
-MsiMessage = data.StructLayout({"address": 64, "data": 32})
+#: One MSI message: a 32-bit write of ``data`` to ``address``, as the bus layer's write
+#: managers send it.
+MsiMessage = WriteMessage
 
 
 class MsiCommand(wiring.Signature):
@@ -28,35 +30,6 @@ class MsiCommand(wiring.Signature):
             "update": Out(1), "vector": Out(12), "address": Out(64), "data": Out(32),
             "enable": Out(1), "enable_value": Out(1),
         })
-
-
-def onehot_index(onehot):
-    """The index of the set bit of a one-hot vector: each index bit is the OR of the vector's
-    bits at indices having that bit set (log-depth, no priority chain)."""
-    width = len(onehot)
-    index_bits = max(1, (width - 1).bit_length())
-    return Cat(*(Cat(*(onehot[i] for i in range(width) if i >> b & 1)).any()
-                 if width > 1 << b else C(0, 1) for b in range(index_bits)))
-
-
-def round_robin(m, requests, take, reset):
-    """Round-robin choice among the bits of ``requests``: the lowest one above the one taken
-    last, else the lowest of all. Returns the choice as (one-hot, index). The choice is
-    recorded as the last one taken in cycles where ``take`` is true; ``reset`` starts over
-    from bit 0."""
-    width = len(requests)
-    above = Signal(width, init=(1 << width) - 1)       # the bits above the last one taken
-    above_requests = requests & above
-    chosen = Mux(above_requests != 0, above_requests, requests)
-    lowest = Signal(width)
-    m.d.comb += lowest.eq(chosen & (~chosen + 1))
-    index = Signal(max(1, (width - 1).bit_length()))
-    m.d.comb += index.eq(onehot_index(lowest))
-    with m.If(take):
-        m.d.sync += above.eq(~(lowest | (lowest - 1)))
-    with m.If(reset):
-        m.d.sync += above.eq(above.init)
-    return lowest, index
 
 
 class InterruptController(wiring.Component):
@@ -236,96 +209,3 @@ class InterruptController(wiring.Component):
         return out_valid, advance
 
 
-class AXI4LiteWriteManager(wiring.Component):
-    """Sends :data:`MsiMessage` s as AXI4-Lite writes (SPEC §8: 64-bit address, full strobes).
-
-    AW and W are raised together from the message and each drops on its own handshake; the
-    message is taken when both are done. B is always accepted; a non-OKAY response is counted
-    in ``errors`` and latched on ``error`` (until ``rst``).
-
-    Latency and throughput: AWVALID/WVALID in the cycle the message is presented (from
-    registers, no combinational path from the bus inputs); one message per clock while AWREADY
-    and WREADY are high, any number of writes outstanding.
-    """
-
-    def __init__(self):
-        super().__init__({
-            "message": In(stream.Signature(MsiMessage)),
-            "axi": Out(AXI4LiteSignature(64, read=False)),
-            "error": Out(1), "errors": Out(32),
-            # Observation (for proofs): the current message's AW / W already handshaken.
-            "aw_sent": Out(1), "w_sent": Out(1),
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        axi, msg = self.axi, self.message
-        aw_done = Signal()
-        w_done = Signal()
-        aw_now = axi.awvalid & axi.awready
-        w_now = axi.wvalid & axi.wready
-        m.d.comb += [
-            axi.awvalid.eq(msg.valid & ~aw_done),
-            axi.awaddr.eq(msg.payload.address),
-            axi.awprot.eq(0),
-            axi.wvalid.eq(msg.valid & ~w_done),
-            axi.wdata.eq(msg.payload.data),
-            axi.wstrb.eq(0xF),
-            axi.bready.eq(1),
-            msg.ready.eq((aw_done | aw_now) & (w_done | w_now)),
-        ]
-        with m.If(msg.valid & msg.ready):
-            m.d.sync += [aw_done.eq(0), w_done.eq(0)]
-        with m.Else():
-            with m.If(aw_now):
-                m.d.sync += aw_done.eq(1)
-            with m.If(w_now):
-                m.d.sync += w_done.eq(1)
-        with m.If(axi.bvalid & (axi.bresp != 0)):
-            m.d.sync += [self.error.eq(1), self.errors.eq(self.errors + 1)]
-        m.d.comb += [self.aw_sent.eq(aw_done), self.w_sent.eq(w_done)]
-        return m
-
-
-class WishboneWriteManager(wiring.Component):
-    """Sends :data:`MsiMessage` s as Wishbone writes (word address = address[63:2], ``sel``
-    0xF).
-
-    Classic: ``cyc``/``stb`` with the message until ``ack`` or ``err`` (one message per two
-    clocks with a registered-feedback subordinate). Pipelined: a request per clock while
-    ``stall`` is low; ``cyc`` stays high until every request is answered. ``err`` is counted in
-    ``errors`` and latched on ``error`` (until ``rst``).
-    """
-
-    def __init__(self, mode="classic"):
-        self._mode = mode
-        super().__init__({
-            "message": In(stream.Signature(MsiMessage)),
-            "wb": Out(WishboneSignature(62, mode=mode, read=False)),
-            "error": Out(1), "errors": Out(32),
-            # Observation (for proofs): pipelined requests accepted and not yet answered.
-            "outstanding": Out(16),
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        wb, msg = self.wb, self.message
-        answered = wb.ack | wb.err
-        m.d.comb += [
-            wb.stb.eq(msg.valid),
-            wb.we.eq(1),
-            wb.sel.eq(0xF),
-            wb.adr.eq(msg.payload.address[2:]),
-            wb.dat_w.eq(msg.payload.data),
-        ]
-        if self._mode == "classic":
-            m.d.comb += [wb.cyc.eq(msg.valid), msg.ready.eq(answered)]
-        else:
-            outstanding = Signal(range(1 << 16))
-            sent = msg.valid & ~wb.stall
-            m.d.comb += [wb.cyc.eq(msg.valid | (outstanding != 0)), msg.ready.eq(~wb.stall)]
-            m.d.sync += outstanding.eq(outstanding + sent - answered)
-            m.d.comb += self.outstanding.eq(outstanding)
-        with m.If(wb.err):
-            m.d.sync += [self.error.eq(1), self.errors.eq(self.errors + 1)]
-        return m

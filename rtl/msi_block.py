@@ -43,7 +43,8 @@ from amaranth.hdl import *
 from amaranth.lib import memory
 
 from .compare import below
-from .msi import InterruptController, onehot_index, round_robin
+from .bus import onehot_index, round_robin
+from .msi import InterruptController
 from .queue_flags import FLAG_GROUP
 
 

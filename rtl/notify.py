@@ -5,6 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
+from .bus import WriteClassifier as BusWriteClassifier, pack_tags
 from .compare import below
 from .regmap import MsiOp
 
@@ -32,14 +33,16 @@ DataTags = data.StructLayout({
 })
 
 
-class WriteClassifier:
+class WriteClassifier(BusWriteClassifier):
     """The decode of a write, split into what the address says (:attr:`address_layout`: is
     it a notification, config space, which register) and what the data and lanes say
     (:data:`DataTags`).
 
-    A bus front-end applies it where it first has the address and the data — the AXI4-Lite
-    front-end as the AW and W entries are buffered, so the decision to take a buffered write
-    starts from flip-flops — and passes the tags beside the write on :class:`RegisterBus`.
+    The transport's :class:`virtio_mmio.bus.WriteClassifier`: a bus subordinate applies it
+    where it first has the address and the data — the AXI4-Lite subordinate as the AW and W
+    entries are buffered, so the decision to take a buffered write starts from flip-flops — and
+    passes the tags beside the write on :class:`~virtio_mmio.bus.RegisterBus`. Both tag sets
+    are built by name (:func:`~virtio_mmio.bus.pack_tags`).
 
     Doorbells: QueueNotify (0x050) in every profile; in profiles with doorbells, ``notify_base
     + q * notify_multiplier`` for q < N, or the single doorbell at ``notify_base`` when the
@@ -68,6 +71,7 @@ class WriteClassifier:
         self.address_layout = data.StructLayout({
             "data_doorbell": 1, "queue_doorbell": 1, "config": 1,
             **{name: 1 for name in self._register_words}})
+        self.data_layout = DataTags
 
     def doorbell(self, word):
         """``(is a per-queue doorbell of an existing queue, its queue)`` for a word address
@@ -109,19 +113,20 @@ class WriteClassifier:
         if p.has_doorbells and p.notify_multiplier == 0:
             data_doorbell = data_doorbell | (word == p.notify_base // 4)
         queue_doorbell, _ = self.doorbell(word)
-        return Cat(data_doorbell, queue_doorbell, self.in_config(word),
-                   *(word == at for at in self._register_words.values()))
+        return pack_tags(self.address_layout, data_doorbell=data_doorbell,
+                         queue_doorbell=queue_doorbell, config=self.in_config(word),
+                         **{name: word == at for name, at in self._register_words.items()})
 
     def data(self, value, strb):
         """:data:`DataTags` of a data word and its byte lanes, as a value."""
         n = self._params.queues
         command = strb[2:4] == 0b11
         op, arg = value[28:32], value[16:28]
-        return Cat(strb == 0xF, below(value[:16], n), below(value, n), value == 0,
-                   below(value, 2),
-                   strb[0:2] == 0b11,
-                   command & (op == MsiOp.UPDATE) & below(arg, n + 1),
-                   command & (op == MsiOp.ENABLE))
+        return pack_tags(DataTags, full=strb == 0xF, low_queue_ok=below(value[:16], n),
+                         word_queue_ok=below(value, n), zero=value == 0,
+                         below_2=below(value, 2), msi_status=strb[0:2] == 0b11,
+                         msi_update=command & (op == MsiOp.UPDATE) & below(arg, n + 1),
+                         msi_enable=command & (op == MsiOp.ENABLE))
 
 
 class DoorbellDecoder(wiring.Component):

@@ -5,8 +5,9 @@
   guest memory through a bus manager port of its own (``dma``), fills every device-writable
   buffer with words of an on-chip xorshift32 generator, publishes each used element and the used
   index, and raises a used-buffer event once those writes are answered.
-* :class:`AXI4LiteDmaManager`, :class:`WishboneDmaManager`: the ``dma`` port, one access at a
-  time, behind the small request/response interface :class:`DmaAccessSignature`.
+* the ``dma`` port: the bus layer's :class:`~virtio_mmio.bus.AXI4LiteDmaManager` or
+  :class:`~virtio_mmio.bus.WishboneDmaManager`, one access at a time, behind the small
+  request/response interface :class:`~virtio_mmio.bus.DmaAccessSignature`.
 * :class:`VirtioRngEndpoint`: :class:`~virtio_mmio.endpoint.VirtioMmioEndpoint` and the device
   wired together, with flat ports (``m_dma_axil_*`` or ``m_dma_wb_*``), as
   ``virtio-mmio generate --device rng`` emits it.
@@ -19,14 +20,15 @@ from amaranth.hdl import *
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .bus import AXI4LiteSignature, WishboneSignature, WISHBONE_MODES
+from .bus import (AXI4LiteDmaManager, AXI4LiteSignature, DmaAccessSignature,
+                  WishboneDmaManager, WishboneSignature, WISHBONE_MODES)
 from .endpoint import VirtioMmioEndpoint, port_members
 from .params import EndpointParams
 from .regmap import Feature
 
 
 __all__ = ["RNG_DEVICE_ID", "RNG_FEATURES_ALLOWED", "RNG_DEFAULT_FEATURES", "DEFAULT_SEED",
-           "DmaAccessSignature", "AXI4LiteDmaManager", "WishboneDmaManager", "VirtioRngDevice", "VirtioRngEndpoint",
+           "VirtioRngDevice", "VirtioRngEndpoint",
            "rng_params", "check_rng_params", "rng_port_members"]
 
 
@@ -103,116 +105,6 @@ def _check_bus(bus, wishbone_mode):
     if wishbone_mode not in WISHBONE_MODES:
         raise ValueError(f"wishbone_mode must be one of {', '.join(WISHBONE_MODES)}, "
                          f"not {wishbone_mode!r}")
-
-
-class DmaAccessSignature(wiring.Signature):
-    """One bus access at a time, from the device logic to a DMA manager (requester's view).
-
-    ``valid`` and the request (``address`` — a byte address, bits 1:0 ignored —, ``write``,
-    ``data``, ``strobe``) stay up and unchanged until the cycle the manager answers with
-    ``done`` (``rdata``, ``error``). In that cycle the requester may change the request; the
-    manager treats whatever is presented in the next cycle with ``valid`` as a new access."""
-
-    def __init__(self):
-        super().__init__({
-            "valid": Out(1), "address": Out(64), "write": Out(1), "data": Out(32),
-            "strobe": Out(4),
-            "done": In(1), "rdata": In(32), "error": In(1),
-        })
-
-
-class AXI4LiteDmaManager(wiring.Component):
-    """:class:`DmaAccessSignature` onto AXI4-Lite (64-bit address, 32-bit data, strobes).
-
-    A read raises ARVALID, a write AWVALID and WVALID together (each drops on its own
-    handshake); RREADY and BREADY are always high. The access is done on R or B; any response
-    but OKAY is an error.
-
-    Latency and throughput: ARVALID/AWVALID/WVALID in the cycle the request is presented
-    (nothing registered in between); ``done`` in the cycle R or B is valid. With a subordinate
-    that is always ready and answers in the next cycle, and a requester that presents the next
-    access right after ``done``, one access every two clocks.
-    """
-
-    def __init__(self):
-        super().__init__({
-            "access": In(DmaAccessSignature()),
-            "axi": Out(AXI4LiteSignature(64)),
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        axi, access = self.axi, self.access
-        ar_sent, aw_sent, w_sent = Signal(), Signal(), Signal()
-        read = access.valid & ~access.write
-        write = access.valid & access.write
-        word_address = Cat(C(0, 2), access.address[2:])
-        m.d.comb += [
-            axi.araddr.eq(word_address), axi.arprot.eq(0), axi.arvalid.eq(read & ~ar_sent),
-            axi.awaddr.eq(word_address), axi.awprot.eq(0), axi.awvalid.eq(write & ~aw_sent),
-            axi.wdata.eq(access.data), axi.wstrb.eq(access.strobe),
-            axi.wvalid.eq(write & ~w_sent),
-            axi.rready.eq(1), axi.bready.eq(1),
-            access.done.eq((read & axi.rvalid) | (write & axi.bvalid)),
-            access.rdata.eq(axi.rdata),
-            access.error.eq(Mux(access.write, axi.bresp != 0, axi.rresp != 0)),
-        ]
-        with m.If(access.done):
-            m.d.sync += [ar_sent.eq(0), aw_sent.eq(0), w_sent.eq(0)]
-        with m.Else():
-            with m.If(axi.arvalid & axi.arready):
-                m.d.sync += ar_sent.eq(1)
-            with m.If(axi.awvalid & axi.awready):
-                m.d.sync += aw_sent.eq(1)
-            with m.If(axi.wvalid & axi.wready):
-                m.d.sync += w_sent.eq(1)
-        return m
-
-
-class WishboneDmaManager(wiring.Component):
-    """:class:`DmaAccessSignature` onto Wishbone B4 (62-bit word address, 32-bit data, ``sel``
-    per byte; reads with ``sel = 0xF``).
-
-    Classic: ``cyc``/``stb`` with the request until ``ack`` or ``err`` (which may come in the
-    same cycle). Pipelined: ``stb`` until a cycle without ``stall``, ``cyc`` until the answer.
-    ``err`` is an error.
-
-    Latency and throughput: ``cyc``/``stb`` in the cycle the request is presented; ``done`` in
-    the cycle of ``ack``/``err``. With a subordinate that acknowledges one clock after the
-    request, one access every two clocks.
-    """
-
-    def __init__(self, mode="classic"):
-        _check_bus("wishbone", mode)
-        self._mode = mode
-        super().__init__({
-            "access": In(DmaAccessSignature()),
-            "wb": Out(WishboneSignature(62, mode=mode)),
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        wb, access = self.wb, self.access
-        m.d.comb += [
-            wb.cyc.eq(access.valid),
-            wb.we.eq(access.write),
-            wb.adr.eq(access.address[2:]),
-            wb.dat_w.eq(access.data),
-            wb.sel.eq(Mux(access.write, access.strobe, 0xF)),
-            access.done.eq(access.valid & (wb.ack | wb.err)),
-            access.rdata.eq(wb.dat_r),
-            access.error.eq(wb.err),
-        ]
-        if self._mode == "classic":
-            m.d.comb += wb.stb.eq(access.valid)
-        else:
-            sent = Signal()
-            m.d.comb += wb.stb.eq(access.valid & ~sent)
-            with m.If(access.done):
-                m.d.sync += sent.eq(0)
-            with m.Elif(wb.stb & ~wb.stall):
-                m.d.sync += sent.eq(1)
-        return m
 
 
 def _xorshift32(x):

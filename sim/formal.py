@@ -19,7 +19,7 @@ from amaranth.hdl import *
 from amaranth.lib.wiring import In
 
 from virtio_mmio.artefacts import _resolve_reset
-from virtio_mmio.checkers import (AXI4LiteSubordinateChecker, AXI4LiteWriteManagerChecker,
+from virtio_mmio.bus.checkers import (AXI4LiteSubordinateChecker, AXI4LiteWriteManagerChecker,
                                   WishboneSubordinateChecker, WishboneWriteManagerChecker,
                                   _History)
 from virtio_mmio.endpoint import VirtioMmioEndpoint

@@ -11,7 +11,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
 from virtio_mmio.bus import AXI4LiteSignature
-from virtio_mmio.checkers import AXI4LiteSubordinateChecker
+from virtio_mmio.bus.checkers import AXI4LiteSubordinateChecker
 from virtio_mmio.params import EndpointParams
 from virtio_mmio_sim.formal import (COVER_SCENARIOS, AXI4LiteEndpointProof, EndpointCover,
                                    EndpointInvariantsProof, MsiEndpointProof, Mutation,
@@ -196,15 +196,15 @@ def _invariants():
 #: and the proof that must catch it.
 MUTATIONS = {
     "axi-bvalid-dropped": (Mutation(
-        "virtio_mmio.frontends", "AXI4LiteSubordinate",
+        "virtio_mmio.bus.axi4lite", "AXI4LiteSubordinate",
         (("axi.bvalid.eq(b_pending != 0)", "axi.bvalid.eq(b_pending == 1)"),),
         "BVALID drops while a second response is owed"), _axi_backpressure),
     "axi-rvalid-dropped": (Mutation(
-        "virtio_mmio.frontends", "AXI4LiteSubordinate",
+        "virtio_mmio.bus.axi4lite", "AXI4LiteSubordinate",
         (("axi.rvalid.eq(r.o.valid),", "axi.rvalid.eq(r.o.valid & (r.level != 2)),"),),
         "RVALID drops while the R buffer is full"), _axi_backpressure),
     "wishbone-msi-stb-dropped": (Mutation(
-        "virtio_mmio.msi", "WishboneWriteManager",
+        "virtio_mmio.bus.wishbone", "WishboneWriteManager",
         (("answered = wb.ack | wb.err\n",
           "answered = wb.ack | wb.err\n        waited = Signal()\n"
           "        m.d.sync += waited.eq(wb.stb & ~answered)\n"),

@@ -7,7 +7,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from virtio_mmio.endpoint import VirtioMmioEndpoint
-from virtio_mmio.frontends import SkidBuffer
+from virtio_mmio.bus import SkidBuffer
 from virtio_mmio.params import EndpointParams
 from virtio_mmio.regmap import MAGIC_VALUE, RegisterMap
 from virtio_mmio_sim.amaranth_harness import simulate

@@ -15,7 +15,7 @@ from amaranth.hdl import *
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .bus import AXI4LiteSignature, WishboneSignature
+from .signatures import AXI4LiteSignature, WishboneSignature
 
 
 __all__ = ["AXI4LiteSubordinateChecker", "AXI4LiteWriteManagerChecker",

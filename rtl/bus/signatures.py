@@ -1,10 +1,18 @@
-"""Bus signatures (SPEC §8): AXI4-Lite and Wishbone B4, as seen from the manager."""
+"""Bus signatures (SPEC §8): AXI4-Lite and Wishbone B4, as seen from the manager; the
+one-access-at-a-time request interface of the DMA managers and the message layout of the
+write managers."""
 
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 
-__all__ = ["AXI4LiteSignature", "WishboneSignature", "WISHBONE_MODES"]
+__all__ = ["AXI4LiteSignature", "WishboneSignature", "WISHBONE_MODES", "WriteMessage",
+           "DmaAccessSignature"]
+
+
+#: One posted write of a write manager: 32 bits of ``data`` to the byte ``address`` (full
+#: strobes). The MSI messages of the endpoint are these.
+WriteMessage = data.StructLayout({"address": 64, "data": 32})
 
 
 WISHBONE_MODES = ("classic", "pipelined")
@@ -57,3 +65,19 @@ class WishboneSignature(wiring.Signature):
         if mode == "pipelined":
             members["stall"] = In(1)
         super().__init__(members)
+
+
+class DmaAccessSignature(wiring.Signature):
+    """One bus access at a time, from the device logic to a DMA manager (requester's view).
+
+    ``valid`` and the request (``address`` — a byte address, bits 1:0 ignored —, ``write``,
+    ``data``, ``strobe``) stay up and unchanged until the cycle the manager answers with
+    ``done`` (``rdata``, ``error``). In that cycle the requester may change the request; the
+    manager treats whatever is presented in the next cycle with ``valid`` as a new access."""
+
+    def __init__(self):
+        super().__init__({
+            "valid": Out(1), "address": Out(64), "write": Out(1), "data": Out(32),
+            "strobe": Out(4),
+            "done": In(1), "rdata": In(32), "error": In(1),
+        })

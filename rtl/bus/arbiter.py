@@ -1,0 +1,35 @@
+"""Choosing one of many requests: one-hot to index, round robin."""
+
+from amaranth.hdl import *
+
+
+__all__ = ["onehot_index", "round_robin"]
+
+
+def onehot_index(onehot):
+    """The index of the set bit of a one-hot vector: each index bit is the OR of the vector's
+    bits at indices having that bit set (log-depth, no priority chain)."""
+    width = len(onehot)
+    index_bits = max(1, (width - 1).bit_length())
+    return Cat(*(Cat(*(onehot[i] for i in range(width) if i >> b & 1)).any()
+                 if width > 1 << b else C(0, 1) for b in range(index_bits)))
+
+
+def round_robin(m, requests, take, reset):
+    """Round-robin choice among the bits of ``requests``: the lowest one above the one taken
+    last, else the lowest of all. Returns the choice as (one-hot, index). The choice is
+    recorded as the last one taken in cycles where ``take`` is true; ``reset`` starts over
+    from bit 0."""
+    width = len(requests)
+    above = Signal(width, init=(1 << width) - 1)       # the bits above the last one taken
+    above_requests = requests & above
+    chosen = Mux(above_requests != 0, above_requests, requests)
+    lowest = Signal(width)
+    m.d.comb += lowest.eq(chosen & (~chosen + 1))
+    index = Signal(max(1, (width - 1).bit_length()))
+    m.d.comb += index.eq(onehot_index(lowest))
+    with m.If(take):
+        m.d.sync += above.eq(~(lowest | (lowest - 1)))
+    with m.If(reset):
+        m.d.sync += above.eq(above.init)
+    return lowest, index

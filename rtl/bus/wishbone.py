@@ -1,0 +1,169 @@
+"""Wishbone B4 (SPEC §8), classic and pipelined: the subordinate in front of a
+:class:`~.register_bus.RegisterBus`, the write manager (the MSI port) and the DMA manager."""
+
+from amaranth.hdl import *
+from amaranth.lib import wiring, stream
+from amaranth.lib.wiring import In, Out
+
+from .register_bus import RegisterBus
+from .signatures import DmaAccessSignature, WishboneSignature, WriteMessage
+
+
+__all__ = ["WishboneSubordinate", "WishboneWriteManager", "WishboneDmaManager"]
+
+
+class WishboneSubordinate(wiring.Component):
+    """Wishbone B4 subordinate in front of a :class:`RegisterBus` (SPEC §8).
+
+    Parameters
+    ----------
+    addr_width : int
+        Byte-address bits of the endpoint's window; ``adr`` is the word address
+        (``addr_width - 2`` bits), ``sel`` the byte lanes.
+    classifier : :class:`~.register_bus.WriteClassifier`
+        The register block's (the endpoint's: :attr:`RegisterCore.classifier`), applied to
+        each request.
+    mode : ``"classic"`` or ``"pipelined"``
+
+    Members
+    -------
+    wb : ``In(WishboneSignature(addr_width - 2, mode=mode))``
+    reg : ``Out(RegisterBus(addr_width, classifier.address_layout, classifier.data_layout))``
+
+    Latency and throughput
+    ----------------------
+    Classic: ``ack`` one clock after ``stb`` (registered feedback), so an access takes two
+    clocks when the manager drops ``stb`` on ``ack``. Pipelined: one access per clock, ``ack``
+    one clock after the request; ``stall`` rises (combinationally, from the request) only for a
+    write the register block cannot take yet (``w_ready`` low; in the endpoint, a notify write
+    while the notify stream is full). Classic holds ``ack`` back the same way.
+    ``err`` is never asserted: every access is acknowledged.
+
+    Reset
+    -----
+    Synchronous ``rst`` drops a pending ``ack``.
+    """
+
+    def __init__(self, addr_width, classifier, *, mode="classic"):
+        self._addr_width = addr_width
+        self._classifier = classifier
+        self._mode = mode
+        super().__init__({
+            "wb": In(WishboneSignature(addr_width - 2, mode=mode)),
+            "reg": Out(RegisterBus(addr_width, classifier.address_layout,
+                                   classifier.data_layout)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        wb, reg = self.wb, self.reg
+        ack = Signal()
+        request = wb.cyc & wb.stb
+        if self._mode == "classic":
+            # In the ack cycle stb still shows the request just answered: not a new one.
+            request = request & ~ack
+        m.d.comb += [
+            reg.r_valid.eq(request & ~wb.we),
+            reg.r_addr.eq(wb.adr),
+            reg.w_valid.eq(request & wb.we),
+            reg.w_addr.eq(wb.adr),
+            reg.w_data.eq(wb.dat_w),
+            reg.w_strb.eq(wb.sel),
+            reg.w_address_tags.eq(self._classifier.address(wb.adr)),
+            reg.w_data_tags.eq(self._classifier.data(wb.dat_w, wb.sel)),
+        ]
+        accepted = request & (~wb.we | reg.w_ready)
+        if self._mode == "pipelined":
+            m.d.comb += wb.stall.eq(request & wb.we & ~reg.w_ready)
+        m.d.sync += ack.eq(accepted)
+        m.d.comb += [wb.ack.eq(ack), wb.dat_r.eq(reg.r_data), wb.err.eq(0)]
+        return m
+
+
+class WishboneWriteManager(wiring.Component):
+    """Sends :data:`~.signatures.WriteMessage` s as Wishbone writes (word address = address[63:2], ``sel``
+    0xF).
+
+    Classic: ``cyc``/``stb`` with the message until ``ack`` or ``err`` (one message per two
+    clocks with a registered-feedback subordinate). Pipelined: a request per clock while
+    ``stall`` is low; ``cyc`` stays high until every request is answered. ``err`` is counted in
+    ``errors`` and latched on ``error`` (until ``rst``).
+    """
+
+    def __init__(self, mode="classic"):
+        self._mode = mode
+        super().__init__({
+            "message": In(stream.Signature(WriteMessage)),
+            "wb": Out(WishboneSignature(62, mode=mode, read=False)),
+            "error": Out(1), "errors": Out(32),
+            # Observation (for proofs): pipelined requests accepted and not yet answered.
+            "outstanding": Out(16),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        wb, msg = self.wb, self.message
+        answered = wb.ack | wb.err
+        m.d.comb += [
+            wb.stb.eq(msg.valid),
+            wb.we.eq(1),
+            wb.sel.eq(0xF),
+            wb.adr.eq(msg.payload.address[2:]),
+            wb.dat_w.eq(msg.payload.data),
+        ]
+        if self._mode == "classic":
+            m.d.comb += [wb.cyc.eq(msg.valid), msg.ready.eq(answered)]
+        else:
+            outstanding = Signal(range(1 << 16))
+            sent = msg.valid & ~wb.stall
+            m.d.comb += [wb.cyc.eq(msg.valid | (outstanding != 0)), msg.ready.eq(~wb.stall)]
+            m.d.sync += outstanding.eq(outstanding + sent - answered)
+            m.d.comb += self.outstanding.eq(outstanding)
+        with m.If(wb.err):
+            m.d.sync += [self.error.eq(1), self.errors.eq(self.errors + 1)]
+        return m
+
+
+class WishboneDmaManager(wiring.Component):
+    """:class:`DmaAccessSignature` onto Wishbone B4 (62-bit word address, 32-bit data, ``sel``
+    per byte; reads with ``sel = 0xF``).
+
+    Classic: ``cyc``/``stb`` with the request until ``ack`` or ``err`` (which may come in the
+    same cycle). Pipelined: ``stb`` until a cycle without ``stall``, ``cyc`` until the answer.
+    ``err`` is an error.
+
+    Latency and throughput: ``cyc``/``stb`` in the cycle the request is presented; ``done`` in
+    the cycle of ``ack``/``err``. With a subordinate that acknowledges one clock after the
+    request, one access every two clocks.
+    """
+
+    def __init__(self, mode="classic"):
+        self._mode = mode
+        super().__init__({
+            "access": In(DmaAccessSignature()),
+            "wb": Out(WishboneSignature(62, mode=mode)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        wb, access = self.wb, self.access
+        m.d.comb += [
+            wb.cyc.eq(access.valid),
+            wb.we.eq(access.write),
+            wb.adr.eq(access.address[2:]),
+            wb.dat_w.eq(access.data),
+            wb.sel.eq(Mux(access.write, access.strobe, 0xF)),
+            access.done.eq(access.valid & (wb.ack | wb.err)),
+            access.rdata.eq(wb.dat_r),
+            access.error.eq(wb.err),
+        ]
+        if self._mode == "classic":
+            m.d.comb += wb.stb.eq(access.valid)
+        else:
+            sent = Signal()
+            m.d.comb += wb.stb.eq(access.valid & ~sent)
+            with m.If(access.done):
+                m.d.sync += sent.eq(0)
+            with m.Elif(wb.stb & ~wb.stall):
+                m.d.sync += sent.eq(1)
+        return m

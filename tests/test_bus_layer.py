@@ -1,0 +1,183 @@
+"""The bus layer (``virtio_mmio.bus``) stands on its own: it imports nothing of the transport,
+and its subordinates serve any register block through ``RegisterBus`` with the block's own
+named tags (here a toy block of sixteen words, no ``RegisterCore``)."""
+
+import ast
+import random
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from amaranth.hdl import Cat, Elaboratable, Module, Signal
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In
+from amaranth.sim import Simulator
+
+from virtio_mmio.bus import (AXI4LiteSubordinate, RegisterBus, WishboneSubordinate,
+                             WriteClassifier, pack_tags)
+from virtio_mmio_sim.amaranth_bus import AmaranthAxiLite, AmaranthWishbone
+
+
+BUS_DIR = Path(__file__).resolve().parents[1] / "rtl" / "bus"
+
+
+def test_bus_modules_import_only_amaranth_the_standard_library_and_each_other():
+    """Every import of every module of rtl/bus/, read from its source: amaranth, the standard
+    library, or a sibling module (``from .x import``); nothing of the package above."""
+    stdlib = set(sys.stdlib_module_names)
+    checked = 0
+    for path in sorted(BUS_DIR.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    assert node.level == 1, f"{path.name}: 'from {'.' * node.level}" \
+                        f"{node.module or ''} import' leaves the bus layer"
+                    checked += 1
+                    continue
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                assert top == "amaranth" or top in stdlib, f"{path.name} imports {name}"
+                checked += 1
+    assert checked > 10
+
+
+def test_importing_the_bus_layer_loads_nothing_of_the_transport():
+    code = ("import sys, virtio_mmio.bus, virtio_mmio.bus.checkers; "
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith('virtio_mmio'))))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.split()
+    assert "virtio_mmio.bus" in loaded
+    outside = [m for m in loaded if m != "virtio_mmio" and not m.startswith("virtio_mmio.bus")]
+    assert outside == []
+
+
+# ------------------------------------------------------------------------ a toy register block
+
+class ToyClassifier(WriteClassifier):
+    """Address tags: the word is odd, the word is the last one; data tags: the word is 0,
+    all four lanes are written."""
+
+    def __init__(self):
+        super().__init__(data.StructLayout({"odd": 1, "last": 1}),
+                         data.StructLayout({"zero": 1, "full": 1}))
+
+    def address(self, word):
+        return pack_tags(self.address_layout, odd=word[0], last=word == 15)
+
+    def data(self, wdata, wstrb):
+        return pack_tags(self.data_layout, zero=wdata == 0, full=wstrb == 0xF)
+
+
+class ToyBlock(wiring.Component):
+    """Words 0..14: memory with byte lanes. Word 15 (read-only): the address and data tags
+    the last write arrived with, ``odd | last << 1 | zero << 2 | full << 3``. Writes to odd
+    words wait ``hold`` cycles (``w_ready`` low), so a subordinate must keep them."""
+
+    def __init__(self, classifier, hold=2):
+        self._hold = hold
+        super().__init__({"bus": In(RegisterBus(6, classifier.address_layout,
+                                                classifier.data_layout))})
+
+    def elaborate(self, platform):
+        m = Module()
+        bus = self.bus
+        m.submodules.words = words = memory.Memory(shape=32, depth=16, init=[])
+        r = words.read_port(transparent_for=())
+        w = words.write_port(granularity=8)
+        last_tags = Signal(4)
+        waited = Signal(range(self._hold + 1))
+        ready = ~bus.w_address_tags.odd | (waited == self._hold)
+        m.d.comb += [r.addr.eq(bus.r_addr), bus.w_ready.eq(ready), bus.w_conflict.eq(0)]
+        read_tags = Signal()
+        m.d.sync += read_tags.eq(bus.r_addr == 15)
+        with m.If(read_tags):
+            m.d.comb += bus.r_data.eq(last_tags)
+        with m.Else():
+            m.d.comb += bus.r_data.eq(r.data)
+        take = bus.w_valid & ready
+        with m.If(bus.w_valid & ~ready):
+            m.d.sync += waited.eq(waited + 1)
+        with m.If(take):
+            m.d.sync += [waited.eq(0), last_tags.eq(Cat(bus.w_address_tags.odd,
+                                                        bus.w_address_tags.last,
+                                                        bus.w_data_tags.zero,
+                                                        bus.w_data_tags.full))]
+            with m.If(~bus.w_address_tags.last):
+                m.d.comb += [w.addr.eq(bus.w_addr), w.data.eq(bus.w_data),
+                             w.en.eq(bus.w_strb)]
+        return m
+
+
+class ToyTop(Elaboratable):
+    def __init__(self, bus):
+        self.classifier = ToyClassifier()
+        self.block = ToyBlock(self.classifier)
+        if bus == "axil":
+            self.sub = AXI4LiteSubordinate(6, self.classifier)
+            port, prefix = self.sub.axi, "s_axil_"
+        else:
+            self.sub = WishboneSubordinate(6, self.classifier, mode=bus)
+            port, prefix = self.sub.wb, "s_wb_"
+        # The flat names the register-access backends drive.
+        self.ports = SimpleNamespace(**{prefix + name: getattr(port, name)
+                                        for name in port.signature.members})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.sub, m.submodules.block = self.sub, self.block
+        wiring.connect(m, self.sub.reg, self.block.bus)
+        return m
+
+
+@pytest.mark.parametrize("bus", ["axil", "classic", "pipelined"])
+def test_subordinate_serves_a_toy_block_with_its_named_tags(bus):
+    """Random words and lanes to random words of the toy block, each followed by a read of the
+    tags it arrived with and a read-back; a model of the block checks every value."""
+    rng = random.Random(3)
+    top = ToyTop(bus)
+    model = [0] * 15
+    checked = []
+
+    async def bench(ctx):
+        backend = (AmaranthAxiLite if bus == "axil" else AmaranthWishbone)(
+            ctx, top.ports, pause=lambda: rng.random() < 0.3)
+        for _ in range(40):
+            word = rng.randrange(16)
+            value = rng.choice([0, rng.getrandbits(32)])
+            strobe = rng.choice([0xF, rng.randrange(1, 16)])
+            await backend.write_word(word * 4, value, strobe)
+            if word < 15:
+                mask = sum(0xFF << 8 * lane for lane in range(4) if strobe >> lane & 1)
+                model[word] = model[word] & ~mask | value & mask
+            tags = await backend.read_word(15 * 4)
+            assert tags == (word & 1) | (word == 15) << 1 | (value == 0) << 2 | \
+                (strobe == 0xF) << 3, (word, value, strobe)
+            probe = rng.randrange(15)
+            assert await backend.read_word(probe * 4) == model[probe]
+            checked.append(word)
+
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run_until(1e-3)
+    assert len(checked) == 40 and any(w % 2 for w in checked) and 15 in checked
+
+
+def test_pack_tags_builds_by_name_and_refuses_a_wrong_set():
+    layout = data.StructLayout({"a": 1, "b": 2})
+    value = pack_tags(layout, b=Signal(2), a=Signal())
+    assert len(value) == 3
+    with pytest.raises(ValueError, match=r"missing \['b'\]"):
+        pack_tags(layout, a=Signal())
+    with pytest.raises(ValueError, match=r"unknown \['c'\]"):
+        pack_tags(layout, a=Signal(), b=Signal(2), c=Signal())
+    with pytest.raises(ValueError, match="'b' is 1 bits wide, not 2"):
+        pack_tags(layout, a=Signal(), b=Signal())
