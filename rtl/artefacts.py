@@ -81,39 +81,10 @@ def _c_identifier(name):
 
 # Reset values ------------------------------------------------------------------------------
 #
-# The register map gives a reset as an integer, the name of a construction parameter, or None
-# for a computed value. The selectors (DeviceFeaturesSel, QueueSel, SHMSel) all reset to 0, so
-# the computed registers read a definite value after reset: the one selected by 0.
-
-def _shm_region0(params):
-    return next((r for r in params.shm if r.id == 0), None)
-
-
-def _shm_word(attr, high):
-    def value(params):
-        region = _shm_region0(params)
-        # A missing region reads all ones (SPEC §4), in both halves.
-        word = _M32 if region is None else getattr(region, attr) >> (32 if high else 0)
-        return word & _M32
-    return value
-
-
-def _msi_status(params):
-    # The queue count, and bit 15: "capable" reads 1; "enabled" is 0, as MSI is off after reset.
-    fields = {f.name: f for f in params.regmap["MsiStatus"].fields}
-    capable = PROFILES[params.profile].msi_status_capable
-    return params.queues << fields["queues"].lsb | int(capable) << fields["enabled"].lsb
-
-
-#: Registers whose reset the register map leaves as "computed", by name.
-_COMPUTED_RESETS = {
-    "DeviceFeatures": lambda p: p.features & _M32,
-    "SHMLenLow": _shm_word("length", high=False),
-    "SHMLenHigh": _shm_word("length", high=True),
-    "SHMBaseLow": _shm_word("base", high=False),
-    "SHMBaseHigh": _shm_word("base", high=True),
-    "MsiStatus": _msi_status,
-}
+# The register map gives a reset as an integer, the name of a construction parameter, or the
+# function that computes it from the parameters (regmap.Register). The selectors
+# (DeviceFeaturesSel, QueueSel, SHMSel) all reset to 0, so the computed registers read a
+# definite value after reset: the one selected by 0.
 
 #: Parameter names in the register map whose value is not an attribute of the same name.
 _PARAM_RESETS = {
@@ -133,8 +104,8 @@ def _resolve_reset(reg, params):
         if isinstance(value, int) and not isinstance(value, bool):
             return value, f"parameter {reg.reset}"
         return None, f"parameter {reg.reset}"
-    if reg.name in _COMPUTED_RESETS:
-        return _COMPUTED_RESETS[reg.name](params), "computed (selector 0)"
+    if callable(reg.reset):
+        return reg.reset(params), "computed (selector 0)"
     return None, "computed"
 
 

@@ -126,8 +126,10 @@ class Register:
     ``access`` is what the driver may do: ``"R"`` (writes ignored), ``"W"`` (reads return 0),
     ``"RW"``. ``width`` is 32 or 16 bits; a 16-bit register occupies the byte lanes
     ``offset % 4 .. offset % 4 + 1`` of its word. ``reset`` is an integer, or the name of the
-    construction parameter the value comes from, or ``None`` when the value is computed (a
-    feature word, a lookup). ``full_write`` says that a write must enable every lane of the
+    construction parameter the value comes from, or a function of the endpoint's parameters
+    (:class:`~virtio_mmio.params.EndpointParams`) that computes it as it reads after a reset,
+    every selector 0 (a feature word, a shared-memory word, MsiStatus): the one place the
+    artefacts and the proofs take it from. ``full_write`` says that a write must enable every lane of the
     register to take effect (SPEC §4: partial writes to control registers are ignored).
     """
     name: str
@@ -168,6 +170,36 @@ class Register:
         return "W" in self.access
 
 
+_M32 = 0xFFFF_FFFF
+
+
+def _device_features_reset(params):
+    # DeviceFeaturesSel resets to 0: word 0 of the offered features.
+    return params.features & _M32
+
+
+def _shm_word_reset(attr, high):
+    def reset(params):
+        # SHMSel resets to 0: region 0, or all ones (SPEC §4) in both halves when there is none.
+        region = next((r for r in params.shm if r.id == 0), None)
+        word = _M32 if region is None else getattr(region, attr) >> (32 if high else 0)
+        return word & _M32
+    return reset
+
+
+_SHM_RESETS = {(attr, high): _shm_word_reset(attr, high)
+               for attr in ("length", "base") for high in (False, True)}
+
+
+def _msi_status_reset(params):
+    # The queue count, and bit 15: "capable" reads 1 (linux-k1); "enabled" is 0, as MSI is off
+    # after reset.
+    reg = params.regmap["MsiStatus"]
+    fields = {f.name: f for f in reg.fields}
+    capable = params.regmap.profile.msi_status_capable
+    return params.queues << fields["queues"].lsb | int(capable) << fields["enabled"].lsb
+
+
 def _transport_registers(profile):
     layout = "{notify_multiplier[31:16], notify_base[15:0]}"
     regs = [
@@ -177,7 +209,7 @@ def _transport_registers(profile):
         Register("VendorID", 0x00C, "R", "Virtio subsystem vendor ID", reset="vendor_id"),
         Register("DeviceFeatures", 0x010, "R",
                  "Word DeviceFeaturesSel of the offered 64-bit feature set; selector >= 2 reads 0",
-                 reset=None),
+                 reset=_device_features_reset),
         Register("DeviceFeaturesSel", 0x014, "W", "Selects the word of DeviceFeatures"),
         Register("DriverFeatures", 0x020, "W",
                  "Word DriverFeaturesSel of the accepted feature set; selector >= 2 ignored; "
@@ -219,13 +251,13 @@ def _transport_registers(profile):
     regs += [
         Register("SHMSel", 0x0AC, "W", "Selects the shared-memory region"),
         Register("SHMLenLow", 0x0B0, "R", "Length of region SHMSel [31:0]; all ones if none",
-                 reset=None),
+                 reset=_SHM_RESETS["length", False]),
         Register("SHMLenHigh", 0x0B4, "R", "Length of region SHMSel [63:32]; all ones if none",
-                 reset=None),
+                 reset=_SHM_RESETS["length", True]),
         Register("SHMBaseLow", 0x0B8, "R", "Base of region SHMSel [31:0]; all ones if none",
-                 reset=None),
+                 reset=_SHM_RESETS["base", False]),
         Register("SHMBaseHigh", 0x0BC, "R", "Base of region SHMSel [63:32]; all ones if none",
-                 reset=None),
+                 reset=_SHM_RESETS["base", True]),
     ]
     if profile.msi_registers:
         if profile.msi_status_capable:
@@ -245,7 +277,7 @@ def _transport_registers(profile):
             # MsiStatus itself does in this profile.
             Register("MsiStatus", 0x0C0, "RW",
                      "[10:0] number of queues N (vectors 0..N); [15] " + enabled_doc,
-                     reset=None, width=16,
+                     reset=_msi_status_reset, width=16,
                      fields=(Field("queues", 0, 11, "Number of queues N (vectors 0..N)",
                                    access="R"),
                              Field("enabled", 15, 1, enabled_doc, access=enabled_access))),

@@ -194,11 +194,7 @@ def reset_reads(params):
             if reg.name == "ConfigGeneration":
                 value = None
                 break
-            if reg.name == "MsiStatus":
-                # Bit 15: MSI enabled — cleared by the reset — or, in linux-k1, "capable".
-                reset = params.queues | (regmap.profile.msi_status_capable << 15)
-            else:
-                reset, _ = _resolve_reset(reg, params)
+            reset, _ = _resolve_reset(reg, params)
             if reset is None:
                 raise ValueError(f"No reset value for {reg.name} in the register map")
             value |= reset << 8 * (reg.offset % 4)
