@@ -2,7 +2,7 @@
 The MSI manager ports are the bus layer's write managers (:mod:`virtio_mmio.bus`)."""
 
 from amaranth.hdl import *
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .bus import WriteMessage, round_robin

@@ -20,8 +20,10 @@ from amaranth.hdl import *
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .bus import (AXI4LiteDmaManager, AXI4LiteSignature, DmaAccessSignature,
-                  WishboneDmaManager, WishboneSignature, WISHBONE_MODES)
+from .bus import (AXI4LiteDmaManager, AXI4LiteSignature, WishboneDmaManager, WishboneSignature,
+                  WISHBONE_MODES)
+# The DMA request interface moved to the bus layer; importable from here too.
+from .bus import DmaAccessSignature  # noqa: F401
 from .endpoint import VirtioMmioEndpoint, port_members
 from .params import EndpointParams
 from .regmap import Feature

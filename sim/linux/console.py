@@ -33,6 +33,9 @@ from cocotb.triggers import ClockCycles, FallingEdge
 
 from virtio_mmio_sim.cocotb_bus import signal_value as value
 
+from .backend import DESC_F_INDIRECT, DESC_F_NEXT, DESC_F_WRITE, DESC_SIZE, DeviceBackend, \
+    RingError
+
 
 VIRTIO_ID_CONSOLE = 3
 #: Device feature bits of virtio-console (§5.3.3).
@@ -76,11 +79,6 @@ RX_GAP_CYCLES = 64
 CONSOLE_PORT_ID = 0
 DATA_PORT_ID = 1
 
-# Split-ring layout (virtio 1.x, little-endian).
-DESC_SIZE = 16
-DESC_F_NEXT = 1
-DESC_F_WRITE = 2
-DESC_F_INDIRECT = 4
 AVAIL_F_NO_INTERRUPT = 1
 
 log = logging.getLogger("cocotb.virtio_mmio.linux.console")
@@ -130,18 +128,12 @@ def hvc_pattern(count):
     return "".join(f"hvc0-{i:04d};" for i in range(count)).encode()
 
 
-class RingError(Exception):
-    """The driver's ring is malformed: the device raises needs_reset and stops."""
-
-
-class ConsoleBackend:
+class ConsoleBackend(DeviceBackend):
     """The virtio-console device behind the endpoint's device-side ports, guest memory over
-    ``link``. Drives its inputs on the falling clock edge and samples outputs there, like
-    :class:`~.cosim.RngBackend`; ``busy`` is true while it works or has work it can do."""
+    ``link``; ``busy`` is true while it works or has work it can do."""
 
     def __init__(self, dut, link, seed, rx_total=RX_BYTES):
-        self.dut = dut
-        self.link = link
+        super().__init__(dut, link)
         self.seed = seed
         self.rx_total = rx_total
         self.rx_data = rx_stream(seed, rx_total)
@@ -169,7 +161,6 @@ class ConsoleBackend:
         self.unexpected = []
         self.device_resets = 0
         self.config_reads = 0
-        self.config_events = 0              # not raised by this device; kept for the record
         self._reset_state()
 
     # ------------------------------------------------------------------ state
@@ -220,25 +211,9 @@ class ConsoleBackend:
     # ------------------------------------------------------------------ cocotb processes
 
     def start(self):
-        dut = self.dut
-        dut.notify_ready.value = 0
-        dut.used_valid.value = 0
-        dut.used_queue.value = 0
-        dut.config_changed.value = 0
-        dut.needs_reset.value = 0
-        dut.q_sel.value = 0
-        dut.cfg_rdata.value = 0
+        self._ports_at_rest()
         cocotb.start_soon(self._config_port())
         cocotb.start_soon(self._run())
-
-    async def config_change(self):
-        """Raise a configuration-change event (vector 0) for one cycle (a MARK may ask)."""
-        dut = self.dut
-        await FallingEdge(dut.clk)
-        dut.config_changed.value = 1
-        self.config_events += 1
-        await FallingEdge(dut.clk)
-        dut.config_changed.value = 0
 
     async def _config_port(self):
         """Answer ``cfg_re`` on ``cfg_rdata`` in the next cycle; apply ``cfg_we``."""
@@ -379,20 +354,13 @@ class ConsoleBackend:
 
     async def _ring(self, queue):
         """The queue's state from the queue-state port, checked."""
-        dut = self.dut
-        dut.q_sel.value = queue
-        await FallingEdge(dut.clk)
-        await FallingEdge(dut.clk)
+        ready, num, desc, driver, device = await self._queue_state(queue)
         self.cycle += 2
-        ready, num = value(dut.q_ready), value(dut.q_num)
         if not ready:
             raise RingError(f"queue {queue} is used but not ready")
         if num == 0 or num & (num - 1):
             raise RingError(f"queue {queue}: size {num} is not a power of two")
-        return queue, num, value(dut.q_desc), value(dut.q_driver), value(dut.q_device)
-
-    def _u16(self, addr):
-        return struct.unpack("<H", self.link.mem_read(addr, 2))[0]
+        return queue, num, desc, driver, device
 
     def _next(self, ring):
         """The head of the next available chain and its descriptors [(addr, len, write)], or

@@ -48,7 +48,6 @@ import logging
 import os
 import random
 import struct
-import types
 from pathlib import Path
 
 import cocotb
@@ -60,6 +59,8 @@ from virtio_mmio_sim.cocotb_msi import (AxiLiteMsiRam, MsiWriteRefused,
                                         WishboneMsiSubordinate)
 from virtio_mmio_sim.cocotb_tests.test_endpoint import load_params
 
+from .backend import DESC_F_INDIRECT, DESC_F_NEXT, DESC_F_WRITE, DESC_SIZE, DeviceBackend, \
+    RingError
 from .console import ConsoleBackend
 from .protocol import (MARK_CONFIG_CHANGE, MARK_MSI_ERROR_PROBE, MEMTX_OK, MSI_PROBE_ADDRESS,
                        Link, LinkClosed, Mark)
@@ -87,27 +88,16 @@ CONNECT_TIMEOUT_S = 60
 #: Probability that a bus channel pauses in a cycle.
 PAUSE_PROBABILITY = 0.3
 
-# Split-ring layout (virtio 1.x, little-endian).
-DESC_SIZE = 16
-DESC_F_NEXT = 1
-DESC_F_WRITE = 2
-DESC_F_INDIRECT = 4
 
 log = logging.getLogger("cocotb.virtio_mmio.linux")
 
 
-class RingError(Exception):
-    """The driver's ring is malformed: the device raises needs_reset and stops."""
-
-
-class RngBackend:
+class RngBackend(DeviceBackend):
     """A virtio-rng device behind the endpoint's device-side ports, with guest memory over
-    ``link``. Drives its inputs on the falling clock edge (stable at the next rising edge) and
-    samples outputs there."""
+    ``link``."""
 
     def __init__(self, dut, link, seed):
-        self.dut = dut
-        self.link = link
+        super().__init__(dut, link)
         self.rng = random.Random(seed)
         self.stream = bytearray()
         self.busy = False
@@ -116,20 +106,12 @@ class RngBackend:
         self.notifications = 0
         self.buffers = 0
         self.used_events = 0
-        self.config_events = 0
         self.device_resets = 0
         self._last_avail = {}
         self._used_idx = {}
 
     def start(self):
-        dut = self.dut
-        dut.notify_ready.value = 0
-        dut.used_valid.value = 0
-        dut.used_queue.value = 0
-        dut.config_changed.value = 0
-        dut.needs_reset.value = 0
-        dut.q_sel.value = 0
-        dut.cfg_rdata.value = 0
+        self._ports_at_rest()
         cocotb.start_soon(self._run())
 
     async def _run(self):
@@ -169,32 +151,12 @@ class RngBackend:
             await ClockCycles(dut.clk, 3)
             self.busy = False
 
-    async def config_change(self):
-        """Raise a configuration-change event (vector 0) for one cycle."""
-        dut = self.dut
-        await FallingEdge(dut.clk)
-        dut.config_changed.value = 1
-        self.config_events += 1
-        await FallingEdge(dut.clk)
-        dut.config_changed.value = 0
-
     def _reset(self):
         self.device_resets += 1
         self._last_avail.clear()
         self._used_idx.clear()
         self.broken = False
         self.dut.notify_ready.value = 0
-
-    async def _queue_state(self, queue):
-        dut = self.dut
-        dut.q_sel.value = queue
-        await FallingEdge(dut.clk)
-        await FallingEdge(dut.clk)
-        return (value(dut.q_ready), value(dut.q_num), value(dut.q_desc), value(dut.q_driver),
-                value(dut.q_device))
-
-    def _u16(self, addr):
-        return struct.unpack("<H", self.link.mem_read(addr, 2))[0]
 
     async def _serve(self, queue):
         """Serve every buffer the driver made available on ``queue``; the number served."""
