@@ -207,5 +207,3 @@ class InterruptController(wiring.Component):
             self.message.payload.eq(table_r.data),
         ]
         return out_valid, advance
-
-
