@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from amaranth.hdl import Cat, Elaboratable, Module, Signal
+from amaranth.hdl import Cat, Elaboratable, Module, Mux, Signal
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In
 from amaranth.sim import Simulator
@@ -169,6 +169,61 @@ def test_subordinate_serves_a_toy_block_with_its_named_tags(bus):
     sim.add_testbench(bench)
     sim.run_until(1e-3)
     assert len(checked) == 40 and any(w % 2 for w in checked) and 15 in checked
+
+
+class PlainBlock(wiring.Component):
+    """Sixteen words of memory with byte lanes, for a classifier without tags."""
+
+    def __init__(self):
+        classifier = WriteClassifier()
+        super().__init__({"bus": In(RegisterBus(6, classifier.address_layout,
+                                                classifier.data_layout))})
+
+    def elaborate(self, platform):
+        m = Module()
+        bus = self.bus
+        m.submodules.words = words = memory.Memory(shape=32, depth=16, init=[])
+        r = words.read_port(transparent_for=())
+        w = words.write_port(granularity=8)
+        m.d.comb += [r.addr.eq(bus.r_addr), bus.r_data.eq(r.data), bus.w_ready.eq(1),
+                     bus.w_conflict.eq(0),
+                     w.addr.eq(bus.w_addr), w.data.eq(bus.w_data),
+                     w.en.eq(Mux(bus.w_valid, bus.w_strb, 0))]
+        return m
+
+
+@pytest.mark.parametrize("bus", ["axil", "classic", "pipelined"])
+def test_subordinate_with_a_classifier_without_tags(bus):
+    """The bus layer's own WriteClassifier (no tags) is enough for a plain memory."""
+    rng = random.Random(8)
+    classifier = WriteClassifier()
+    if bus == "axil":
+        sub = AXI4LiteSubordinate(6, classifier)
+        port, prefix, backend_class = sub.axi, "s_axil_", AmaranthAxiLite
+    else:
+        sub = WishboneSubordinate(6, classifier, mode=bus)
+        port, prefix, backend_class = sub.wb, "s_wb_", AmaranthWishbone
+    ports = SimpleNamespace(**{prefix + name: getattr(port, name)
+                               for name in port.signature.members})
+    m = Module()
+    block = PlainBlock()
+    m.submodules.sub, m.submodules.block = sub, block
+    wiring.connect(m, sub.reg, block.bus)
+    model = [0] * 16
+
+    async def bench(ctx):
+        backend = backend_class(ctx, ports, pause=lambda: rng.random() < 0.3)
+        for _ in range(30):
+            word, value = rng.randrange(16), rng.getrandbits(32)
+            await backend.write_word(word * 4, value)
+            model[word] = value
+            probe = rng.randrange(16)
+            assert await backend.read_word(probe * 4) == model[probe]
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run_until(1e-3)
 
 
 def test_pack_tags_builds_by_name_and_refuses_a_wrong_set():

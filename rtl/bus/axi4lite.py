@@ -101,7 +101,7 @@ class AXI4LiteSubordinate(wiring.Component):
         def consistent(buffer, tags_of):
             def entry_ok(entry):
                 tags = tags_of(entry)
-                return tags == entry[-len(tags):]
+                return tags == entry[len(entry) - len(tags):]
             return (((buffer.level == 0) | entry_ok(buffer.head)) &
                     ((buffer.level < 2) | entry_ok(buffer.tail)))
         tags_ok = (consistent(aw, lambda entry: classify.address(entry[:word_width])) &

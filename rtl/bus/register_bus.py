@@ -49,13 +49,14 @@ class WriteClassifier:
         self.data_layout = data_layout or data.StructLayout({})
 
     def address(self, word):
-        """The address tags of word address ``word``: a value of :attr:`address_layout`."""
-        return self.address_layout.const({})
+        """The address tags of word address ``word``: a value of :attr:`address_layout`
+        (here none)."""
+        return pack_tags(self.address_layout)
 
     def data(self, wdata, wstrb):
         """The data tags of the word ``wdata`` written with byte lanes ``wstrb``: a value of
-        :attr:`data_layout`."""
-        return self.data_layout.const({})
+        :attr:`data_layout` (here none)."""
+        return pack_tags(self.data_layout)
 
 
 class RegisterBus(wiring.Signature):
