@@ -121,18 +121,31 @@ class ToyBlock(wiring.Component):
 
 
 class ToyTop(Elaboratable):
-    def __init__(self, bus):
-        self.classifier = ToyClassifier()
-        self.block = ToyBlock(self.classifier)
+    """A subordinate for ``bus`` ("axil", "classic", "pipelined") with ``classifier`` in
+    front of ``block``."""
+
+    def __init__(self, bus, classifier, block):
+        self.block = block
         if bus == "axil":
-            self.sub = AXI4LiteSubordinate(6, self.classifier)
+            self.sub = AXI4LiteSubordinate(6, classifier)
             port, prefix = self.sub.axi, "s_axil_"
+            self.backend = AmaranthAxiLite
         else:
-            self.sub = WishboneSubordinate(6, self.classifier, mode=bus)
+            self.sub = WishboneSubordinate(6, classifier, mode=bus)
             port, prefix = self.sub.wb, "s_wb_"
+            self.backend = AmaranthWishbone
         # The flat names the register-access backends drive.
         self.ports = SimpleNamespace(**{prefix + name: getattr(port, name)
                                         for name in port.signature.members})
+
+    def run(self, body, pause):
+        """Simulate ``body(backend)`` with one register access at a time on the port."""
+        async def bench(ctx):
+            await body(self.backend(ctx, self.ports, pause=pause))
+        sim = Simulator(self)
+        sim.add_clock(1e-8)
+        sim.add_testbench(bench)
+        sim.run_until(1e-3)
 
     def elaborate(self, platform):
         m = Module()
@@ -146,13 +159,12 @@ def test_subordinate_serves_a_toy_block_with_its_named_tags(bus):
     """Random words and lanes to random words of the toy block, each followed by a read of the
     tags it arrived with and a read-back; a model of the block checks every value."""
     rng = random.Random(3)
-    top = ToyTop(bus)
+    classifier = ToyClassifier()
+    top = ToyTop(bus, classifier, ToyBlock(classifier))
     model = [0] * 15
     checked = []
 
-    async def bench(ctx):
-        backend = (AmaranthAxiLite if bus == "axil" else AmaranthWishbone)(
-            ctx, top.ports, pause=lambda: rng.random() < 0.3)
+    async def body(backend):
         for _ in range(40):
             word = rng.randrange(16)
             value = rng.choice([0, rng.getrandbits(32)])
@@ -168,10 +180,7 @@ def test_subordinate_serves_a_toy_block_with_its_named_tags(bus):
             assert await backend.read_word(probe * 4) == model[probe]
             checked.append(word)
 
-    sim = Simulator(top)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run_until(1e-3)
+    top.run(body, pause=lambda: rng.random() < 0.3)
     assert len(checked) == 40 and any(w % 2 for w in checked) and 15 in checked
 
 
@@ -200,23 +209,10 @@ class PlainBlock(wiring.Component):
 def test_subordinate_with_a_classifier_without_tags(bus):
     """The bus layer's own WriteClassifier (no tags) is enough for a plain memory."""
     rng = random.Random(8)
-    classifier = WriteClassifier()
-    if bus == "axil":
-        sub = AXI4LiteSubordinate(6, classifier)
-        port, prefix, backend_class = sub.axi, "s_axil_", AmaranthAxiLite
-    else:
-        sub = WishboneSubordinate(6, classifier, mode=bus)
-        port, prefix, backend_class = sub.wb, "s_wb_", AmaranthWishbone
-    ports = SimpleNamespace(**{prefix + name: getattr(port, name)
-                               for name in port.signature.members})
-    m = Module()
-    block = PlainBlock()
-    m.submodules.sub, m.submodules.block = sub, block
-    wiring.connect(m, sub.reg, block.bus)
+    top = ToyTop(bus, WriteClassifier(), PlainBlock())
     model = [0] * 16
 
-    async def bench(ctx):
-        backend = backend_class(ctx, ports, pause=lambda: rng.random() < 0.3)
+    async def body(backend):
         for _ in range(30):
             word, value = rng.randrange(16), rng.getrandbits(32)
             await backend.write_word(word * 4, value)
@@ -224,10 +220,7 @@ def test_subordinate_with_a_classifier_without_tags(bus):
             probe = rng.randrange(16)
             assert await backend.read_word(probe * 4) == model[probe]
 
-    sim = Simulator(m)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run_until(1e-3)
+    top.run(body, pause=lambda: rng.random() < 0.3)
 
 
 def test_pack_tags_builds_by_name_and_refuses_a_wrong_set():
