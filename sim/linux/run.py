@@ -36,6 +36,7 @@ checked byte for byte), records written to hvc0 (port 0), the interrupts per vec
 (/proc/interrupts) or on the wired line, the doorbells per queue.
 """
 
+import hashlib
 import json
 import os
 import re
@@ -337,13 +338,20 @@ def _wired_total(dump):
 
 
 def _access_log(lines):
-    """(write, offset) of every access in accesses.log (mark lines left out)."""
+    """(write, offset, value) of every access in accesses.log (mark lines left out); the
+    value written, or None for a read."""
     out = []
     for line in lines:
-        m = re.match(r"(read|write) (0x[0-9a-f]+) ", line)
+        m = re.match(r"(read|write) (0x[0-9a-f]+) (?:<- (0x[0-9a-f]+) )?", line)
         if m:
-            out.append((m.group(1) == "write", int(m.group(2), 16)))
+            out.append((m.group(1) == "write", int(m.group(2), 16),
+                        int(m.group(3), 16) if m.group(3) else None))
     return out
+
+
+def _doorbell_offsets(params):
+    """{byte offset: queue} of the per-queue doorbells of ``params``."""
+    return {params.notify_base + q * params.notify_multiplier: q for q in range(params.queues)}
 
 
 #: Bytes the hwrng core's fill thread takes from the device at a time (rng_buffer_size():
@@ -415,8 +423,7 @@ def v3_figures(console_text, result, access_lines, params):
     """What a Version-3 session showed, from the console, the simulation's record and the
     access log: a dict of plain values (see :func:`judge_v3`)."""
     markers = _markers(console_text)
-    queues = params.queues
-    doorbells = {params.notify_base + q * params.notify_multiplier: q for q in range(queues)}
+    doorbells = _doorbell_offsets(params)
     accesses = _access_log(access_lines)
     marks = {}
     for snap in result.get("marks", []):
@@ -443,10 +450,10 @@ def v3_figures(console_text, result, access_lines, params):
             "per_request": round(count / buffers, 2) if buffers else None,
             "msi_writes": b["msi_writes"] - a["msi_writes"],
             "wired_rises": b["irq_rise"] - a["irq_rise"],
-            "queue_notify": sum(1 for w, o in segment if w and o == 0x050),
-            "doorbells": {str(q): sum(1 for w, o in segment if w and o == off)
+            "queue_notify": sum(1 for w, o, _ in segment if w and o == 0x050),
+            "doorbells": {str(q): sum(1 for w, o, _ in segment if w and o == off)
                           for off, q in doorbells.items()},
-            "isr_reads": sum(1 for w, o in segment if not w and o == 0x060),
+            "isr_reads": sum(1 for w, o, _ in segment if not w and o == 0x060),
         }
 
     dumps = _irq_dumps(markers)
@@ -468,7 +475,7 @@ def v3_figures(console_text, result, access_lines, params):
     background = next((int(m.split()[1]) for m in markers
                        if re.fullmatch(r"background \d+", m)), None)
 
-    session_writes = [(w, o) for w, o in accesses if w]
+    session_writes = [(w, o) for w, o, _ in accesses if w]
     return {
         "profile": params.profile,
         "platform_driver": platform,
@@ -634,17 +641,12 @@ def _digest(text):
 def console_figures(console_text, result, access_lines, params, seed=1):
     """What a virtio-console session showed: a dict of plain values (see
     :func:`judge_console`)."""
-    import hashlib
     markers = _markers(console_text)
     record = result.get("console", {})
     queues = params.queues
-    writes = []
-    for line in access_lines:
-        m = re.match(r"write (0x[0-9a-f]+) <- (0x[0-9a-f]+) ", line)
-        if m:
-            writes.append((int(m.group(1), 16), int(m.group(2), 16)))
+    writes = [(o, value) for w, o, value in _access_log(access_lines) if w]
     if params.notify_multiplier:
-        offsets = {params.notify_base + q * params.notify_multiplier: q for q in range(queues)}
+        offsets = _doorbell_offsets(params)
         doorbells = {str(q): sum(1 for o, _ in writes if o == off)
                      for off, q in offsets.items()}
         queue_notify = sum(1 for o, _ in writes if o == 0x050)
@@ -817,8 +819,8 @@ def run_linux(*, bus="axil", simulator="verilator", device="model", profile="pla
     """Run one session; returns a :class:`LinuxRun`. ``device``: ``"model"`` (the Python
     virtio-rng back-end on the device-side ports), ``"rtl"`` (the RTL virtio-rng device, its
     DMA port served from guest memory) or ``"console"`` (the Python virtio-console back-end
-    with MULTIPORT, :mod:`.console`, and the ``guest/console`` scenario). ``profile``: ``plain-v2`` (the stock driver) or a
-    Version-3 profile, ``seed`` / ``linux-k1`` (the virtio_mmio_v3 driver, MSI through the
+    with MULTIPORT, :mod:`.console`, and the ``guest/console`` scenario). ``profile``:
+    ``plain-v2`` (the stock driver) or a Version-3 profile, ``seed`` / ``linux-k1`` (the virtio_mmio_v3 driver, MSI through the
     GICv3 ITS, the scenarios of ``guest/init``); ``dialect``: the driver's ``dialect=``
     (default: the profile's); ``cpus``: vCPUs (Version 3 default :data:`V3_CPUS`, else 1).
     Raises :class:`setup.SetupError` when QEMU or the guest cannot be prepared, ValueError for

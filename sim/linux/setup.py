@@ -629,6 +629,16 @@ def _decompress_module(path: Path) -> Path:
     return plain
 
 
+def _module_member(name: str, release: str, modules: dict) -> Optional[str]:
+    """The file name of ``name`` (a path in the kernel package) when it is one of ``modules``
+    (name -> directory under kernel/), compressed or not; else None."""
+    for mod, sub in modules.items():
+        if re.fullmatch(rf"(usr/)?lib/modules/{re.escape(release)}/{sub}"
+                        rf"{re.escape(mod)}\.ko(\.xz|\.zst|\.gz)?", name):
+            return os.path.basename(name)
+    return None
+
+
 def _extract_modules(kdeb: Path, release: str, gdir: Path, modules: dict,
                      progress: Progress) -> None:
     """Extract the ``modules`` (name -> directory under kernel/) that are not in ``gdir`` yet,
@@ -639,11 +649,8 @@ def _extract_modules(kdeb: Path, release: str, gdir: Path, modules: dict,
     progress(f"guest: extracting {', '.join(missing)} from {kdeb.name}")
 
     def want(name: str) -> Optional[str]:
-        for mod, sub in missing.items():
-            if re.fullmatch(rf"(usr/)?lib/modules/{re.escape(release)}/{sub}"
-                            rf"{re.escape(mod)}\.ko(\.xz|\.zst|\.gz)?", name):
-                return os.path.basename(name) + ".part"
-        return None
+        member = _module_member(name, release, missing)
+        return None if member is None else member + ".part"
 
     for part in _deb_extract(kdeb, want, gdir):
         got = part.with_name(part.name[:-len(".part")])
@@ -679,11 +686,7 @@ def _prepare_guest(root: Path, progress: Progress,
         def want_kernel(name: str) -> Optional[str]:
             if re.fullmatch(rf"boot/vmlinuz-{re.escape(release)}", name):
                 return "vmlinuz"
-            for mod, sub in _MODULES.items():
-                if re.fullmatch(rf"(usr/)?lib/modules/{re.escape(release)}/{sub}"
-                                rf"{re.escape(mod)}\.ko(\.xz|\.zst|\.gz)?", name):
-                    return os.path.basename(name)
-            return None
+            return _module_member(name, release, _MODULES)
 
         got = _deb_extract(kdeb, want_kernel, gdir)
         for f in got:
