@@ -15,7 +15,6 @@ Nothing here spells an offset: everything comes from the register map and the pa
 new profile or a moved register changes every artefact at once.
 """
 
-import dataclasses
 import json
 import re
 import textwrap
@@ -172,7 +171,7 @@ def artefact_data(params):
     profile = PROFILES[params.profile]
     return {
         "parameters": params.as_dict(),
-        "profile": dataclasses.asdict(profile),
+        "profile": profile.summary(),
         "magic": MAGIC_VALUE,
         "window": {"addr_width": params.addr_width, "size": 1 << params.addr_width},
         "registers": register_entries(params),

@@ -7,7 +7,8 @@ Every component and the command line take an :class:`EndpointParams`; invalid va
 import re
 from dataclasses import dataclass
 
-from .regmap import PROFILES, CONFIG_BASE, REGISTER_SPAN, Feature, RegisterMap
+from .regmap import CONFIG_BASE, REGISTER_SPAN, Feature, RegisterMap
+from .transport.profiles import PROFILES
 
 
 __all__ = ["EndpointParams", "MAX_QUEUES", "MAX_QUEUE_SIZE", "SharedMemoryRegion",

@@ -29,7 +29,7 @@ from virtio_mmio.toolchain import find_tool
 
 __all__ = ["ProofResult", "AXI4LiteEndpointProof", "WishboneEndpointProof", "MsiEndpointProof",
            "WishboneMsiEndpointProof", "EndpointInvariantsProof", "EndpointCover",
-           "COVER_SCENARIOS", "Mutation", "run_proof"]
+           "COVER_SCENARIOS", "Mutation", "Override", "run_proof"]
 
 
 class _EndpointProof(Elaboratable):
@@ -471,6 +471,25 @@ class EndpointCover(_EndpointProof):
             m.d.comb += Cover(dut.notify_valid & ~dut.notify_ready & (frontend.aw_held != 0) &
                               (frontend.w_held != 0) & dut.s_axil_rvalid & dut.s_axil_rready)
         return m
+
+
+@dataclass(frozen=True)
+class Override:
+    """A bug injected by meaning: method ``method`` of class ``cls`` (in ``module``) is
+    replaced by ``make(original)``, e.g. a transport block's reset statements without one of
+    them. Unlike :class:`Mutation` it does not depend on the method's source text."""
+
+    module: str
+    cls: str
+    method: str
+    make: object
+    doc: str
+
+    def apply(self, setattr):
+        cls = getattr(importlib.import_module(self.module), self.cls)
+        original = getattr(cls, self.method)
+        setattr(cls, self.method, self.make(original))
+        return cls
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from virtio_mmio.bus.checkers import AXI4LiteSubordinateChecker
 from virtio_mmio.params import EndpointParams
 from virtio_mmio_sim.formal import (COVER_SCENARIOS, AXI4LiteEndpointProof, EndpointCover,
                                    EndpointInvariantsProof, MsiEndpointProof, Mutation,
-                                   WishboneEndpointProof, WishboneMsiEndpointProof, run_proof)
+                                   Override, WishboneEndpointProof, WishboneMsiEndpointProof,
+                                   run_proof)
 
 
 pytestmark = pytest.mark.formal
@@ -192,8 +193,9 @@ def _invariants():
     return EndpointInvariantsProof(EndpointParams(queues=2, config_size=4))
 
 
-#: Bugs of the kinds the maintainers inject by hand, each as a source edit of one RTL class,
-#: and the proof that must catch it.
+#: Bugs of the kinds the maintainers inject by hand, each as a source edit of one RTL class
+#: (:class:`Mutation`) or a replaced method (:class:`Override`), and the proof that must
+#: catch it.
 MUTATIONS = {
     "axi-bvalid-dropped": (Mutation(
         "virtio_mmio.bus.axi4lite", "AXI4LiteSubordinate",
@@ -219,9 +221,9 @@ MUTATIONS = {
         "virtio_mmio.msi", "InterruptController",
         (("still = pending | event_vectors", "still = pending"),),
         "an event in the cycle MSI is disabled is lost"), _invariants),
-    "status-kept-by-reset": (Mutation(
-        "virtio_mmio.core", "RegisterCore",
-        (("status.eq(0), accepted.eq(0),", "accepted.eq(0),"),),
+    "status-kept-by-reset": (Override(
+        "virtio_mmio.transport.status", "StatusLogic", "device_reset",
+        lambda original: lambda self: [],
         "Status not cleared by a device reset"), _invariants),
     "queue-ready-kept-by-reset": (Mutation(
         "virtio_mmio.queue_flags", "RegisterQueueFlags",
@@ -231,17 +233,17 @@ MUTATIONS = {
         "virtio_mmio.msi", "InterruptController",
         (("m.d.sync += [enabled.eq(0), pending.eq(0),", "m.d.sync += [pending.eq(0),"),),
         "MSI stays enabled across a device reset"), _invariants),
-    "doorbell-address-off-by-one": (Mutation(
-        "virtio_mmio.notify", "WriteClassifier",
-        (("offset = word[:span_bits]\n", "offset = word[:span_bits] + stride\n"),
-         ("offset = (word - base)[", "offset = (word - base + stride)[")),
+    "doorbell-address-off-by-one": (Override(
+        "virtio_mmio.transport.notify", "DoorbellAddresses", "queue_doorbell",
+        lambda original: lambda self, word: original(
+            self, word + self._params.notify_multiplier // 4),
         "the doorbell of queue q decodes as queue q + 1"), _invariants),
     "notify-queue-index-off-by-one": (Mutation(
-        "virtio_mmio.notify", "DoorbellDecoder",
+        "virtio_mmio.transport.notify", "DoorbellDecoder",
         (("queue_from_data, doorbell_queue)", "queue_from_data, doorbell_queue + 1)"),),
         "the notification carries queue index q + 1"), _invariants),
     "notify-overwritten": (Mutation(
-        "virtio_mmio.notify", "NotifyQueue",
+        "virtio_mmio.transport.notify", "NotifyQueue",
         (("self.i.ready.eq(~held | self.o.ready)", "self.i.ready.eq(1)"),),
         "a notification not yet taken is overwritten by the next"), _invariants),
 }

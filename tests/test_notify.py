@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from virtio_mmio.notify import NotifyQueue
+from virtio_mmio.transport.notify import NotifyQueue
 from virtio_mmio.params import EndpointParams
 from virtio_mmio.regmap import MAGIC_VALUE, Feature, RegisterMap
 from virtio_mmio_sim.amaranth_harness import simulate

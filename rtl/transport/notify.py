@@ -1,17 +1,19 @@
-"""Notifications (SPEC §6): the doorbell address decoder and the notification queue."""
+"""Notifications (SPEC §6): QueueNotify and the doorbells, their address decode, and the queue
+of notifications waiting for the device logic."""
+
+from dataclasses import dataclass
 
 from amaranth.hdl import *
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from .bus import WriteClassifier as BusWriteClassifier, pack_tags
-from .compare import below
-from .regmap import MsiOp
+from ..compare import below
+from ..regmap import Feature, Field, Register
+from .block import Block, BlockLogic
 
 
-__all__ = ["NotifyLayout", "DataTags", "WriteClassifier", "DoorbellDecoder",
-           "NotifyQueue"]
+__all__ = ["NotifyLayout", "DoorbellAddresses", "DoorbellDecoder", "NotifyQueue", "Notify"]
 
 
 #: Payload of the notification stream (SPEC §6, §9): the queue (decoded from the doorbell
@@ -20,32 +22,11 @@ __all__ = ["NotifyLayout", "DataTags", "WriteClassifier", "DoorbellDecoder",
 NotifyLayout = data.StructLayout({"queue": 16, "data": 32, "has_data": 1})
 
 
-#: What a write's data and byte lanes are, decoded by :class:`WriteClassifier`.
-DataTags = data.StructLayout({
-    "full": 1,              # all four lanes enabled
-    "low_queue_ok": 1,      # bits 15:0 name an existing queue (notification data)
-    "word_queue_ok": 1,     # the whole word names an existing queue
-    "zero": 1,              # the word is 0 (Status = 0 is a device reset)
-    "below_2": 1,           # the word is 0 or 1 (a valid feature selector)
-    # At MsiStatus/MsiCmd (SPEC §4): lanes 1:0 written (MsiStatus); lanes 3:2 written with
-    # an UPDATE of an existing vector, or with an ENABLE (MsiCmd).
-    "msi_status": 1, "msi_update": 1, "msi_enable": 1,
-})
+class DoorbellAddresses:
+    """Which word addresses are notifications.
 
-
-class WriteClassifier(BusWriteClassifier):
-    """The decode of a write, split into what the address says (:attr:`address_layout`: is
-    it a notification, config space, which register) and what the data and lanes say
-    (:data:`DataTags`).
-
-    The transport's :class:`virtio_mmio.bus.WriteClassifier`: a bus subordinate applies it
-    where it first has the address and the data — the AXI4-Lite subordinate as the AW and W
-    entries are buffered, so the decision to take a buffered write starts from flip-flops — and
-    passes the tags beside the write on :class:`~virtio_mmio.bus.RegisterBus`. Both tag sets
-    are built by name (:func:`~virtio_mmio.bus.pack_tags`).
-
-    Doorbells: QueueNotify (0x050) in every profile; in profiles with doorbells, ``notify_base
-    + q * notify_multiplier`` for q < N, or the single doorbell at ``notify_base`` when the
+    QueueNotify (0x050) in every profile; in profiles with doorbells, ``notify_base + q *
+    notify_multiplier`` for q < N, or the single doorbell at ``notify_base`` when the
     multiplier is 0. Without a divider: with the multiplier ``m = 4 · 2^t · d`` (d odd), the
     word offset ``x`` from the base is a doorbell iff its low t bits are 0 and ``(x >> t) ·
     d⁻¹ mod 2^w`` is below N, which is then the queue (the product maps multiples of d to
@@ -53,27 +34,11 @@ class WriteClassifier(BusWriteClassifier):
     2^w). For a power-of-two multiplier d = 1 and this is a shift.
     """
 
-    def __init__(self, params, regmap, config_base):
+    def __init__(self, params, queue_notify_word):
         self._params = params
-        self._queue_notify_word = regmap["QueueNotify"].word
-        self._config_lo = config_base // 4
-        self._config_hi = (config_base + params.config_size) // 4
-        # The writable register words other than QueueNotify, named by their first register.
-        words = {}
-        for register in regmap:
-            if register.writable and register.name != "QueueNotify":
-                words.setdefault(register.word, register.name)
-        self._register_words = {name: word for word, name in sorted(words.items())}
-        #: Layout of the address tags: ``data_doorbell`` (QueueNotify, or the single
-        #: doorbell: the queue is in the data), ``queue_doorbell`` (a per-queue doorbell of an
-        #: existing queue), ``config`` (inside config space), and one bit per writable
-        #: register word (named by its first register; ``MsiStatus`` covers MsiCmd too).
-        self.address_layout = data.StructLayout({
-            "data_doorbell": 1, "queue_doorbell": 1, "config": 1,
-            **{name: 1 for name in self._register_words}})
-        self.data_layout = DataTags
+        self._queue_notify_word = queue_notify_word
 
-    def doorbell(self, word):
+    def queue_doorbell(self, word):
         """``(is a per-queue doorbell of an existing queue, its queue)`` for a word address
         (both constant 0 in profiles without per-queue doorbells)."""
         p = self._params
@@ -100,38 +65,18 @@ class WriteClassifier(BusWriteClassifier):
         aligned = offset[:shift] == 0 if shift else C(1)
         return in_range & aligned & below(quotient, n), quotient
 
-    def in_config(self, word):
-        """Whether a word address (of a read or a write) is inside config space."""
-        if not self._params.config_size:
-            return C(0)
-        return (word >= self._config_lo) & (word < self._config_hi)
-
-    def address(self, word):
-        """The tags (:attr:`address_layout`) of a word address, as a value."""
+    def data_doorbell(self, word):
+        """QueueNotify, or the single doorbell: the queue is in the data."""
         p = self._params
-        data_doorbell = word == self._queue_notify_word
+        hit = word == self._queue_notify_word
         if p.has_doorbells and p.notify_multiplier == 0:
-            data_doorbell = data_doorbell | (word == p.notify_base // 4)
-        queue_doorbell, _ = self.doorbell(word)
-        return pack_tags(self.address_layout, data_doorbell=data_doorbell,
-                         queue_doorbell=queue_doorbell, config=self.in_config(word),
-                         **{name: word == at for name, at in self._register_words.items()})
-
-    def data(self, value, strb):
-        """:data:`DataTags` of a data word and its byte lanes, as a value."""
-        n = self._params.queues
-        command = strb[2:4] == 0b11
-        op, arg = value[28:32], value[16:28]
-        return pack_tags(DataTags, full=strb == 0xF, low_queue_ok=below(value[:16], n),
-                         word_queue_ok=below(value, n), zero=value == 0,
-                         below_2=below(value, 2), msi_status=strb[0:2] == 0b11,
-                         msi_update=command & (op == MsiOp.UPDATE) & below(arg, n + 1),
-                         msi_enable=command & (op == MsiOp.ENABLE))
+            hit = hit | (word == p.notify_base // 4)
+        return hit
 
 
 class DoorbellDecoder(wiring.Component):
-    """A write's notification, from its address and data and their tags
-    (:class:`WriteClassifier`).
+    """A write's notification, from its address and data and their tags (``data_doorbell``,
+    ``queue_doorbell``; ``full``, ``low_queue_ok``, ``word_queue_ok``).
 
     At QueueNotify and the single doorbell the queue comes from the data: bits 15:0 when
     notification data is negotiated, else the whole word. At a per-queue doorbell it comes
@@ -148,11 +93,11 @@ class DoorbellDecoder(wiring.Component):
     queue : Out(16)
     """
 
-    def __init__(self, classifier, addr_width):
-        self._classifier = classifier
+    def __init__(self, addresses, addr_width, address_layout, data_layout):
+        self._addresses = addresses
         super().__init__({
             "word": In(addr_width - 2), "data": In(32),
-            "address_tags": In(classifier.address_layout), "data_tags": In(DataTags),
+            "address_tags": In(address_layout), "data_tags": In(data_layout),
             "data_negotiated": In(1),
             "hit": Out(1), "valid": Out(1), "queue": Out(16),
         })
@@ -162,7 +107,7 @@ class DoorbellDecoder(wiring.Component):
         at, dt = self.address_tags, self.data_tags
         queue_from_data = Mux(self.data_negotiated, self.data[:16], self.data)
         data_queue_ok = Mux(self.data_negotiated, dt.low_queue_ok, dt.word_queue_ok)
-        _, doorbell_queue = self._classifier.doorbell(self.word)
+        _, doorbell_queue = self._addresses.queue_doorbell(self.word)
         m.d.comb += [
             self.hit.eq(at.data_doorbell | at.queue_doorbell),
             self.valid.eq(dt.full & ((at.data_doorbell & data_queue_ok) | at.queue_doorbell)),
@@ -233,3 +178,87 @@ class NotifyQueue(wiring.Component):
                 fifo.r_en.eq(self.o.ready),
             ]
         return m
+
+
+class NotifyLogic(BlockLogic):
+    """The doorbell decode of each write, the :class:`NotifyQueue` towards the core's
+    ``notify`` stream (a notification waits on the bus while it is full), and the count of
+    dropped notify writes (``notify_dropped``)."""
+
+    def __init__(self, block, params, regmap):
+        super().__init__(block, params, regmap)
+        self.queue = NotifyQueue(params.notify_fifo_depth)
+        self.addresses = DoorbellAddresses(params, regmap["QueueNotify"].word)
+
+    def elaborate(self, m, t):
+        core, bus, wd = t.core, t.bus, t.data
+        m.submodules.doorbells = doorbells = DoorbellDecoder(
+            self.addresses, self.params.addr_width, t.classifier.address_layout,
+            t.classifier.data_layout)
+        m.submodules.notify_queue = notify_queue = self.queue
+        status = t["status"].status
+        accepted = t["features"].accepted
+        m.d.comb += [
+            doorbells.word.eq(t.word), doorbells.data.eq(wd),
+            doorbells.address_tags.eq(t.at),
+            doorbells.data_tags.eq(t.dt),
+            doorbells.data_negotiated.eq(status[3] & accepted[Feature.NOTIFICATION_DATA]),
+        ]
+        # A notification waits on the bus while the queue is full; everything else goes on.
+        notify_blocked = doorbells.valid & ~notify_queue.i.ready
+        t.write_holds.append(notify_blocked)
+        m.d.comb += [
+            # (Not gated by w_ready: a waiting notification is offered, and valid must not
+            # depend on ready, or notify_ready would reach notify_valid combinationally.)
+            notify_queue.i.valid.eq(bus.w_valid & doorbells.valid),
+            notify_queue.i.payload.queue.eq(doorbells.queue),
+            notify_queue.i.payload.data.eq(wd),
+            notify_queue.i.payload.has_data.eq(doorbells.data_negotiated),
+            notify_queue.reset.eq(t.device_reset),
+        ]
+        wiring.connect(m, notify_queue.o, wiring.flipped(core.notify))
+        # Partial writes and queues >= N: dropped, and counted for the integrator.
+        with m.If(t.we & doorbells.hit & ~doorbells.valid):
+            m.d.sync += core.notify_dropped.eq(core.notify_dropped + 1)
+
+    def read(self, t):
+        if self.block.layout_readable:
+            return {"QueueNotify": self.params.notify_layout}
+        return {}
+
+
+@dataclass(frozen=True)
+class Notify(Block):
+    """QueueNotify, and (``doorbells``) one doorbell per queue at ``notify_base + q *
+    notify_multiplier``; ``layout_readable``: QueueNotify reads ``{notify_multiplier,
+    notify_base}``."""
+
+    doorbells: bool
+    layout_readable: bool
+
+    name = "notify"
+    Logic = NotifyLogic
+    decodes_own_writes = ("QueueNotify",)
+
+    def rows(self, profile):
+        layout = "{notify_multiplier[31:16], notify_base[15:0]}"
+        readable = self.layout_readable
+        return (
+            Register("QueueNotify", 0x050, "RW" if readable else "W",
+                     "Write: notification (queue index or notification-data word). Read: " +
+                     (layout if readable else "0"),
+                     reset="notify_layout" if readable else 0,
+                     fields=((Field("notify_base", 0, 16), Field("notify_multiplier", 16, 16))
+                             if readable else ())),
+        )
+
+    def address_tags(self, params, regmap):
+        # ``data_doorbell``: QueueNotify, or the single doorbell (the queue is in the data);
+        # ``queue_doorbell``: a per-queue doorbell of an existing queue.
+        addresses = DoorbellAddresses(params, regmap["QueueNotify"].word)
+        return {"data_doorbell": addresses.data_doorbell,
+                "queue_doorbell": lambda word: addresses.queue_doorbell(word)[0]}
+
+    def data_tags(self, params):
+        # Bits 15:0 name an existing queue (notification data).
+        return {"low_queue_ok": lambda value, strb: below(value[:16], params.queues)}

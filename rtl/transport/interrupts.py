@@ -1,0 +1,182 @@
+"""Interrupts (SPEC §7, §4 0x060, 0x064, 0x0C0–0x0CC): InterruptStatus and InterruptACK, and in
+profiles with MSI the MSI registers, their command decode and the interrupt controller
+(:mod:`virtio_mmio.msi`, :mod:`virtio_mmio.msi_block`)."""
+
+from dataclasses import dataclass
+
+from amaranth.hdl import C, Cat, Signal
+from amaranth.lib import wiring
+
+from ..compare import below
+from ..msi_block import interrupt_controller
+from ..regmap import Field, MsiOp, Register
+from .block import Block, BlockLogic
+
+
+__all__ = ["Msi", "Interrupts"]
+
+
+@dataclass(frozen=True)
+class Msi:
+    """The MSI registers' dialect.
+
+    ``status_capable``: MsiStatus bit 15 reads 1 whenever MSI is implemented (the 2019 Linux
+    patch's reading) instead of "MSI currently enabled". ``status_writable``: a write to
+    MsiStatus (both lanes) enables (bit 15 = 1) or disables MSI; otherwise MsiStatus is
+    read-only and only MsiCmd ENABLE switches MSI.
+    """
+
+    status_capable: bool = False
+    status_writable: bool = False
+
+
+def _msi_status_reset(params):
+    # The queue count, and bit 15: "capable" reads 1 (linux-k1); "enabled" is 0, as MSI is off
+    # after reset.
+    reg = params.regmap["MsiStatus"]
+    fields = {f.name: f for f in reg.fields}
+    capable = params.regmap.profile.msi_status_capable
+    return params.queues << fields["queues"].lsb | int(capable) << fields["enabled"].lsb
+
+
+class InterruptsLogic(BlockLogic):
+    """The interrupt controller (``controller``: made here, so proofs can reach its
+    observation members before elaboration), InterruptACK, the MSI staging registers and
+    the decode of MsiStatus/MsiCmd writes into controller commands."""
+
+    def __init__(self, block, params, regmap):
+        super().__init__(block, params, regmap)
+        self.controller = interrupt_controller(params, msi=block.msi is not None)
+        self.msi_addr = Signal(64)
+        self.msi_data = Signal(32)
+
+    def elaborate(self, m, t):
+        core, wd, dt = t.core, t.data, t.dt
+        msi = self.block.msi
+        m.submodules.interrupts = interrupts = self.controller
+        ack_bits = Signal(2)
+        with m.If(t.written("InterruptACK") & t.full):
+            m.d.comb += ack_bits.eq(wd[:2])
+        m.d.comb += [
+            interrupts.used_valid.eq(core.used_valid),
+            interrupts.used_queue.eq(core.used_queue),
+            interrupts.config_event.eq(core.config_changed | core.needs_reset),
+            interrupts.ack.eq(ack_bits),
+            interrupts.reset.eq(t.device_reset),
+            core.msi_rejected.eq(interrupts.rejected),
+            core.msi_enabled.eq(interrupts.enabled),
+            core.irq.eq(interrupts.irq),
+        ]
+        wiring.connect(m, interrupts.message, wiring.flipped(core.msi_message))
+        if msi is None:
+            return
+
+        msi_cmd = interrupts.command
+        m.d.comb += [msi_cmd.address.eq(self.msi_addr), msi_cmd.data.eq(self.msi_data)]
+        with m.If(t.written("MsiStatus")):
+            # 16-bit pair: MsiStatus in lanes 1:0, MsiCmd in lanes 3:2. A full write applies
+            # MsiStatus first, then the command (which then wins). (The lanes and the command
+            # are decoded in the data tags.)
+            arg = wd[16:28]
+            if msi.status_writable:
+                # linux-k1 only: in seed MsiStatus is read-only, as the proposal writes it, so
+                # a word write that carries a command in bits 31:16 and zeros below cannot
+                # switch MSI off.
+                with m.If(dt.msi_status):
+                    m.d.comb += [msi_cmd.enable.eq(1), msi_cmd.enable_value.eq(wd[15])]
+            with m.If(dt.msi_update):
+                m.d.comb += [msi_cmd.update.eq(1), msi_cmd.vector.eq(arg)]
+            with m.If(dt.msi_enable):
+                m.d.comb += [msi_cmd.enable.eq(1), msi_cmd.enable_value.eq(arg[0])]
+        # Staging registers honour byte lanes: plain data, always latched.
+        for name, target in (("MsiAddrLow", self.msi_addr[:32]),
+                             ("MsiAddrHigh", self.msi_addr[32:]),
+                             ("MsiData", self.msi_data)):
+            with m.If(t.written(name)):
+                for lane in range(4):
+                    with m.If(t.strb[lane]):
+                        m.d.sync += target[8 * lane:8 * lane + 8].eq(wd[8 * lane:8 * lane + 8])
+
+    def read(self, t):
+        values = {"InterruptStatus": self.controller.interrupt_status}
+        if self.block.msi is not None:
+            enabled = C(1) if self.block.msi.status_capable else self.controller.enabled
+            # Lanes 3:2 (MsiCmd) are write-only and read 0.
+            values["MsiStatus"] = Cat(C(self.params.queues, 11), C(0, 4), enabled)
+        return values
+
+    def device_reset(self):
+        if self.block.msi is None:
+            return []
+        return [self.msi_addr.eq(0), self.msi_data.eq(0)]
+
+
+@dataclass(frozen=True)
+class Interrupts(Block):
+    """InterruptStatus/InterruptACK (the wired interrupt, ``irq``), and with ``msi`` (an
+    :class:`Msi`) the MSI registers: MsiStatus/MsiCmd at 0x0C0/0x0C2, the staged address and
+    data."""
+
+    msi: Msi = None
+
+    name = "interrupts"
+    Logic = InterruptsLogic
+
+    def rows(self, profile):
+        rows = [
+            Register("InterruptStatus", 0x060, "R",
+                     "Bit 0 used buffer, bit 1 configuration change; 0 while MSI is enabled",
+                     fields=(Field("used_buffer", 0, 1), Field("config_change", 1, 1))),
+            Register("InterruptACK", 0x064, "W", "Clears the written InterruptStatus bits",
+                     fields=(Field("used_buffer", 0, 1), Field("config_change", 1, 1))),
+        ]
+        msi = self.msi
+        if msi is None:
+            return tuple(rows)
+        if msi.status_capable:
+            enabled_doc = "Reads 1: MSI is implemented"
+        else:
+            enabled_doc = "1: MSI is enabled"
+        if msi.status_writable:
+            enabled_doc += "; a write with both lanes enables (1) or disables (0) MSI"
+            enabled_access = "RW"
+        else:
+            enabled_doc += "; read-only (MsiCmd ENABLE switches MSI)"
+            enabled_access = "R"
+        ops = tuple((name, getattr(MsiOp, name), doc) for name, doc in MsiOp.DOCS.items())
+        rows += [
+            # RW in every profile: the write decode names the 0x0C0 word (MsiStatus and
+            # MsiCmd) after its first writable register. The fields say what a write to
+            # MsiStatus itself does in this profile.
+            Register("MsiStatus", 0x0C0, "RW",
+                     "[10:0] number of queues N (vectors 0..N); [15] " + enabled_doc,
+                     reset=_msi_status_reset, width=16,
+                     fields=(Field("queues", 0, 11, "Number of queues N (vectors 0..N)",
+                                   access="R"),
+                             Field("enabled", 15, 1, enabled_doc, access=enabled_access))),
+            Register("MsiCmd", 0x0C2, "W",
+                     "[15:12] op (" + ", ".join(f"{value} {name}" for name, value, _ in ops) +
+                     "), [11:0] arg", width=16,
+                     fields=(Field("arg", 0, 12), Field("op", 12, 4, values=ops))),
+            Register("MsiAddrLow", 0x0C4, "W", "Staged MSI address [31:0]", full_write=False),
+            Register("MsiAddrHigh", 0x0C8, "W", "Staged MSI address [63:32]", full_write=False),
+            Register("MsiData", 0x0CC, "W", "Staged MSI data", full_write=False),
+        ]
+        return tuple(rows)
+
+    def data_tags(self, params):
+        if self.msi is None:
+            return {}
+        n = params.queues
+
+        def command(strb):
+            return strb[2:4] == 0b11
+
+        # At MsiStatus/MsiCmd: lanes 1:0 written (MsiStatus); lanes 3:2 written with an
+        # UPDATE of an existing vector, or with an ENABLE (MsiCmd).
+        return {
+            "msi_status": lambda value, strb: strb[0:2] == 0b11,
+            "msi_update": lambda value, strb: (command(strb) & (value[28:32] == MsiOp.UPDATE) &
+                                               below(value[16:28], n + 1)),
+            "msi_enable": lambda value, strb: command(strb) & (value[28:32] == MsiOp.ENABLE),
+        }
