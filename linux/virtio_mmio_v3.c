@@ -30,6 +30,18 @@
  * They are told apart after a device reset, when MSI is off in both: bit 15
  * set means k1.  Module parameters force a dialect or the wired interrupt.
  *
+ * A third dialect extends Version 2 devices (the Dragonball VMM's):
+ *
+ *  - dragonball: VendorID bits 7:0 advertise the extensions (bit 1 MSI,
+ *    bit 2 doorbells at 0x1000 + 4 * q); MsiStatus bit 15 reads 1 when MSI
+ *    is supported, and writing it enables/disables MSI, which the device only
+ *    takes before DRIVER_OK; the staging registers only take writes while
+ *    MSI is on, so MSI is switched on before the vectors are programmed;
+ *    MsiCmd has UPDATE (0x1000), MASK (0x2000) and UNMASK (0x3000) per
+ *    vector, and each vector is unmasked after its UPDATE.  A Version 2
+ *    device is taken for one when VendorID bit 1 is set and MsiStatus bit 15
+ *    reads 1 after a reset.
+ *
  * Without an MSI domain (no msi-parent), or when allocating the vectors
  * fails, the wired interrupt with InterruptStatus/InterruptACK is used, as
  * Version 1/2 devices always do.  While MSI is enabled InterruptStatus is
@@ -77,6 +89,11 @@
 #define VMV3_MSI_STATUS_QUEUES	GENMASK(10, 0)
 #define VMV3_MSI_CMD_UPDATE	0x1000
 #define VMV3_MSI_CMD_ENABLE	0x2000
+#define VMV3_DB_MSI_CMD_UNMASK	0x3000		/* dragonball */
+#define VMV3_DB_VENDOR_MSI	BIT(1)		/* dragonball VendorID bits */
+#define VMV3_DB_VENDOR_DOORBELLS	BIT(2)
+#define VMV3_DB_DOORBELL_BASE	0x1000
+#define VMV3_DB_DOORBELL_STRIDE	4
 #define VMV3_MSI_VECTOR_MAX	0x0fff
 
 #define VMV3_MAGIC		0x74726976	/* "virt" */
@@ -101,7 +118,7 @@
 static char *dialect = "auto";
 module_param(dialect, charp, 0444);
 MODULE_PARM_DESC(dialect,
-		 "Version 3 MSI dialect: auto (probe), seed or k1 (default auto)");
+		 "MSI dialect: auto (probe), seed or k1 (Version 3), dragonball (Version 2) (default auto)");
 
 static bool msi = true;
 module_param(msi, bool, 0444);
@@ -112,12 +129,14 @@ enum vmv3_dialect {
 	VMV3_DIALECT_NONE,	/* Version 1/2: no MSI registers */
 	VMV3_DIALECT_SEED,
 	VMV3_DIALECT_K1,
+	VMV3_DIALECT_DRAGONBALL,	/* Version 2 with the Dragonball extensions */
 };
 
 static const char * const vmv3_dialect_names[] = {
 	[VMV3_DIALECT_NONE] = "none",
 	[VMV3_DIALECT_SEED] = "seed",
 	[VMV3_DIALECT_K1] = "k1",
+	[VMV3_DIALECT_DRAGONBALL] = "dragonball",
 };
 
 enum vmv3_irq_mode {
@@ -282,7 +301,11 @@ static void vmv3_msi_switch_locked(struct vmv3_device *vm, bool on)
 {
 	u16 status;
 
-	if (vm->dialect == VMV3_DIALECT_K1) {
+	if (vm->dialect == VMV3_DIALECT_DRAGONBALL) {
+		/* ignored by the device once DRIVER_OK is set */
+		writew(on ? VMV3_MSI_STATUS_ENABLED : 0,
+		       vm->base + VMV3_MSI_STATUS);
+	} else if (vm->dialect == VMV3_DIALECT_K1) {
 		status = readw(vm->base + VMV3_MSI_STATUS);
 		if (on)
 			status |= VMV3_MSI_STATUS_ENABLED;
@@ -496,6 +519,9 @@ static void vmv3_write_msi_msg(struct msi_desc *desc, struct msi_msg *msg)
 	writel(msg->address_hi, vm->base + VMV3_MSI_ADDR_HIGH);
 	writel(msg->data, vm->base + VMV3_MSI_DATA);
 	writew(VMV3_MSI_CMD_UPDATE | desc->msi_index, vm->base + VMV3_MSI_CMD);
+	if (vm->dialect == VMV3_DIALECT_DRAGONBALL)
+		writew(VMV3_DB_MSI_CMD_UNMASK | desc->msi_index,
+		       vm->base + VMV3_MSI_CMD);
 	spin_unlock_irqrestore(&vm->msi_lock, flags);
 }
 
@@ -563,6 +589,9 @@ static int vmv3_msi_setup(struct vmv3_device *vm)
 	}
 	vm->msi_nvec = nvec;
 	vm->irq_mode = VMV3_IRQ_MSI;
+	/* dragonball: the device only takes staged targets while MSI is on */
+	if (vm->dialect == VMV3_DIALECT_DRAGONBALL)
+		vmv3_msi_switch(vm, true);
 
 	vm->msi_requested = kcalloc(nvec, sizeof(*vm->msi_requested),
 				    GFP_KERNEL);
@@ -1075,6 +1104,32 @@ static enum vmv3_dialect vmv3_probe_dialect(struct vmv3_device *vm)
 						  VMV3_DIALECT_SEED;
 }
 
+/*
+ * Version 2: the Dragonball extensions when VendorID bit 1 advertises MSI
+ * and MsiStatus bit 15 confirms it after a reset (a plain Version 2 device
+ * reads 0 there); NONE otherwise, or with dialect=seed/k1.
+ */
+static enum vmv3_dialect vmv3_probe_dragonball(struct vmv3_device *vm)
+{
+	u32 vendor = vm->vdev.id.vendor;
+	u16 status;
+
+	if (strcmp(dialect, "auto") && strcmp(dialect, "dragonball"))
+		return VMV3_DIALECT_NONE;
+	if (!(vendor & VMV3_DB_VENDOR_MSI))
+		return VMV3_DIALECT_NONE;
+	writel(0, vm->base + VIRTIO_MMIO_STATUS);
+	status = readw(vm->base + VMV3_MSI_STATUS);
+	if (!(status & VMV3_MSI_STATUS_ENABLED))
+		return VMV3_DIALECT_NONE;
+	vm->msi_queues = status & VMV3_MSI_STATUS_QUEUES;
+	vm->msi_capable = true;
+	if (vendor & VMV3_DB_VENDOR_DOORBELLS)
+		vmv3_notify_layout(vm, VMV3_DB_DOORBELL_STRIDE << 16 |
+				   VMV3_DB_DOORBELL_BASE);
+	return VMV3_DIALECT_DRAGONBALL;
+}
+
 static int vmv3_probe(struct platform_device *pdev)
 {
 	struct device *dev = &pdev->dev;
@@ -1123,6 +1178,8 @@ static int vmv3_probe(struct platform_device *pdev)
 		layout = readl(base + VIRTIO_MMIO_QUEUE_NOTIFY);
 		vm->dialect = vmv3_probe_dialect(vm);
 		vmv3_notify_layout(vm, layout);
+	} else if (version == 2) {
+		vm->dialect = vmv3_probe_dragonball(vm);
 	}
 
 	if (version == 1) {
@@ -1140,19 +1197,19 @@ static int vmv3_probe(struct platform_device *pdev)
 		dev_warn(dev, "no usable DMA mask, DMA may not work\n");
 
 	platform_set_drvdata(pdev, vm);
-	if (version < 3)
+	if (vm->dialect == VMV3_DIALECT_NONE)
 		dev_info(dev, "Version %u, device %u, vendor 0x%x\n", version,
 			 vm->vdev.id.device, vm->vdev.id.vendor);
 	else if (vm->doorbells)
 		dev_info(dev,
-			 "Version 3, device %u, vendor 0x%x, %s dialect, %u queues, doorbells at 0x%x + %u * q\n",
-			 vm->vdev.id.device, vm->vdev.id.vendor,
+			 "Version %u, device %u, vendor 0x%x, %s dialect, %u queues, doorbells at 0x%x + %u * q\n",
+			 version, vm->vdev.id.device, vm->vdev.id.vendor,
 			 vmv3_dialect_names[vm->dialect], vm->msi_queues,
 			 vm->notify_base, vm->notify_multiplier);
 	else
 		dev_info(dev,
-			 "Version 3, device %u, vendor 0x%x, %s dialect, %u queues, notify at QueueNotify\n",
-			 vm->vdev.id.device, vm->vdev.id.vendor,
+			 "Version %u, device %u, vendor 0x%x, %s dialect, %u queues, notify at QueueNotify\n",
+			 version, vm->vdev.id.device, vm->vdev.id.vendor,
 			 vmv3_dialect_names[vm->dialect], vm->msi_queues);
 
 	err = register_virtio_device(&vm->vdev);
@@ -1214,8 +1271,8 @@ static struct platform_driver vmv3_driver = {
 static int __init vmv3_init(void)
 {
 	if (strcmp(dialect, "auto") && strcmp(dialect, "seed") &&
-	    strcmp(dialect, "k1")) {
-		pr_err(VMV3_NAME ": dialect=%s: use auto, seed or k1\n",
+	    strcmp(dialect, "k1") && strcmp(dialect, "dragonball")) {
+		pr_err(VMV3_NAME ": dialect=%s: use auto, seed, k1 or dragonball\n",
 		       dialect);
 		return -EINVAL;
 	}

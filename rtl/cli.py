@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from . import DISTRIBUTION, package_version
+from .devices import BOARD_DEVICES, EXAMPLE_DEVICES
 from .params import EndpointParams, BUSES, MAX_QUEUES, WISHBONE_MODES
 from .regmap import PROFILES, Feature
 
@@ -196,35 +197,30 @@ def _add_endpoint_options(parser, *, measured=False):
                        help="byte-address bits of the window (default: the smallest that fits)")
 
 
-def _default_features(rng):
-    if rng:
-        from .rng import RNG_DEFAULT_FEATURES
-        return RNG_DEFAULT_FEATURES
-    return 1 << Feature.VERSION_1
-
-
 def params_from_args(args):
     """Validated parameters; raises ValueError/TypeError naming the parameter."""
     if args.wishbone_mode is not None and args.bus != "wishbone":
         raise ValueError("wishbone_mode needs --bus wishbone")
     # An example device (generate --device) brings its own defaults and checks.
-    rng = getattr(args, "device", "none") == "rng"
+    device = EXAMPLE_DEVICES[getattr(args, "device", "none")]
+
+    def given(value, name, fallback):
+        return value if value is not None else device.default(name, fallback)
+
     params = EndpointParams(
         profile=args.profile, bus=args.bus or "axil",
         wishbone_mode=args.wishbone_mode or "classic",
         queues=args.queues,
-        queue_size=args.queue_size if args.queue_size is not None else (8 if rng else 256),
+        queue_size=given(args.queue_size, "queue_size", 256),
         device_id=args.device_id,
         vendor_id=args.vendor_id,
-        features=args.features if args.features is not None else _default_features(rng),
+        features=given(args.features, "features", 1 << Feature.VERSION_1),
         notify_base=args.notify_base,
         notify_multiplier=args.notify_multiplier, notify_fifo_depth=args.notify_fifo_depth,
-        config_size=args.config_size if args.config_size is not None else (0 if rng else 256),
+        config_size=given(args.config_size, "config_size", 256),
         shm=args.shm,
         msi_window=args.msi_window, name=args.name, addr_width=args.addr_width)
-    if rng:
-        from .rng import check_rng_params
-        check_rng_params(params)
+    device.check_params(params)
     return params
 
 
@@ -400,10 +396,10 @@ _SERIAL_OPTIONS = {"--port": None, "--baud": 115_200, "--timeout": 1.0}
 def _cmd_host(args, params):
     from virtio_mmio_sim.bridge_host import BridgeError, PortError, SerialTransport, \
         BridgeClient, run_sync
-    from virtio_mmio_sim.host import host_session, rng_host_session, simulate_session
+    from virtio_mmio_sim.host import HOST_SESSIONS, simulate_session
     _mode_options(args, not args.simulate, "does not go with --simulate", _SERIAL_OPTIONS)
     say = lambda line: print(line, flush=True)
-    session = rng_host_session if args.device == "rng" else host_session
+    session = HOST_SESSIONS[args.device]
     if args.simulate:
         print(f"virtio-mmio host: simulated demo SoC, device {args.device} (Amaranth "
               f"simulator, UART at bit level)")
@@ -451,7 +447,7 @@ def build_parser():
                           help="declare dma-coherent in the device-tree node: only if the "
                                "device logic's memory accesses are coherent with the CPU "
                                "caches (default: absent, the OS maintains the caches)")
-    generate.add_argument("--device", choices=("none", "rng"), default="none",
+    generate.add_argument("--device", choices=list(EXAMPLE_DEVICES), default="none",
                           help="example device inside the module: rng = virtio-rng with its "
                                "own DMA manager port m_dma_axil_*/m_dma_wb_* (default: none)")
     _add_endpoint_options(generate)
@@ -503,10 +499,11 @@ def build_parser():
                             "(rtl), or a Python virtio-console back-end with MULTIPORT (two "
                             "ports, six queues) that the stock virtio_console driver moves "
                             "data through both ways at once (console) (default: model)")
-    linux.add_argument("--profile", choices=("plain-v2", "seed", "linux-k1"),
+    linux.add_argument("--profile", choices=("plain-v2", "seed", "linux-k1", "dragonball"),
                        default="plain-v2",
-                       help="plain-v2: the stock virtio_mmio driver; seed, linux-k1: Version 3 "
-                            "with the virtio_mmio_v3 driver (cross-built), MSI through the "
+                       help="plain-v2: the stock virtio_mmio driver; seed, linux-k1 (Version "
+                            "3) and dragonball (Version 2 with the Dragonball extensions): "
+                            "the virtio_mmio_v3 driver (cross-built), MSI through the "
                             "GICv3 ITS, remove/insert with the wired interrupt, a config "
                             "change and an affinity move on two vCPUs (default: plain-v2)")
     linux.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
@@ -528,7 +525,7 @@ def build_parser():
     board.add_argument("--build-dir", default=None, metavar="DIR",
                        help="where each board's build goes (default: "
                             f"{_BUILD_OPTIONS['--build-dir']}; the rng variant in BOARD-rng)")
-    board.add_argument("--device", choices=("demo", "rng"), default="demo",
+    board.add_argument("--device", choices=BOARD_DEVICES, default="demo",
                        help="behind the endpoint: the demo device, or the RTL virtio-rng "
                             "device with a guest RAM for its DMA (default: demo)")
     board.set_defaults(handler=_cmd_build, endpoint_options=False)
@@ -549,7 +546,7 @@ def build_parser():
                            f"{_SERIAL_OPTIONS['--timeout']:g})")
     host.add_argument("--simulate", action="store_true",
                       help="run the same session against the simulated demo SoC instead")
-    host.add_argument("--device", choices=("demo", "rng"), default="demo",
+    host.add_argument("--device", choices=BOARD_DEVICES, default="demo",
                       help="the bitstream's device (build --device): rng runs the virtio-rng "
                            "session, buffers in the on-board guest RAM (default: demo)")
     host.set_defaults(handler=_cmd_host, endpoint_options=False)

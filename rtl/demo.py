@@ -48,6 +48,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .bus import WishboneSignature
+from .devices import BOARD_DEVICES
 from .endpoint import VirtioMmioEndpoint
 from .params import EndpointParams
 from .regmap import Feature
@@ -79,8 +80,8 @@ GUEST_RAM = (0x8000_0000, 0x1000)
 RNG_SEED = DEFAULT_SEED
 #: The rng variant's FLAGS register, bit by bit.
 RNG_FLAGS = ("irq", "driver_ok", "msi_enabled", "msi_error", "busy", "broken", "clearing")
-#: The devices the SoC can carry behind the endpoint.
-DEVICES = ("demo", "rng")
+#: The devices the SoC can carry behind the endpoint (from the registry of example devices).
+DEVICES = BOARD_DEVICES
 
 
 class DemoRegister:

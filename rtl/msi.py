@@ -23,12 +23,16 @@ class MsiCommand(wiring.Signature):
     """Decoded MSI register writes, from the register core to the interrupt controller.
 
     ``update`` pulses for an UPDATE of vector ``vector`` (0..N) with the staged ``address`` and
-    ``data``; ``enable`` pulses with ``enable_value`` for ENABLE or a MsiStatus write."""
+    ``data``; ``enable`` pulses with ``enable_value`` for ENABLE or a MsiStatus write; ``mask``
+    pulses with ``mask_value`` (1 MASK, 0 UNMASK) for vector ``vector`` (controllers with
+    per-vector masks); ``refuse`` pulses for a command the profile refuses (counted in
+    ``rejected``)."""
 
     def __init__(self):
         super().__init__({
             "update": Out(1), "vector": Out(12), "address": Out(64), "data": Out(32),
             "enable": Out(1), "enable_value": Out(1),
+            "mask": Out(1), "mask_value": Out(1), "refuse": Out(1),
         })
 
 
@@ -41,6 +45,12 @@ class InterruptController(wiring.Component):
     msi : bool
         Whether the profile has MSI. Without it, only InterruptStatus and ``irq`` exist and
         enable commands are ignored.
+    masks : bool
+        Per-vector masks (MASK/UNMASK commands): a masked vector is not sent; its events stay
+        pending and it is sent when unmasked. Device reset unmasks every vector.
+    keeps_status : bool
+        InterruptStatus goes on recording events (and InterruptACK clearing them) while MSI is
+        enabled; ``irq`` stays low meanwhile. Otherwise InterruptStatus is 0 while enabled.
 
     Members
     -------
@@ -58,10 +68,11 @@ class InterruptController(wiring.Component):
     message : Out(stream.Signature(MsiMessage))
         Messages to send, one per pending and valid vector.
     rejected : Out(32)
-        UPDATEs refused because the address was outside ``params.msi_window``.
-    pending, vector_valid, issued : Out(N + 1)
-        Observation (for proofs; leave unconnected): the pending and the valid vectors, and
-        the vector issued this cycle (one-hot). Zero without MSI.
+        UPDATEs refused because the address was outside ``params.msi_window``, and commands
+        the profile refuses (``command.refuse``).
+    pending, vector_valid, vector_masked, issued : Out(N + 1)
+        Observation (for proofs; leave unconnected): the pending, the valid and the masked
+        vectors, and the vector issued this cycle (one-hot). Zero without MSI.
 
     Behaviour
     ---------
@@ -71,7 +82,8 @@ class InterruptController(wiring.Component):
     next cycle the message is on ``message``. Enabling moves InterruptStatus into pending
     vectors (bit 1 → vector 0, bit 0 → every queue vector); disabling moves pending vectors
     back (vector 0 → bit 1, any other → bit 0), and nothing is issued in that cycle.
-    InterruptStatus is 0 and ``irq`` low while enabled.
+    InterruptStatus is 0 (unless ``keeps_status``) and ``irq`` low while enabled. These rules
+    are written once (:meth:`_status_and_enable`) for both controllers.
 
     Latency and throughput
     ----------------------
@@ -79,9 +91,11 @@ class InterruptController(wiring.Component):
     while ``message.ready`` is high, so N+1 pending vectors leave in N+2 cycles.
     """
 
-    def __init__(self, params, *, msi=True):
+    def __init__(self, params, *, msi=True, masks=False, keeps_status=False):
         self._params = params
         self._msi = msi
+        self._masks = msi and masks
+        self._keeps_status = msi and keeps_status
         super().__init__({
             "used_valid": In(1), "used_queue": In(16), "config_event": In(1),
             "ack": In(2), "command": In(MsiCommand()), "reset": In(1),
@@ -89,8 +103,43 @@ class InterruptController(wiring.Component):
             "message": Out(stream.Signature(MsiMessage)),
             "rejected": Out(32),
             "pending": Out(params.queues + 1), "vector_valid": Out(params.queues + 1),
-            "issued": Out(params.queues + 1),
+            "vector_masked": Out(params.queues + 1), "issued": Out(params.queues + 1),
         })
+
+    def _events(self):
+        """This cycle's events as InterruptStatus bits: (used buffer, configuration change)."""
+        used = self.used_valid & below(self.used_queue, self._params.queues)
+        return used, Cat(used, self.config_event)
+
+    def _status_and_enable(self, m, status, enabled, *, back_queue, back_config):
+        """InterruptStatus, ``irq`` and the MSI enable (SPEC §7), for both controllers.
+
+        ``back_queue``/``back_config``: a queue vector / vector 0 is pending, this cycle's
+        events included — what switching MSI off moves back into InterruptStatus. Returns
+        ``(switch_on, switch_off, wired)``: ``wired`` is InterruptStatus after this cycle's
+        ACK and events, which switching on moves into pending vectors (bit 1 → vector 0,
+        bit 0 → every queue vector). The controller clears or sets its pending vectors on
+        ``switch_off``/``switch_on`` itself."""
+        cmd = self.command
+        _, event_bits = self._events()
+        switch_off = enabled & cmd.enable & ~cmd.enable_value
+        switch_on = ~enabled & cmd.enable & cmd.enable_value
+        wired = (status & ~self.ack) | event_bits
+        back = Cat(back_queue, back_config)
+        keep = self._keeps_status
+        with m.If(switch_off):
+            m.d.sync += [enabled.eq(0), status.eq(back | wired if keep else back)]
+        with m.Elif(switch_on):
+            m.d.sync += [enabled.eq(1), status.eq(wired if keep else 0)]
+        with m.Elif(~enabled | keep):
+            m.d.sync += status.eq(wired)
+        with m.If(self.reset):
+            m.d.sync += [enabled.eq(0), status.eq(0)]
+        m.d.comb += [
+            self.interrupt_status.eq(status), self.enabled.eq(enabled),
+            self.irq.eq((status != 0) & ~enabled if keep else status != 0),
+        ]
+        return switch_on, switch_off, wired
 
     def elaborate(self, platform):
         m = Module()
@@ -99,20 +148,19 @@ class InterruptController(wiring.Component):
         vectors = n + 1
 
         status = Signal(2)
-        m.d.comb += [self.interrupt_status.eq(status), self.irq.eq(status != 0)]
-        used = self.used_valid & below(self.used_queue, n)
-        event_bits = Cat(used, self.config_event)       # InterruptStatus bit order
+        used, event_bits = self._events()
 
         if not self._msi:
             m.d.sync += status.eq((status & ~self.ack) | event_bits)
             with m.If(self.reset):
                 m.d.sync += status.eq(0)
+            m.d.comb += [self.interrupt_status.eq(status), self.irq.eq(status != 0)]
             return m
 
         enabled = Signal()
         pending = Signal(vectors)
         valid = Signal(vectors)
-        m.d.comb += self.enabled.eq(enabled)
+        masked = Signal(vectors)
 
         # Events as vector bits: vector 0 for config, q + 1 for queue q.
         qbits = max(1, (n - 1).bit_length())
@@ -123,12 +171,16 @@ class InterruptController(wiring.Component):
         cmd = self.command
         table_r, in_window = self._vector_table(m)
 
-        # ---- generator: round robin over the pending and valid vectors
-        ready_vectors = pending & valid
+        # ---- InterruptStatus and the enable; what switching off moves back
+        still = pending | event_vectors
+        switch_on, disabling, wired = self._status_and_enable(
+            m, status, enabled, back_queue=still[1:] != 0, back_config=still[0])
+
+        # ---- generator: round robin over the pending, valid and unmasked vectors
+        ready_vectors = pending & valid & ~masked
         out_valid, advance = self._message_stage(m, table_r)
         # Nothing is issued in a cycle MSI is switched off: what is pending then goes back to
         # InterruptStatus without waiting for the round robin's choice.
-        disabling = cmd.enable & ~cmd.enable_value
         issue = enabled & (ready_vectors != 0) & advance & ~disabling
         lowest, pick = round_robin(m, ready_vectors, issue, self.reset)   # lowest: one-hot
         m.d.comb += table_r.addr.eq(pick)
@@ -136,36 +188,28 @@ class InterruptController(wiring.Component):
             m.d.sync += out_valid.eq(issue)
         issued = Mux(issue, lowest, 0)
         m.d.comb += [self.pending.eq(pending), self.vector_valid.eq(valid),
-                     self.issued.eq(issued)]
+                     self.vector_masked.eq(masked), self.issued.eq(issued)]
 
-        # ---- state: pending, enable transitions, InterruptStatus
+        # ---- pending vectors
         queue_vectors = C((1 << vectors) - 2, vectors)      # every vector but 0
         with m.If(enabled):
             with m.If(disabling):
-                # Off: pending vectors (and this cycle's events) go back to InterruptStatus.
-                still = pending | event_vectors
-                m.d.sync += [
-                    enabled.eq(0), pending.eq(0),
-                    status.eq(Cat(still[1:] != 0, still[0])),
-                ]
+                # Off: pending vectors (and this cycle's events) went back to InterruptStatus.
+                m.d.sync += pending.eq(0)
             with m.Else():
                 m.d.sync += pending.eq((pending & ~issued) | event_vectors)
-        with m.Else():
-            with m.If(cmd.enable & cmd.enable_value):
-                # On: InterruptStatus (and this cycle's events) become pending vectors.
-                bits = (status & ~self.ack) | event_bits
-                m.d.sync += [
-                    enabled.eq(1), status.eq(0),
-                    pending.eq(Mux(bits[1], 1, 0) | Mux(bits[0], queue_vectors, 0)),
-                ]
-            with m.Else():
-                m.d.sync += status.eq((status & ~self.ack) | event_bits)
+        with m.Elif(switch_on):
+            # On: InterruptStatus (and this cycle's events) become pending vectors.
+            m.d.sync += pending.eq(Mux(wired[1], 1, 0) | Mux(wired[0], queue_vectors, 0))
 
         with m.If(cmd.update):
             m.d.sync += valid.bit_select(cmd.vector, 1).eq(in_window)
+        if self._masks:
+            with m.If(cmd.mask):
+                m.d.sync += masked.bit_select(cmd.vector, 1).eq(cmd.mask_value)
 
         with m.If(self.reset):
-            m.d.sync += [enabled.eq(0), pending.eq(0), valid.eq(0), status.eq(0)]
+            m.d.sync += [pending.eq(0), valid.eq(0), masked.eq(0)]
         return m
 
     def _vector_table(self, m):
@@ -190,7 +234,7 @@ class InterruptController(wiring.Component):
             # issued from it in the same cycle must not pick up the refused address.
             table_w.en.eq(cmd.update & in_window),
         ]
-        with m.If(cmd.update & ~in_window):
+        with m.If((cmd.update & ~in_window) | cmd.refuse):
             m.d.sync += self.rejected.eq(self.rejected + 1)
         return table_r, in_window
 

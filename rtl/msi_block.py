@@ -12,7 +12,8 @@ words of 16 (:data:`~virtio_mmio.queue_flags.FLAG_GROUP`) in three small memorie
   (each further XORed with the word's ``invert`` flag). Events flip ``S`` (only the event path
   writes it), issuing flips ``C`` (only the scanner writes it), so each memory has one writer
   and a pending bit is never read-modified-written by two parties at once.
-* ``V``: the vector is valid (written by UPDATE).
+* ``V``: the vector is valid (written by UPDATE) and, with masks, masked (MASK/UNMASK; the
+  masked bits are the upper half of the word). A vector is sent only while valid and unmasked.
 
 Each word of each memory has a *fresh* flip-flop: a word not written since the last device
 reset (for ``S``/``C`` also since MSI was last switched off) reads as 0, so reset and disable
@@ -33,10 +34,11 @@ Pipeline
 
 Differences from the flip-flop version, all within SPEC §7: messages of vectors in different
 words are issued in word order rather than strictly round-robin per vector (every word is
-visited in turn, so none starves); a vector whose UPDATE was refused (MSI window) may still be
-issued, to its previous (in-window) address, in the cycle after the refusal; the observation
-members ``pending`` and ``vector_valid`` read 0 (proofs use the flip-flop version);
-``issued`` is kept (tests use it).
+visited in turn, so none starves); the observation members ``pending``, ``vector_valid`` and
+``vector_masked`` read 0 (proofs use the flip-flop version); ``issued`` is kept (tests use it).
+A command that stops a vector (an UPDATE refused by the MSI window, a MASK) reaches ``V`` a
+clock later than in the flip-flop version; in that clock the vector is already left out of
+the choice, so as there it is never sent after the command.
 """
 
 from amaranth.hdl import *
@@ -61,8 +63,8 @@ class BlockInterruptController(InterruptController):
     module's documentation). Always with MSI (the profiles without MSI need no per-vector
     state)."""
 
-    def __init__(self, params):
-        super().__init__(params, msi=True)
+    def __init__(self, params, *, masks=False, keeps_status=False):
+        super().__init__(params, msi=True, masks=masks, keeps_status=keeps_status)
 
     def elaborate(self, platform):
         m = Module()
@@ -88,20 +90,19 @@ class BlockInterruptController(InterruptController):
         cmd = self.command
         status = Signal(2)
         enabled = Signal()
-        m.d.comb += [self.interrupt_status.eq(status), self.irq.eq(status != 0),
-                     self.enabled.eq(enabled)]
-        used = self.used_valid & below(self.used_queue, n)
-        event_bits = Cat(used, self.config_event)
-        switch_off = enabled & cmd.enable & ~cmd.enable_value
-        switch_on = ~enabled & cmd.enable & cmd.enable_value
+        used, _ = self._events()
+        # What switching off moves back into InterruptStatus (assigned below).
+        back_queue, back_config = Signal(), Signal()
+        switch_on, switch_off, wired = self._status_and_enable(
+            m, status, enabled, back_queue=back_queue, back_config=back_config)
 
         # ---- vector table (as the flip-flop version)
         table_r, in_window = self._vector_table(m)
 
         # ---- the three bit memories and their per-word flags
-        def bits_memory(name, readers):
+        def bits_memory(name, readers, width=W):
             # Every word address exists: an ignored event (queue >= N) is still read for.
-            mem = memory.Memory(shape=unsigned(W), depth=1 << gbits if groups > 1 else 1,
+            mem = memory.Memory(shape=unsigned(width), depth=1 << gbits if groups > 1 else 1,
                                 init=[],
                                 attrs={"ram_style": "block"})
             m.submodules[name] = mem
@@ -110,7 +111,9 @@ class BlockInterruptController(InterruptController):
 
         s_write, (s_event, s_scan) = bits_memory("pending_set", 2)
         c_write, (c_event, c_scan) = bits_memory("pending_clear", 2)
-        v_write, (v_event, v_scan, v_update) = bits_memory("valid", 3)
+        # V: the valid bits, and with masks the masked bits above them.
+        v_width = 2 * W if self._masks else W
+        v_write, (v_event, v_scan, v_update) = bits_memory("valid", 3, v_width)
         s_fresh = Signal(groups)
         c_fresh = Signal(groups)
         v_fresh = Signal(groups)
@@ -121,6 +124,11 @@ class BlockInterruptController(InterruptController):
         def word_of(fresh, port, g):
             return Mux(fresh.bit_select(g, 1), port.data, 0)
 
+        def sendable_word(port, g):
+            """The V word's vectors that may be sent: valid and not masked."""
+            word = word_of(v_fresh, port, g)
+            return word[:W] & ~word[W:] if self._masks else word
+
         def pending_word(s_port, c_port, g):
             return ((word_of(s_fresh, s_port, g) ^ word_of(c_fresh, c_port, g)) ^
                     Mux(invert.bit_select(g, 1), exists(g), 0))
@@ -128,6 +136,7 @@ class BlockInterruptController(InterruptController):
         # ---- vector 0
         pending0 = Signal()
         valid0 = Signal()
+        masked0 = Signal()
 
         # ---- event path, stage 1: read the event's words
         event_q = self.used_queue[:max(1, (n - 1).bit_length())]
@@ -140,27 +149,37 @@ class BlockInterruptController(InterruptController):
         # Stage 2: the words read in stage 1 (they include this cycle's-edge writes).
         ev_g, ev_lane = group(ev_q), lane(ev_q)
         ev_pending = pending_word(s_event, c_event, ev_g).bit_select(ev_lane, 1)
-        ev_vector_valid = word_of(v_fresh, v_event, ev_g).bit_select(ev_lane, 1)
+        ev_vector_valid = sendable_word(v_event, ev_g).bit_select(ev_lane, 1)
         ev_new = ev_valid & ~ev_pending        # the event makes its vector pending
 
-        # ---- UPDATE path: vector 0 at once; a queue vector reads its V word, writes in t+1
+        # ---- V commands (UPDATE; MASK/UNMASK): vector 0 at once; a queue vector reads its
+        # V word, writes in t+1. ``upd_ok``: the vector may be sent after the command as far
+        # as this command goes (an UPDATE inside the window, an UNMASK).
         upd_q = Signal(max(1, (n - 1).bit_length()))
         m.d.comb += upd_q.eq(cmd.vector - 1)
         m.d.comb += v_update.addr.eq(group(upd_q))
+        mask_cmd = cmd.mask if self._masks else C(0)
         upd_valid = Signal()
         upd_ok = Signal()
+        upd_mask = Signal()             # a MASK/UNMASK (else an UPDATE)
         upd_at = Signal.like(upd_q)
-        m.d.sync += [upd_valid.eq(cmd.update & (cmd.vector != 0) & ~self.reset),
-                     upd_ok.eq(in_window), upd_at.eq(upd_q)]
-        upd_word = Signal(W)
+        m.d.sync += [upd_valid.eq((cmd.update | mask_cmd) & (cmd.vector != 0) & ~self.reset),
+                     upd_ok.eq(Mux(mask_cmd, ~cmd.mask_value, in_window)),
+                     upd_mask.eq(mask_cmd), upd_at.eq(upd_q)]
+        upd_word = Signal(v_width)
         m.d.comb += upd_word.eq(word_of(v_fresh, v_update, group(upd_at)))
-        new_v = Signal(W)
+        new_v = Signal(v_width)
         m.d.comb += new_v.eq(upd_word)
-        m.d.comb += new_v.bit_select(lane(upd_at), 1).eq(upd_ok)
+        with m.If(upd_mask):
+            m.d.comb += new_v.bit_select(W + lane(upd_at), 1).eq(~upd_ok)
+        with m.Else():
+            m.d.comb += new_v.bit_select(lane(upd_at), 1).eq(upd_ok)
         m.d.comb += [v_write.addr.eq(group(upd_at)), v_write.data.eq(new_v),
                      v_write.en.eq(upd_valid)]
         with m.If(cmd.update & (cmd.vector == 0)):
             m.d.sync += valid0.eq(in_window)
+        with m.If(mask_cmd & (cmd.vector == 0)):
+            m.d.sync += masked0.eq(cmd.mask_value)
 
         # ---- scanner slots: A is issued from, B waits behind it
         a_bits, b_bits = Signal(W), Signal(W)
@@ -181,18 +200,26 @@ class BlockInterruptController(InterruptController):
             m.d.sync += load_group.eq(pick_group)
         landed_c = word_of(c_fresh, c_scan, load_group)
         landed_bits = (pending_word(s_scan, c_scan, load_group) &
-                       word_of(v_fresh, v_scan, load_group))
+                       sendable_word(v_scan, load_group))
 
         # ---- issue: vector 0 and the queue vectors take turns; the fast path when idle
         out_valid, advance = self._message_stage(m, table_r)
         turn0 = Signal()                           # vector 0 goes first when both wait
+        # A command that stops a queue vector (a refused UPDATE, a MASK) reaches V and the
+        # slots at the end of its stage cycle; in that cycle the vector is already left out of
+        # slot A's choice and the fast path, so it is never sent after the command.
+        stopping = Signal(W)
+        m.d.comb += stopping.eq(Mux(upd_valid & ~upd_ok, C(1, W) << lane(upd_at), 0))
+        a_choice = Signal(W)
+        m.d.comb += a_choice.eq(a_bits & ~Mux(group(upd_at) == a_group, stopping, 0))
         a_lowest = Signal(W)
-        m.d.comb += a_lowest.eq(a_bits & (~a_bits + 1))
+        m.d.comb += a_lowest.eq(a_choice & (~a_choice + 1))
         a_lane = onehot_index(a_lowest)
-        want0 = pending0 & valid0
-        want_a = a_bits != 0
+        want0 = pending0 & valid0 & ~masked0
+        want_a = a_choice != 0
         idle = (a_bits == 0) & (b_bits == 0) & ~loading & (hint == 0)
-        want_fast = ev_new & ev_vector_valid & idle
+        want_fast = (ev_new & ev_vector_valid & idle &
+                     ~(upd_valid & ~upd_ok & (upd_at == ev_q)))
         issue0 = Signal()
         issue_a = Signal()
         issue_fast = Signal()
@@ -245,11 +272,9 @@ class BlockInterruptController(InterruptController):
 
         # ---- slots: A loses its issued bit; when A empties, B (or the landing word) moves in
         a_left = a_bits & ~Mux(issue_a, a_lowest, 0)
-        # A refused UPDATE takes its vector out of the slots (it stays pending, now invalid).
-        refused = Mux(upd_valid & ~upd_ok, C(1, W) << lane(upd_at), 0)
-
+        # A refused UPDATE or a MASK takes its vector out of the slots (it stays pending).
         def drop_refused(bits, g):
-            return bits & ~Mux(group(upd_at) == g, refused, 0)
+            return bits & ~Mux(group(upd_at) == g, stopping, 0)
 
         m.d.sync += [a_bits.eq(drop_refused(a_left, a_group)), a_c.eq(a_c_next),
                      b_bits.eq(drop_refused(b_bits, b_group))]
@@ -271,28 +296,22 @@ class BlockInterruptController(InterruptController):
         count_next = Signal.like(count)
         m.d.comb += count_next.eq(count + toggle_s - issue_a)
         pending0_next = (pending0 & ~issue0) | self.config_event
+        m.d.comb += [back_queue.eq((count_next != 0) | used), back_config.eq(pending0_next)]
         with m.If(enabled):
             with m.If(switch_off):
-                m.d.sync += [
-                    enabled.eq(0), pending0.eq(0), count.eq(0),
-                    status.eq(Cat((count_next != 0) | used, pending0_next)),
-                ]
+                m.d.sync += [pending0.eq(0), count.eq(0)]
                 self._clear_pending(m, s_fresh, c_fresh, invert, hint,
                                     a_bits, b_bits, loading)
             with m.Else():
                 m.d.sync += [pending0.eq(pending0_next), count.eq(count_next)]
-        with m.Else():
-            with m.If(switch_on):
-                bits = (status & ~self.ack) | event_bits
-                m.d.sync += [enabled.eq(1), status.eq(0), pending0.eq(bits[1])]
-                with m.If(bits[0]):
-                    m.d.sync += [invert.eq((1 << groups) - 1), hint.eq((1 << groups) - 1),
-                                 count.eq(n)]
-            with m.Else():
-                m.d.sync += status.eq((status & ~self.ack) | event_bits)
+        with m.Elif(switch_on):
+            m.d.sync += pending0.eq(wired[1])
+            with m.If(wired[0]):
+                m.d.sync += [invert.eq((1 << groups) - 1), hint.eq((1 << groups) - 1),
+                             count.eq(n)]
 
         with m.If(self.reset):
-            m.d.sync += [enabled.eq(0), pending0.eq(0), valid0.eq(0), status.eq(0),
+            m.d.sync += [pending0.eq(0), valid0.eq(0), masked0.eq(0),
                          count.eq(0), v_fresh.eq(0), turn0.eq(0)]
             self._clear_pending(m, s_fresh, c_fresh, invert, hint, a_bits, b_bits, loading)
         # V words: written by UPDATE (after the reset clause for the fresh flag would be
@@ -307,9 +326,10 @@ class BlockInterruptController(InterruptController):
                      a_bits.eq(0), b_bits.eq(0), loading.eq(0)]
 
 
-def interrupt_controller(params, *, msi=True):
+def interrupt_controller(params, *, msi=True, masks=False, keeps_status=False):
     """The interrupt controller for ``params``: vector state in block RAM beyond
-    :data:`BLOCK_MSI_QUEUES` queues (when the profile has MSI), else in flip-flops."""
+    :data:`BLOCK_MSI_QUEUES` queues (when the profile has MSI), else in flip-flops. ``masks``
+    and ``keeps_status`` as for :class:`~virtio_mmio.msi.InterruptController`."""
     if msi and params.queues > BLOCK_MSI_QUEUES:
-        return BlockInterruptController(params)
-    return InterruptController(params, msi=msi)
+        return BlockInterruptController(params, masks=masks, keeps_status=keeps_status)
+    return InterruptController(params, msi=msi, masks=masks, keeps_status=keeps_status)

@@ -159,10 +159,17 @@ class EndpointParams:
             raise ValueError(f"notify_base and notify_multiplier need a profile with doorbells "
                              f"({', '.join(p for p in PROFILES if PROFILES[p].doorbells)}), "
                              f"not {profile!r}")
+        fixed_multiplier = PROFILES[profile].block("notify").fixed_multiplier
+        if fixed_multiplier is not None and notify_multiplier not in (None, fixed_multiplier):
+            raise ValueError(f"notify_multiplier must be {fixed_multiplier} in profile "
+                             f"{profile} (its doorbells are at notify_base + "
+                             f"{fixed_multiplier}·q), not {notify_multiplier!r}")
         if notify_multiplier is None:
-            notify_multiplier = 4 if doorbells else 0
+            notify_multiplier = (fixed_multiplier or 4) if doorbells else 0
         if notify_base is None:
-            notify_base = config_end if doorbells else 0
+            default_base = PROFILES[profile].block("notify").default_base
+            notify_base = (default_base if default_base is not None else config_end) \
+                if doorbells else 0
         _int("notify_multiplier", notify_multiplier, 0, 0xFFFC,
              "0 or a multiple of 4 in 4..0xfffc")
         if notify_multiplier % 4:
@@ -267,6 +274,12 @@ class EndpointParams:
         if not PROFILES[self.profile].notify_layout_readable:
             return 0
         return (self.notify_multiplier << 16) | self.notify_base
+
+    @property
+    def advertised_vendor_id(self):
+        """The value VendorID reads: ``vendor_id``, or in a profile that advertises its
+        extensions there (dragonball) with those in bits 7:0."""
+        return PROFILES[self.profile].block("identification").vendor_id(self)
 
     @property
     def uniform_queue_size(self):

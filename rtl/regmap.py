@@ -14,7 +14,7 @@ from dataclasses import dataclass, field as dc_field
 
 __all__ = [
     "MAGIC_VALUE", "CONFIG_BASE", "Field", "Register", "RegisterMap",
-    "register_map", "Status", "Feature", "MsiOp",
+    "register_map", "Status", "Feature", "MsiOp", "DragonballMsiOp",
 ]
 
 
@@ -60,6 +60,19 @@ class MsiOp:
         "UPDATE": "Vector arg (0..N) takes the staged address and data and becomes valid; "
                   "arg > N is ignored",
         "ENABLE": "arg[0] = 1 enables MSI, 0 disables it",
+    }
+
+
+class DragonballMsiOp:
+    """MsiCmd operations of the ``dragonball`` profile (SPEC §3): per-vector masks instead of
+    ENABLE (MSI is switched by writing MsiStatus bit 15)."""
+    UPDATE = 1
+    MASK = 2
+    UNMASK = 3
+    DOCS = {
+        "UPDATE": MsiOp.DOCS["UPDATE"],
+        "MASK": "Vector arg (0..N) is masked: its events stay pending, nothing is sent",
+        "UNMASK": "Vector arg (0..N) is unmasked: what is pending is sent",
     }
 
 

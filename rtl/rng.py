@@ -57,14 +57,17 @@ _DESC_F_INDIRECT = 4
 _AVAIL_F_NO_INTERRUPT = 1
 
 
-def rng_params(**kwargs):
-    """:class:`EndpointParams` for the rng endpoint: device ID 4, one queue of 8, no config
-    space, features VERSION_1, INDIRECT_DESC and EVENT_IDX (:data:`RNG_DEFAULT_FEATURES`),
-    unless ``kwargs`` say otherwise (then checked by :func:`check_rng_params`)."""
-    defaults = dict(device_id=RNG_DEVICE_ID, queues=1, queue_size=DEFAULT_QUEUE_SIZE,
+#: The endpoint parameters the rng device brings (its entry in
+#: :data:`virtio_mmio.devices.EXAMPLE_DEVICES`): device ID 4, one queue of 8, no config space,
+#: features VERSION_1, INDIRECT_DESC and EVENT_IDX (:data:`RNG_DEFAULT_FEATURES`).
+RNG_DEFAULTS = dict(device_id=RNG_DEVICE_ID, queues=1, queue_size=DEFAULT_QUEUE_SIZE,
                     config_size=0, features=RNG_DEFAULT_FEATURES)
-    defaults.update(kwargs)
-    params = EndpointParams(**defaults)
+
+
+def rng_params(**kwargs):
+    """:class:`EndpointParams` for the rng endpoint: :data:`RNG_DEFAULTS` unless ``kwargs``
+    say otherwise (then checked by :func:`check_rng_params`)."""
+    params = EndpointParams(**{**RNG_DEFAULTS, **kwargs})
     check_rng_params(params)
     return params
 

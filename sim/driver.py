@@ -8,7 +8,8 @@ register map (:mod:`virtio_mmio.regmap`).
 
 from dataclasses import dataclass
 
-from virtio_mmio.regmap import (CONFIG_BASE, MAGIC_VALUE, Feature, MsiOp, RegisterMap, Status)
+from virtio_mmio.regmap import (CONFIG_BASE, MAGIC_VALUE, DragonballMsiOp, Feature, MsiOp,
+                                RegisterMap, Status)
 
 
 __all__ = ["DriverError", "ProbeInfo", "QueueSetup", "VirtioMmioDriver"]
@@ -24,8 +25,13 @@ class ProbeInfo:
     version: int
     device_id: int
     vendor_id: int
-    #: ``(notify_base, notify_multiplier)`` read from QueueNotify (Version 3 only), else None.
+    #: ``(notify_base, notify_multiplier)`` read from QueueNotify (Version 3, or Version 2 with
+    #: the Dragonball doorbell bit in VendorID), else None.
     notify_layout: object = None
+
+    #: VendorID bits 7:0 of a Dragonball device: the extensions it has.
+    DRAGONBALL_MSI = 0x02
+    DRAGONBALL_DOORBELLS = 0x04
 
 
 @dataclass
@@ -87,7 +93,9 @@ class VirtioMmioDriver:
             raise DriverError("No device (DeviceID 0)")
         vendor_id = await self.read("VendorID")
         layout = None
-        if version >= 3:
+        dragonball_doorbells = (self.regmap.profile.name == "dragonball" and
+                                vendor_id & ProbeInfo.DRAGONBALL_DOORBELLS)
+        if version >= 3 or dragonball_doorbells:
             word = await self.read("QueueNotify")
             layout = (word & 0xFFFF, word >> 16)
         self.info = ProbeInfo(magic, version, device_id, vendor_id, layout)
@@ -185,10 +193,12 @@ class VirtioMmioDriver:
 
     # ---------------------------------------------------------------- whole sequences
 
-    async def initialize(self, queues=(), driver_features=None):
+    async def initialize(self, queues=(), driver_features=None, msi=None):
         """The Linux bring-up: probe, reset, ACKNOWLEDGE, DRIVER, features, queues,
-        DRIVER_OK. ``queues`` is a sequence of dicts for :meth:`setup_queue`. On an error the
-        driver adds FAILED, as ``virtio_dev_probe`` does, and re-raises."""
+        DRIVER_OK. ``queues`` is a sequence of dicts for :meth:`setup_queue`; ``msi``, if
+        given, is ``(vectors, style)`` for :meth:`setup_msi` after the queues, before
+        DRIVER_OK, where ``find_vqs`` sets up the vectors. On an error the driver adds FAILED,
+        as ``virtio_dev_probe`` does, and re-raises."""
         await self.probe()
         await self.reset()
         await self.add_status(Status.ACKNOWLEDGE)
@@ -197,6 +207,9 @@ class VirtioMmioDriver:
             await self.negotiate(driver_features)
             for queue in queues:
                 await self.setup_queue(**queue)
+            if msi is not None:
+                vectors, style = msi
+                await self.setup_msi(vectors, style=style)
             await self.add_status(Status.DRIVER_OK)
         except DriverError:
             await self.add_status(Status.FAILED)
@@ -264,32 +277,69 @@ class VirtioMmioDriver:
         value = value | self.MSI_ENABLE_BIT if on else value & ~self.MSI_ENABLE_BIT
         await self.write("MsiStatus", value, 2)
 
+    async def msi_enable_dragonball(self, on=True):
+        """The Dragonball guest: W16 MsiStatus = 0x8000 enables, 0 disables (the device
+        ignores it once DRIVER_OK is set)."""
+        await self.write("MsiStatus", self.MSI_ENABLE_BIT if on else 0, 2)
+
+    async def msi_mask(self, vector, masked=True):
+        """Dragonball's per-vector mask: W16 MsiCmd = MASK/UNMASK << 12 | vector (what the
+        guest's irq_chip mask/unmask callbacks write)."""
+        op = DragonballMsiOp.MASK if masked else DragonballMsiOp.UNMASK
+        await self.write("MsiCmd", op << 12 | vector, 2)
+
+    #: The MSI sequences the model knows, by the profile they are written for.
+    MSI_STYLES = ("seed", "linux-k1", "dragonball")
+
     async def setup_msi(self, vectors, *, style="seed"):
         """Program ``vectors`` ({vector: (address, data)}) and enable MSI.
 
         ``style="linux-k1"`` follows the 2019 patch: MSI only if MsiStatus bit 15 already
         reads 1, enable by writing bit 15; it returns False (use INTx) otherwise. ``"seed"``
-        follows the proposal's text: UPDATE each vector, then ENABLE. Returns True when MSI
-        was enabled."""
-        if style not in ("seed", "linux-k1"):
-            raise ValueError(f"MSI style must be 'seed' or 'linux-k1', not {style!r}")
+        follows the proposal's text: UPDATE each vector, then ENABLE. ``"dragonball"``: MSI
+        only if VendorID bit 1 and MsiStatus bit 15 say so; enable first (the device takes
+        staged addresses only while enabled, and the enable only before DRIVER_OK), then
+        UPDATE and UNMASK each vector. Returns True when MSI was enabled."""
+        if style not in self.MSI_STYLES:
+            raise ValueError(f"MSI style must be one of {', '.join(self.MSI_STYLES)}, "
+                             f"not {style!r}")
         if "MsiStatus" not in self.regmap:
             return False
-        if style == "linux-k1" and not await self.msi_status() & self.MSI_ENABLE_BIT:
+        if style in ("linux-k1", "dragonball") and \
+                not await self.msi_status() & self.MSI_ENABLE_BIT:
             return False
+        if style == "dragonball":
+            if not await self.read("VendorID") & ProbeInfo.DRAGONBALL_MSI:
+                return False
+            await self.msi_enable_dragonball(True)
+            for vector, (address, data) in sorted(vectors.items()):
+                await self.msi_update(vector, address, data)
+                await self.msi_mask(vector, False)
+            return True
         for vector, (address, data) in sorted(vectors.items()):
             await self.msi_update(vector, address, data)
-        if style == "linux-k1":
-            await self.msi_enable_k1(True)
-        else:
-            await self.msi_enable_seed(True)
+        await self.msi_enable(True, style=style)
         return True
 
-    async def teardown_msi(self, *, style="seed"):
+    @property
+    def msi_style(self):
+        """The MSI sequence written for this driver's profile (``"seed"`` for a profile
+        without one of its own)."""
+        name = self.regmap.profile.name
+        return name if name in self.MSI_STYLES else "seed"
+
+    async def msi_enable(self, on=True, *, style=None):
+        """Switch MSI on or off the way ``style`` (default :attr:`msi_style`) does."""
+        style = style or self.msi_style
         if style == "linux-k1":
-            await self.msi_enable_k1(False)
+            await self.msi_enable_k1(on)
+        elif style == "dragonball":
+            await self.msi_enable_dragonball(on)
         else:
-            await self.msi_enable_seed(False)
+            await self.msi_enable_seed(on)
+
+    async def teardown_msi(self, *, style="seed"):
+        await self.msi_enable(False, style=style)
 
     # ---------------------------------------------------------------- interrupts
 

@@ -47,8 +47,8 @@ from .driver import DriverError, VirtioMmioDriver
 from .rng_driver import GuestMemory, RingLayout, VirtioRngDriver, Xorshift32
 
 
-__all__ = ["Step", "HostReport", "host_session", "rng_host_session", "simulate_session",
-           "BridgeGuestStore", "STATUS_BITS", "RNG_ROUNDS"]
+__all__ = ["Step", "HostReport", "host_session", "rng_host_session", "HOST_SESSIONS",
+           "simulate_session", "BridgeGuestStore", "STATUS_BITS", "RNG_ROUNDS"]
 
 #: The bridge's STATUS word (see DemoSoC): bit positions.
 STATUS_BITS = {"irq": 0, "driver_ok": 1, "msi_enabled": 2, "msi_error": 3}
@@ -382,6 +382,10 @@ async def rng_host_session(client, *, params=None, rounds=RNG_ROUNDS, say=None,
     await _check_reset(client, step, 0x3F)
     report.accesses = client.attempts
     return report
+
+
+#: The host session for each device the board demo carries (:data:`virtio_mmio.devices.BOARD_DEVICES`).
+HOST_SESSIONS = {"demo": host_session, "rng": rng_host_session}
 
 
 def simulate_session(*, divisor=4, say=None, params=None, device="demo", rounds=RNG_ROUNDS):

@@ -33,6 +33,7 @@ BUILD = ROOT / "build"
 TEST_MODULES = {
     "endpoint": "virtio_mmio_sim.cocotb_tests.test_endpoint",
     "msi": "virtio_mmio_sim.cocotb_tests.test_msi",
+    "dragonball": "virtio_mmio_sim.cocotb_tests.test_dragonball",
 }
 WAVES = os.environ.get("VIRTIO_MMIO_WAVES", "").strip() not in ("", "0")
 
@@ -79,7 +80,15 @@ CONFIGS = {
     "wishbone-pipelined-linux-k1-q100-block-state": EndpointParams(
         profile="linux-k1", bus="wishbone", wishbone_mode="pipelined", queues=100,
         msi_window=(0xFEE0_0000, 0x4000)),
+    # The Dragonball VMM's Version 2 extension: flip-flop and block-RAM vector state.
+    "axil-dragonball-q4": EndpointParams(
+        profile="dragonball", bus="axil", queues=4, msi_window=(0xFEE0_0000, 0x1000)),
+    "wishbone-pipelined-dragonball-q40-block-state": EndpointParams(
+        profile="dragonball", bus="wishbone", wishbone_mode="pipelined", queues=40),
 }
+#: The configurations each MSI test module runs on: the Dragonball dialect has its own.
+DRAGONBALL = [name for name, params in CONFIGS.items() if params.profile == "dragonball"]
+MSI_SEED_K1 = [name for name in CONFIGS if name not in DRAGONBALL]
 
 
 @pytest.fixture(scope="session")
@@ -123,6 +132,11 @@ def test_endpoint(name, verilator_on_path, capsys):
     _run(name, "endpoint", capsys)
 
 
-@pytest.mark.parametrize("name", list(CONFIGS))
+@pytest.mark.parametrize("name", MSI_SEED_K1)
 def test_msi(name, verilator_on_path, capsys):
     _run(name, "msi", capsys)
+
+
+@pytest.mark.parametrize("name", DRAGONBALL)
+def test_dragonball(name, verilator_on_path, capsys):
+    _run(name, "dragonball", capsys)

@@ -54,7 +54,7 @@ def test_wishbone_port_of_the_endpoint(mode, flowing_notify):
     assert result.passed, explain(result)
 
 
-@pytest.mark.parametrize("profile", ["seed", "linux-k1"])
+@pytest.mark.parametrize("profile", ["seed", "linux-k1", "dragonball"])
 def test_msi_port_and_irq_quiet_while_enabled(profile):
     """The MSI manager port keeps AWVALID/WVALID and their payload until the handshakes, full
     strobes, nothing after reset; irq is low whenever MSI is enabled. k-induction."""
@@ -88,6 +88,7 @@ INVARIANT_CONFIGS = {
                                               wishbone_mode="pipelined", queues=2,
                                               notify_multiplier=12),
     "wishbone-classic-plain-v2": dict(profile="plain-v2", bus="wishbone", queues=2),
+    "axil-dragonball": dict(profile="dragonball", queues=2),
 }
 
 
@@ -193,6 +194,11 @@ def _invariants():
     return EndpointInvariantsProof(EndpointParams(queues=2, config_size=4))
 
 
+def _invariants_dragonball():
+    return EndpointInvariantsProof(EndpointParams(profile="dragonball", queues=2,
+                                                  config_size=4))
+
+
 #: Bugs of the kinds the maintainers inject by hand, each as a source edit of one RTL class
 #: (:class:`Mutation`) or a replaced method (:class:`Override`), and the proof that must
 #: catch it.
@@ -231,8 +237,18 @@ MUTATIONS = {
         "QueueReady bits not cleared by a device reset"), _invariants),
     "msi-enable-kept-by-reset": (Mutation(
         "virtio_mmio.msi", "InterruptController",
-        (("m.d.sync += [enabled.eq(0), pending.eq(0),", "m.d.sync += [pending.eq(0),"),),
+        (("m.d.sync += [enabled.eq(0), status.eq(0)]", "m.d.sync += status.eq(0)"),),
         "MSI stays enabled across a device reset"), _invariants),
+    "msi-masked-vector-sent": (Mutation(
+        "virtio_mmio.msi", "InterruptController",
+        (("ready_vectors = pending & valid & ~masked", "ready_vectors = pending & valid"),),
+        "a masked vector is sent (dragonball)"), _invariants_dragonball),
+    "msi-mask-drops-pending": (Mutation(
+        "virtio_mmio.msi", "InterruptController",
+        (("m.d.sync += masked.bit_select(cmd.vector, 1).eq(cmd.mask_value)",
+          "m.d.sync += [masked.bit_select(cmd.vector, 1).eq(cmd.mask_value),\n"
+          "                             pending.bit_select(cmd.vector, 1).eq(0)]"),),
+        "MASK forgets the vector's pending event (dragonball)"), _invariants_dragonball),
     "doorbell-address-off-by-one": (Override(
         "virtio_mmio.transport.notify", "DoorbellAddresses", "queue_doorbell",
         lambda original: lambda self, word: original(

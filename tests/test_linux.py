@@ -112,6 +112,37 @@ def test_v3_driver_takes_msi_through_the_its(profile, bus, device):
     assert f["msi_errors"] == 1 and f["msi_error_probe"]["msi_error_latched"] == 1
 
 
+@pytest.mark.linux
+@pytest.mark.parametrize("bus", ["axil", "wishbone"])
+def test_dragonball_dialect_takes_msi_through_the_its(bus):
+    """The dragonball profile (Version 2 with the Dragonball extensions) under the same driver,
+    its dialect found by probing (``dialect=auto``: VendorID bit 1 and MsiStatus bit 15): MSI
+    switched on through MsiStatus before DRIVER_OK, every vector staged, UPDATEd and
+    UNMASKed, the same five scenarios. Its doorbells (0x1000 + 4q) lie beyond the 0x200-byte
+    QEMU slot, so the driver notifies at QueueNotify, which the profile keeps."""
+    run = _session(bus=bus, simulator="verilator", device="rtl", profile="dragonball",
+                   dialect="auto")
+    assert run.passed, f"{run.verdict()}\n{_report(run)}\n{run.report()}\nconsole: {run.console}"
+    console = run.console.read_text(errors="replace")
+    assert "dragonball dialect, MSI: 2 vectors (ITS-pMSI)" in console
+    f = run.figures
+    msi, wired = f["phases"]["msi"], f["phases"]["wired"]
+    assert msi["isr_reads"] == 0 and msi["per_request"] < wired["per_request"]
+    assert not f["doorbells_reachable"] and f["queue_notify_writes"] > 0
+    assert f["msi_addresses"] == [0x0809_0040]
+    # The set-up in the access log: MSI on (W16 MsiStatus = 0x8000) before the first UPDATE,
+    # each UPDATE followed by an UNMASK of the same vector, all before DRIVER_OK.
+    writes = [line for line in (run.console.parent / "accesses.log").read_text().splitlines()
+              if line.startswith("write 0x0c")]
+    enable = next(i for i, line in enumerate(writes)
+                  if line.startswith("write 0x0c0 <- 0x8000 (2 B)"))
+    update = next(i for i, line in enumerate(writes)
+                  if line.startswith("write 0x0c2 <- 0x1000 (2 B)"))      # UPDATE vector 0
+    assert enable < update, writes[:12]
+    assert writes[update + 1].startswith("write 0x0c2 <- 0x3000 (2 B)"), \
+        writes[update:update + 2]                                           # UNMASK vector 0
+
+
 # ---------------------------------------------------------------------------------- verdict
 
 STREAM = bytes(range(256)) * 6

@@ -23,11 +23,36 @@ class Msi:
     ``status_capable``: MsiStatus bit 15 reads 1 whenever MSI is implemented (the 2019 Linux
     patch's reading) instead of "MSI currently enabled". ``status_writable``: a write to
     MsiStatus (both lanes) enables (bit 15 = 1) or disables MSI; otherwise MsiStatus is
-    read-only and only MsiCmd ENABLE switches MSI.
+    read-only and only MsiCmd ENABLE switches MSI; ``status_until_driver_ok``: such a write is
+    ignored once DRIVER_OK is set. ``ops``: the MsiCmd operations, a class with a code per
+    name and their ``DOCS`` (:class:`~virtio_mmio.regmap.MsiOp`: UPDATE, ENABLE;
+    :class:`~virtio_mmio.regmap.DragonballMsiOp`: UPDATE, MASK, UNMASK — per-vector masks).
+    ``refuses_other_ops``: a command with any other op is counted (``msi_rejected``), not
+    just ignored. ``keeps_interrupt_status``: InterruptStatus and InterruptACK keep working
+    while MSI is enabled (``irq`` stays low). ``stages_while_enabled``: MsiAddrLow/High and
+    MsiData take writes only while MSI is enabled.
     """
 
     status_capable: bool = False
     status_writable: bool = False
+    status_until_driver_ok: bool = False
+    ops: type = MsiOp
+    refuses_other_ops: bool = False
+    keeps_interrupt_status: bool = False
+    stages_while_enabled: bool = False
+
+    @property
+    def op_names(self):
+        return tuple(self.ops.DOCS)
+
+    def op(self, name):
+        """The code of operation ``name``."""
+        return getattr(self.ops, name)
+
+    @property
+    def masks(self):
+        """Per-vector masks (MASK/UNMASK)."""
+        return "MASK" in self.op_names
 
 
 def _msi_status_reset(params):
@@ -46,7 +71,10 @@ class InterruptsLogic(BlockLogic):
 
     def __init__(self, block, params, regmap):
         super().__init__(block, params, regmap)
-        self.controller = interrupt_controller(params, msi=block.msi is not None)
+        msi = block.msi
+        self.controller = interrupt_controller(
+            params, msi=msi is not None, masks=msi is not None and msi.masks,
+            keeps_status=msi is not None and msi.keeps_interrupt_status)
         self.msi_addr = Signal(64)
         self.msi_data = Signal(32)
 
@@ -79,20 +107,34 @@ class InterruptsLogic(BlockLogic):
             # are decoded in the data tags.)
             arg = wd[16:28]
             if msi.status_writable:
-                # linux-k1 only: in seed MsiStatus is read-only, as the proposal writes it, so
-                # a word write that carries a command in bits 31:16 and zeros below cannot
+                # Not in seed: there MsiStatus is read-only, as the proposal writes it, so a
+                # word write that carries a command in bits 31:16 and zeros below cannot
                 # switch MSI off.
-                with m.If(dt.msi_status):
+                status_write = dt.msi_status
+                if msi.status_until_driver_ok:
+                    status_write = status_write & ~t["status"].status[2]
+                with m.If(status_write):
                     m.d.comb += [msi_cmd.enable.eq(1), msi_cmd.enable_value.eq(wd[15])]
+            ops = msi.op_names
             with m.If(dt.msi_update):
                 m.d.comb += [msi_cmd.update.eq(1), msi_cmd.vector.eq(arg)]
-            with m.If(dt.msi_enable):
-                m.d.comb += [msi_cmd.enable.eq(1), msi_cmd.enable_value.eq(arg[0])]
-        # Staging registers honour byte lanes: plain data, always latched.
+            if "ENABLE" in ops:
+                with m.If(dt.msi_enable):
+                    m.d.comb += [msi_cmd.enable.eq(1), msi_cmd.enable_value.eq(arg[0])]
+            if msi.masks:
+                with m.If(dt.msi_mask | dt.msi_unmask):
+                    m.d.comb += [msi_cmd.mask.eq(1), msi_cmd.mask_value.eq(dt.msi_mask),
+                                 msi_cmd.vector.eq(arg)]
+            if msi.refuses_other_ops:
+                with m.If(dt.msi_refused):
+                    m.d.comb += msi_cmd.refuse.eq(1)
+        # Staging registers honour byte lanes: plain data, latched always (or only while MSI
+        # is enabled).
+        staging = C(1) if not msi.stages_while_enabled else interrupts.enabled
         for name, target in (("MsiAddrLow", self.msi_addr[:32]),
                              ("MsiAddrHigh", self.msi_addr[32:]),
                              ("MsiData", self.msi_data)):
-            with m.If(t.written(name)):
+            with m.If(t.written(name) & staging):
                 for lane in range(4):
                     with m.If(t.strb[lane]):
                         m.d.sync += target[8 * lane:8 * lane + 8].eq(wd[8 * lane:8 * lane + 8])
@@ -123,14 +165,18 @@ class Interrupts(Block):
     Logic = InterruptsLogic
 
     def rows(self, profile):
+        msi = self.msi
+        if msi is not None and msi.keeps_interrupt_status:
+            while_enabled = "kept while MSI is enabled (irq stays low)"
+        else:
+            while_enabled = "0 while MSI is enabled"
         rows = [
             Register("InterruptStatus", 0x060, "R",
-                     "Bit 0 used buffer, bit 1 configuration change; 0 while MSI is enabled",
+                     "Bit 0 used buffer, bit 1 configuration change; " + while_enabled,
                      fields=(Field("used_buffer", 0, 1), Field("config_change", 1, 1))),
             Register("InterruptACK", 0x064, "W", "Clears the written InterruptStatus bits",
                      fields=(Field("used_buffer", 0, 1), Field("config_change", 1, 1))),
         ]
-        msi = self.msi
         if msi is None:
             return tuple(rows)
         if msi.status_capable:
@@ -139,11 +185,15 @@ class Interrupts(Block):
             enabled_doc = "1: MSI is enabled"
         if msi.status_writable:
             enabled_doc += "; a write with both lanes enables (1) or disables (0) MSI"
+            if msi.status_until_driver_ok:
+                enabled_doc += ", ignored once DRIVER_OK is set"
             enabled_access = "RW"
         else:
             enabled_doc += "; read-only (MsiCmd ENABLE switches MSI)"
             enabled_access = "R"
-        ops = tuple((name, getattr(MsiOp, name), doc) for name, doc in MsiOp.DOCS.items())
+        ops = tuple((name, msi.op(name), doc) for name, doc in msi.ops.DOCS.items())
+        other_ops = "counted in msi_rejected" if msi.refuses_other_ops else "ignored"
+        staged = "; taken only while MSI is enabled" if msi.stages_while_enabled else ""
         rows += [
             # RW in every profile: the write decode names the 0x0C0 word (MsiStatus and
             # MsiCmd) after its first writable register. The fields say what a write to
@@ -156,27 +206,41 @@ class Interrupts(Block):
                              Field("enabled", 15, 1, enabled_doc, access=enabled_access))),
             Register("MsiCmd", 0x0C2, "W",
                      "[15:12] op (" + ", ".join(f"{value} {name}" for name, value, _ in ops) +
+                     (f"; others {other_ops}" if msi.refuses_other_ops else "") +
                      "), [11:0] arg", width=16,
                      fields=(Field("arg", 0, 12), Field("op", 12, 4, values=ops))),
-            Register("MsiAddrLow", 0x0C4, "W", "Staged MSI address [31:0]", full_write=False),
-            Register("MsiAddrHigh", 0x0C8, "W", "Staged MSI address [63:32]", full_write=False),
-            Register("MsiData", 0x0CC, "W", "Staged MSI data", full_write=False),
+            Register("MsiAddrLow", 0x0C4, "W", "Staged MSI address [31:0]" + staged,
+                     full_write=False),
+            Register("MsiAddrHigh", 0x0C8, "W", "Staged MSI address [63:32]" + staged,
+                     full_write=False),
+            Register("MsiData", 0x0CC, "W", "Staged MSI data" + staged, full_write=False),
         ]
         return tuple(rows)
 
     def data_tags(self, params):
-        if self.msi is None:
+        msi = self.msi
+        if msi is None:
             return {}
         n = params.queues
 
         def command(strb):
             return strb[2:4] == 0b11
 
-        # At MsiStatus/MsiCmd: lanes 1:0 written (MsiStatus); lanes 3:2 written with an
-        # UPDATE of an existing vector, or with an ENABLE (MsiCmd).
-        return {
-            "msi_status": lambda value, strb: strb[0:2] == 0b11,
-            "msi_update": lambda value, strb: (command(strb) & (value[28:32] == MsiOp.UPDATE) &
-                                               below(value[16:28], n + 1)),
-            "msi_enable": lambda value, strb: command(strb) & (value[28:32] == MsiOp.ENABLE),
-        }
+        def op_is(name):
+            return lambda value, strb: command(strb) & (value[28:32] == msi.op(name))
+
+        def on_vector(name):
+            # ... of an existing vector (arg 0..N; a larger arg is ignored).
+            return lambda value, strb: op_is(name)(value, strb) & below(value[16:28], n + 1)
+
+        # At MsiStatus/MsiCmd: lanes 1:0 written (MsiStatus); lanes 3:2 written with each
+        # operation of the dialect (MsiCmd): UPDATE, MASK, UNMASK of an existing vector,
+        # ENABLE; and with an op the dialect does not have, where it refuses those.
+        tags = {"msi_status": lambda value, strb: strb[0:2] == 0b11}
+        for name in msi.op_names:
+            tags[f"msi_{name.lower()}"] = op_is(name) if name == "ENABLE" else on_vector(name)
+        if msi.refuses_other_ops:
+            codes = [msi.op(name) for name in msi.op_names]
+            tags["msi_refused"] = lambda value, strb: command(strb) & ~Cat(
+                *(value[28:32] == code for code in codes)).any()
+        return tags

@@ -231,10 +231,14 @@ class NotifyLogic(BlockLogic):
 class Notify(Block):
     """QueueNotify, and (``doorbells``) one doorbell per queue at ``notify_base + q *
     notify_multiplier``; ``layout_readable``: QueueNotify reads ``{notify_multiplier,
-    notify_base}``."""
+    notify_base}``; ``default_base``: the profile's default ``notify_base``."""
 
     doorbells: bool
     layout_readable: bool
+    #: ``notify_base`` when the parameters give none (``None``: right after config space).
+    default_base: int = None
+    #: The one ``notify_multiplier`` the profile allows (``None``: any valid one, default 4).
+    fixed_multiplier: int = None
 
     name = "notify"
     Logic = NotifyLogic

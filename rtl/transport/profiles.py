@@ -8,6 +8,7 @@ The register map of a profile is the union of its blocks' rows
 
 from dataclasses import dataclass
 
+from ..regmap import DragonballMsiOp
 from .config import ConfigSpace
 from .features import Features
 from .identification import Identification
@@ -21,10 +22,10 @@ from .status import DeviceStatus
 __all__ = ["Profile", "PROFILES", "transport_blocks"]
 
 
-def transport_blocks(*, notify, interrupts):
+def transport_blocks(*, notify, interrupts, identification=Identification()):
     """The blocks of a profile, in the order they are elaborated and their tags packed:
-    the fixed ones around the configurable notify and interrupts blocks."""
-    return (Identification(), Features(), DeviceStatus(), Queues(), notify, interrupts,
+    the fixed ones around the configurable identification, notify and interrupts blocks."""
+    return (identification, Features(), DeviceStatus(), Queues(), notify, interrupts,
             SharedMemory(), ConfigSpace())
 
 
@@ -107,4 +108,17 @@ PROFILES = {
         blocks=transport_blocks(notify=Notify(doorbells=False, layout_readable=False),
                                 interrupts=Interrupts(msi=None)),
         doc="Plain virtio 1.x Version 2: works with stock Linux and every virtio-mmio driver."),
+    "dragonball": Profile(
+        name="dragonball", version=2,
+        blocks=transport_blocks(
+            identification=Identification(vendor_extensions=((1, "MSI"), (2, "doorbells"))),
+            notify=Notify(doorbells=True, layout_readable=True, default_base=0x1000,
+                          fixed_multiplier=4),
+            interrupts=Interrupts(msi=Msi(
+                status_capable=True, status_writable=True, status_until_driver_ok=True,
+                ops=DragonballMsiOp, refuses_other_ops=True, keeps_interrupt_status=True,
+                stages_while_enabled=True))),
+        doc="The Dragonball VMM's extension of Version 2: VendorID bits 7:0 advertise MSI and "
+            "doorbells, MSI switched by MsiStatus bit 15 until DRIVER_OK, per-vector masks, "
+            "InterruptStatus kept while MSI is on, doorbells at 0x1000 + 4q."),
 }

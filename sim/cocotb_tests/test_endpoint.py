@@ -391,10 +391,11 @@ class Testbench:
                     desc=rng.getrandbits(60) << 4, driver=rng.getrandbits(63) << 1,
                     device=rng.getrandbits(62) << 2)
 
-    async def bring_up(self, driver_features=None):
-        """The Linux bring-up with every queue; returns the queue setups."""
+    async def bring_up(self, driver_features=None, msi=None):
+        """The Linux bring-up with every queue (and ``msi``, ``(vectors, style)``, set up
+        before DRIVER_OK); returns the queue setups."""
         setups = [self.random_queue_setup(q) for q in range(self.p.queues)]
-        await self.driver.initialize(setups, driver_features=driver_features)
+        await self.driver.initialize(setups, driver_features=driver_features, msi=msi)
         return setups
 
     async def snapshot(self):
@@ -466,7 +467,7 @@ async def test_bring_up(dut, timing):
 
     info = tb.driver.info
     assert (info.magic, info.version, info.device_id, info.vendor_id) == \
-        (MAGIC_VALUE, p.version, p.device_id, p.vendor_id)
+        (MAGIC_VALUE, p.version, p.device_id, p.advertised_vendor_id)
     if p.version >= 3:
         assert info.notify_layout == (p.notify_base, p.notify_multiplier)
     final_status = Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK | Status.DRIVER_OK
@@ -755,7 +756,7 @@ async def test_reserved_and_read_only(dut, timing):
     await tb.expect("MagicValue", MAGIC_VALUE)
     await tb.expect("Version", p.version)
     await tb.expect("DeviceID", p.device_id)
-    await tb.expect("VendorID", p.vendor_id)
+    await tb.expect("VendorID", p.advertised_vendor_id)
     await tb.expect("QueueNotify", p.notify_layout)
     if "MsiStatus" in regs:
         # N in [10:0]; bit 15: MSI not enabled (seed), or always 1 where the profile says MSI
@@ -1023,7 +1024,7 @@ async def test_concurrent_access(dut, timing):
         shm_words[tb.off(name)] = await tb.read(name)
     constants = {
         tb.off("MagicValue"): MAGIC_VALUE, tb.off("Version"): p.version,
-        tb.off("DeviceID"): p.device_id, tb.off("VendorID"): p.vendor_id,
+        tb.off("DeviceID"): p.device_id, tb.off("VendorID"): p.advertised_vendor_id,
         tb.off("QueueNotify"): p.notify_layout, tb.off("Status"): status,
         tb.off("ConfigGeneration"): device.generation,
         tb.off("QueueNumMax"): p.queue_sizes[p.queues - 1],   # the driver's last QueueSel

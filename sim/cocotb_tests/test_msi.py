@@ -55,9 +55,10 @@ class MsiBench:
         self.vectors = self.layout.vectors
         self.targets = TargetHistory(self.vectors)
         self.rejected = 0
-        # linux-k1: MsiStatus bit 15 reads 1 whatever the state; its driver's style is K1.
+        # linux-k1: MsiStatus bit 15 reads 1 whatever the state; its driver's style is K1
+        # (the driver model knows which sequence each profile is written for).
         self.capable = tb.regs.profile.msi_status_capable
-        self.style = "linux-k1" if self.capable else "seed"
+        self.style = tb.driver.msi_style
 
     @classmethod
     async def start(cls, dut, *, timing="random"):
@@ -110,10 +111,7 @@ class MsiBench:
     async def enable(self, on=True, style=None):
         """Switch MSI on or off the way the driver of ``style`` does (default: the
         profile's)."""
-        if (style or self.style) == "linux-k1":
-            await self.tb.driver.msi_enable_k1(on)
-        else:
-            await self.tb.driver.msi_enable_seed(on)
+        await self.tb.driver.msi_enable(on, style=style or self.style)
 
     async def wait_requests(self, count, cycles=400, what="MSI requests"):
         await self.tb.wait_for(lambda: len(self.monitor.requests) >= count, cycles, what)

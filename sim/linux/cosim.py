@@ -409,15 +409,20 @@ class MsiPortActivity:
         return self.cycle - max(self.last_active, since) < GRACE_CYCLES
 
 
-async def _msi_error_probe(dut, bus, backend, bridge, accesses, drain):
+async def _msi_error_probe(dut, bus, backend, bridge, accesses, drain, profile):
     """Point vector 0 at MSI_PROBE_ADDRESS, enable MSI, raise a configuration-change event;
     QEMU refuses the message. Then reset the device. The register writes are this
-    simulation's own (``host write`` lines in accesses.log)."""
+    simulation's own (``host write`` lines in accesses.log). ``dragonball`` takes staged
+    targets only while MSI is on, and is enabled through MsiStatus: enable first (it is on
+    already if the driver left it on), then stage, UPDATE and UNMASK."""
     before = value(dut.msi_errors)
     data = 0x00C0_FFEE
-    writes = [(0x0C4, MSI_PROBE_ADDRESS & 0xFFFF_FFFF, 0xF), (0x0C8, MSI_PROBE_ADDRESS >> 32, 0xF),
-              (0x0CC, data, 0xF), (0x0C0, 0x1000 << 16, 0xC),      # UPDATE vector 0
-              (0x0C0, 0x2001 << 16, 0xC)]                           # ENABLE
+    stage = [(0x0C4, MSI_PROBE_ADDRESS & 0xFFFF_FFFF, 0xF), (0x0C8, MSI_PROBE_ADDRESS >> 32, 0xF),
+             (0x0CC, data, 0xF), (0x0C0, 0x1000 << 16, 0xC)]      # UPDATE vector 0
+    if profile == "dragonball":
+        writes = [(0x0C0, 0x8000, 0x3)] + stage + [(0x0C0, 0x3000 << 16, 0xC)]   # UNMASK 0
+    else:
+        writes = stage + [(0x0C0, 0x2001 << 16, 0xC)]                           # ENABLE
     bridge.probing = True
     try:
         for offset, word, strobe in writes:
@@ -577,7 +582,8 @@ async def linux_session(dut):
                     last_access = activity.cycle
                     idle = await drain() and idle
                 elif request.value == MARK_MSI_ERROR_PROBE:
-                    probe = await _msi_error_probe(dut, bus, backend, bridge, accesses, drain)
+                    probe = await _msi_error_probe(dut, bus, backend, bridge, accesses, drain,
+                                                   params.profile)
                 link.set_irq(value(dut.irq))
                 marks.append(dict(snapshot(request), idle=idle))
                 accesses.append(f"{request}" + ("" if idle else "  (device still busy)"))

@@ -67,11 +67,16 @@ __all__ = ["BUSES", "DEVICES", "PROFILES", "LINUX_PARAMS", "LinuxRun", "linux_pa
 #: The console lines the guest's /init prints start with this.
 MARKER = "VMMIO-LOOP: "
 BUSES = ("axil", "wishbone")
-#: plain-v2: the stock virtio_mmio driver; seed / linux-k1: Version 3, the virtio_mmio_v3
-#: driver with MSI through the GICv3 ITS.
-PROFILES = ("plain-v2", "seed", "linux-k1")
-#: The driver's dialect= for each Version-3 profile.
-DIALECTS = {"seed": "seed", "linux-k1": "k1"}
+#: plain-v2: the stock virtio_mmio driver; seed / linux-k1 (Version 3) and dragonball
+#: (Version 2 with the Dragonball extensions): the virtio_mmio_v3 driver with MSI through the
+#: GICv3 ITS.
+PROFILES = ("plain-v2", "seed", "linux-k1", "dragonball")
+#: The driver's dialect= for each profile it drives (the "Version-3" sessions below).
+DIALECTS = {"seed": "seed", "linux-k1": "k1", "dragonball": "dragonball"}
+#: The slot's MMIO window in QEMU (the co-simulation device's COSIM_WINDOW_SIZE and the
+#: device tree's reg size): doorbells beyond it cannot be reached, and the driver then
+#: notifies at QueueNotify (dragonball's doorbells at 0x1000 + 4q).
+SLOT_WINDOW = 0x200
 #: vCPUs of a Version-3 session (the affinity scenario needs two).
 V3_CPUS = 2
 #: The platform driver name of virtio_mmio_v3.ko.
@@ -354,6 +359,13 @@ def _doorbell_offsets(params):
     return {params.notify_base + q * params.notify_multiplier: q for q in range(params.queues)}
 
 
+def _doorbells_reachable(params):
+    """Whether the driver can notify at the per-queue doorbells: they exist and lie inside the
+    slot's :data:`SLOT_WINDOW` (otherwise it notifies at QueueNotify)."""
+    return bool(params.has_doorbells and params.notify_multiplier and
+                params.doorbell_end <= SLOT_WINDOW)
+
+
 #: Bytes the hwrng core's fill thread takes from the device at a time (rng_buffer_size():
 #: SMP_CACHE_BYTES, 64 on arm64).
 HWRNG_FILL_BYTES = 64
@@ -487,6 +499,7 @@ def v3_figures(console_text, result, access_lines, params):
         "affinity": next((m for m in markers if m.startswith("affinity")), None),
         "msi_error_probe": result.get("msi_error_probe"),
         "queue_notify_writes": sum(1 for _, o in session_writes if o == 0x050),
+        "doorbells_reachable": _doorbells_reachable(params),
         "doorbell_writes": {str(q): sum(1 for _, o in session_writes if o == off)
                             for off, q in doorbells.items()},
         "msi_writes": len(result.get("msi_writes", [])),
@@ -544,10 +557,17 @@ def judge_v3(figures, queues=1, devid=setup.DEFAULT_DEVID, cpus=V3_CPUS):
         f"(want {','.join(wanted)}), queue vector interrupts {queue_counts}, wired line "
         f"{wired_msi} interrupts, {msi['wired_rises']} rises")
 
-    add("doorbells", f["queue_notify_writes"] == 0 and
-        all(n > 0 for n in f["doorbell_writes"].values()),
-        f"{f['queue_notify_writes']} writes at QueueNotify (0x050), doorbell writes per queue "
-        f"{f['doorbell_writes']}")
+    if f["doorbells_reachable"]:
+        add("doorbells", f["queue_notify_writes"] == 0 and
+            all(n > 0 for n in f["doorbell_writes"].values()),
+            f"{f['queue_notify_writes']} writes at QueueNotify (0x050), doorbell writes per "
+            f"queue {f['doorbell_writes']}")
+    else:
+        add("doorbells", f["queue_notify_writes"] > 0 and
+            not any(f["doorbell_writes"].values()),
+            f"the doorbells lie beyond the {SLOT_WINDOW:#x}-byte slot, so the driver notifies "
+            f"at QueueNotify: {f['queue_notify_writes']} writes at 0x050, doorbell writes per "
+            f"queue {f['doorbell_writes']}")
 
     config = vector_delta("config", "msi", 0)
     add("config", f["config_events"] == 1 and config is not None and config > 0,
@@ -645,7 +665,7 @@ def console_figures(console_text, result, access_lines, params, seed=1):
     record = result.get("console", {})
     queues = params.queues
     writes = [(o, value) for w, o, value in _access_log(access_lines) if w]
-    if params.notify_multiplier:
+    if _doorbells_reachable(params):
         offsets = _doorbell_offsets(params)
         doorbells = {str(q): sum(1 for o, _ in writes if o == off)
                      for off, q in offsets.items()}
@@ -710,6 +730,7 @@ def console_figures(console_text, result, access_lines, params, seed=1):
         "phase": phase,
         "doorbells": doorbells,
         "queue_notify_writes": queue_notify,
+        "doorbells_reachable": _doorbells_reachable(params),
         "notifications": record.get("queue_notifications"),
         "used_events": record.get("queue_used_events"),
         "suppressed": record.get("queue_suppressed"),
@@ -734,7 +755,7 @@ def judge_console(figures, console_text, result, qemu_exit, timed_out):
     checks = []
     add = lambda name, ok, detail: checks.append(Check(name, bool(ok), detail))  # noqa: E731
     f = figures
-    v3 = f["profile"] != "plain-v2"
+    v3 = f["profile"] in DIALECTS
     bound = [d for d in f["devices"] if d[3] == "virtio_console"]
     features = bound[0][4] if bound else ""
     negotiated = [bit for bit in (vcons.F_MULTIPORT, Feature.VERSION_1)
@@ -763,9 +784,10 @@ def judge_console(figures, console_text, result, qemu_exit, timed_out):
         f"hvc0 {'present' if f['hvc0'] else 'MISSING'}; device received {f['hvc_bytes']} bytes "
         f"on port 0 ({'equal' if f['hvc_expected'] else 'DIFFERENT'})")
     busy = [q for q, n in f["doorbells"].items() if n > 0]
-    add("doorbells", len(busy) > 1 and (not v3 or f["queue_notify_writes"] == 0),
+    doorbells = f["doorbells_reachable"]
+    add("doorbells", len(busy) > 1 and (not doorbells or f["queue_notify_writes"] == 0),
         f"notifications per queue {f['doorbells']}"
-        + (f", {f['queue_notify_writes']} at QueueNotify" if v3 else " (QueueNotify)"))
+        + (f", {f['queue_notify_writes']} at QueueNotify" if doorbells else " (QueueNotify)"))
     if v3:
         # Port 1's queues carry the transfer; the control receiveq the handshake before it.
         data = [vcons.rx_queue(1) + 1, vcons.tx_queue(1) + 1]
@@ -831,9 +853,10 @@ def run_linux(*, bus="axil", simulator="verilator", device="model", profile="pla
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {', '.join(PROFILES)}, not {profile!r}")
-    v3 = profile != "plain-v2"
-    if dialect is not None and (not v3 or dialect not in ("auto", "seed", "k1")):
-        raise ValueError(f"dialect must be one of auto, seed, k1 with a Version-3 profile, "
+    v3 = profile in DIALECTS
+    if dialect is not None and (not v3 or dialect not in ("auto", *DIALECTS.values())):
+        raise ValueError(f"dialect must be one of auto, {', '.join(DIALECTS.values())} with "
+                         f"a profile the virtio_mmio_v3 driver drives, "
                          f"not {dialect!r}")
     if cpus is None:
         cpus = V3_CPUS if v3 else 1
