@@ -1,9 +1,9 @@
-"""Board top-levels for the demo SoC (:mod:`virtio_mmio.demo`), on amaranth-boards platforms.
+"""Board top-levels for the demo SoC (:mod:`virtio_mmio.board.demo`), on amaranth-boards platforms.
 
-:data:`BOARDS` lists the supported boards; :class:`DemoTop` puts :class:`~virtio_mmio.demo.DemoSoC`
+:data:`BOARDS` lists the supported boards; :class:`DemoTop` puts :class:`~virtio_mmio.board.demo.DemoSoC`
 on one: the board's USB-UART (or, on the OrangeCrab, which has none, a UART on two header pins)
 at :data:`BAUD`, and its LEDs, with either device behind the endpoint (``device="demo"`` or
-``"rng"``, see :data:`~virtio_mmio.demo.DEVICES`). :mod:`.build` builds and programs bitstreams
+``"rng"``, see :data:`~virtio_mmio.board.demo.DEVICES`). :mod:`.build` builds and programs bitstreams
 with YoWASP.
 """
 
@@ -13,7 +13,7 @@ from amaranth.build import Attrs, Pins, Resource, Subsignal
 from amaranth.hdl import Module
 from amaranth.lib import io, wiring
 
-from virtio_mmio.demo import DEVICES, DemoSoC
+from virtio_mmio.board.demo import DEVICES, DemoSoC
 
 
 __all__ = ["BAUD", "Board", "BOARDS", "board", "DemoTop"]
@@ -34,7 +34,7 @@ class Board:
     leds: tuple                     # (resource name, number) of each LED used, in order
     uart_pins: tuple = None         # ((connector, number), tx pin, rx pin) if no UART
     serial_hint: str = ""
-    #: Devices (of virtio_mmio.demo.DEVICES) that fit the FPGA; why the others do not.
+    #: Devices (of virtio_mmio.board.demo.DEVICES) that fit the FPGA; why the others do not.
     devices: tuple = ("demo", "rng")
     misfit: str = ""
 
@@ -91,7 +91,7 @@ def board(name):
 class DemoTop(wiring.Component):
     """The demo SoC on ``board``'s pins: UART at :data:`BAUD`, LEDs (irq, activity blink,
     MSI vectors, as many as the board has); ``device`` as for
-    :class:`~virtio_mmio.demo.DemoSoC`."""
+    :class:`~virtio_mmio.board.demo.DemoSoC`."""
 
     def __init__(self, board, device="demo"):
         if not isinstance(board, Board):

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from virtio_mmio.toolchain import ToolNotFound, find_tool
+from virtio_mmio.tools.toolchain import ToolNotFound, find_tool
 
 from . import DemoTop, board as board_named
 

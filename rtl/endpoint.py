@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from .bus import (AXI4LiteSignature, AXI4LiteSubordinate, AXI4LiteWriteManager,
                   WishboneSignature, WishboneSubordinate, WishboneWriteManager)
-from .core import ConfigPort, QueueStatePort, RegisterCore, config_addr_width
+from .transport.core import ConfigPort, QueueStatePort, RegisterCore, config_addr_width
 from .params import EndpointParams
 
 

@@ -1,8 +1,8 @@
 """The virtio-mmio register map as data (SPEC §3, §4): the one source of truth.
 
 Every offset, width, access type, reset value and per-profile difference lives here. The RTL
-decode (:mod:`virtio_mmio.core`), the driver model (:mod:`virtio_mmio_sim.driver`), the generated
-JSON/SystemRDL/C header/docs (:mod:`virtio_mmio.artefacts`) and the tests all read it; nothing else
+decode (:mod:`virtio_mmio.transport.core`), the driver model (:mod:`virtio_mmio_sim.driver`), the generated
+JSON/SystemRDL/C header/docs (:mod:`virtio_mmio.tools.artefacts`) and the tests all read it; nothing else
 spells an offset as a literal.
 
 A profile (:mod:`virtio_mmio.transport.profiles`) is a list of transport blocks, each owning its

@@ -1,7 +1,7 @@
 """Host side of the UART bridge (SPEC §10): the frame codec, a :class:`RegisterAccess` client,
 and transports for a serial port and for Amaranth's simulator.
 
-The frame protocol and its constants are defined once, in :mod:`virtio_mmio.uart`.
+The frame protocol and its constants are defined once, in :mod:`virtio_mmio.board.uart`.
 
 Every coroutine here is a plain ``async def`` that awaits only its transport, so the same client
 runs inside an Amaranth testbench (:class:`AmaranthUartTransport`), under ``asyncio.run``, or
@@ -12,7 +12,7 @@ import abc
 import errno
 from collections import namedtuple
 
-from virtio_mmio.uart import (Command, ResponseCode, REQUEST_SYNC, RESPONSE_SYNC, RESPONSE_FLAG,
+from virtio_mmio.board.uart import (Command, ResponseCode, REQUEST_SYNC, RESPONSE_SYNC, RESPONSE_FLAG,
                               RESPONSE_LENGTH, crc8)
 
 from .access import RegisterAccess

@@ -21,7 +21,7 @@ from xml.etree import ElementTree
 
 from cocotb_tools.runner import get_runner
 
-from virtio_mmio.generate import generate_verilog
+from virtio_mmio.tools.generate import generate_verilog
 
 from .verilator import ensure_verilator, make_variables, verilator_root
 
@@ -103,7 +103,7 @@ def _tool_identity(simulator):
 def build(params, build_dir, *, simulator="verilator", waves=False, log_file=None,
           device="none"):
     """Generate the Verilog for ``params`` (with the example ``device``, see
-    :func:`virtio_mmio.generate.generate_verilog`) and build it for ``simulator`` in
+    :func:`virtio_mmio.tools.generate.generate_verilog`) and build it for ``simulator`` in
     ``build_dir``, unless the same text was built there with the same options before. Returns a
     runner whose ``test`` takes the same ``build_dir``."""
     _check_simulator(simulator)

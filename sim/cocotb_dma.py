@@ -1,4 +1,4 @@
-"""Guest memory on the rng device's DMA manager port under cocotb (rtl/rng.py), and a monitor of
+"""Guest memory on the rng device's DMA manager port under cocotb (rtl/devices/rng.py), and a monitor of
 that port.
 
 * :class:`AxiLiteGuestRam`: cocotbext-axi's ``AxiLiteRam`` on ``m_dma_axil_*``, its store seen

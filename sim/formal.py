@@ -18,13 +18,13 @@ from amaranth.back import rtlil
 from amaranth.hdl import *
 from amaranth.lib.wiring import In
 
-from virtio_mmio.artefacts import _resolve_reset
+from virtio_mmio.tools.artefacts import _resolve_reset
 from virtio_mmio.bus.checkers import (AXI4LiteSubordinateChecker, AXI4LiteWriteManagerChecker,
                                   WishboneSubordinateChecker, WishboneWriteManagerChecker,
                                   _History)
 from virtio_mmio.endpoint import VirtioMmioEndpoint
 from virtio_mmio.regmap import CONFIG_BASE, REGISTER_SPAN, Feature
-from virtio_mmio.toolchain import find_tool
+from virtio_mmio.tools.toolchain import find_tool
 
 
 __all__ = ["ProofResult", "AXI4LiteEndpointProof", "WishboneEndpointProof", "MsiEndpointProof",

@@ -1,7 +1,7 @@
 """The host side of the board demo: the driver model over the UART bridge
 (``virtio-mmio host``).
 
-:func:`host_session` runs one session against the demo SoC (:mod:`virtio_mmio.demo`) through a
+:func:`host_session` runs one session against the demo SoC (:mod:`virtio_mmio.board.demo`) through a
 :class:`~virtio_mmio_sim.bridge_host.BridgeClient`, whatever carries the bytes: a serial port
 to a real board, or the bit-level UART of the simulated board top (:func:`simulate_session`).
 The steps follow the Linux driver's sequences (:class:`~virtio_mmio_sim.driver.VirtioMmioDriver`):
@@ -38,7 +38,7 @@ every step does.
 
 from dataclasses import dataclass, field
 
-from virtio_mmio.demo import (CONTROL_BASE, DEMO_ID, GUEST_RAM, MAILBOX_BASE, MAILBOX_ENTRIES,
+from virtio_mmio.board.demo import (CONTROL_BASE, DEMO_ID, GUEST_RAM, MAILBOX_BASE, MAILBOX_ENTRIES,
                               MSI_WINDOW, RAM_BASE, RNG_DEMO_ID, RNG_FLAGS, RNG_SEED, DemoRegister,
                               RngRegister, demo_params, rng_demo_params)
 from virtio_mmio.regmap import Feature, Status
@@ -395,7 +395,7 @@ def simulate_session(*, divisor=4, say=None, params=None, device="demo", rounds=
     report."""
     from amaranth.sim import Simulator
 
-    from virtio_mmio.demo import DemoSoC
+    from virtio_mmio.board.demo import DemoSoC
 
     from .bridge_host import AmaranthUartTransport, BridgeClient
 

@@ -37,7 +37,7 @@ from amaranth.lib.wiring import In, Out
 from virtio_mmio.bus import AXI4LiteSignature
 from virtio_mmio.endpoint import VirtioMmioEndpoint
 from virtio_mmio.params import EndpointParams
-from virtio_mmio.toolchain import find_tool
+from virtio_mmio.tools.toolchain import find_tool
 
 
 __all__ = ["DEVICES", "DEFAULT_QUEUES", "BareRegister", "ShiftHarness", "Device", "Result",

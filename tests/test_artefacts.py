@@ -8,8 +8,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from virtio_mmio import artefacts
-from virtio_mmio.artefacts import (ARTEFACT_KINDS, ArtefactError, compile_rdl, dt_cells,
+from virtio_mmio.tools import artefacts
+from virtio_mmio.tools.artefacts import (ARTEFACT_KINDS, ArtefactError, compile_rdl, dt_cells,
                                    write_artefacts)
 from virtio_mmio.params import EndpointParams
 from virtio_mmio.regmap import CONFIG_BASE, PROFILES, RegisterMap

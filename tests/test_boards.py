@@ -10,7 +10,7 @@ import pytest
 from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
-from virtio_mmio.demo import (CONTROL_BASE, DEMO_ID, GUEST_RAM, MSI_WINDOW, RAM_BASE,
+from virtio_mmio.board.demo import (CONTROL_BASE, DEMO_ID, GUEST_RAM, MSI_WINDOW, RAM_BASE,
                               RNG_DEMO_ID, DemoRegister, DemoSoC, GuestRam, RngRegister,
                               demo_params, rng_demo_params)
 from virtio_mmio_platforms import BAUD, BOARDS, DemoTop, board
@@ -98,7 +98,7 @@ def test_rng_demo_is_refused_where_it_does_not_fit():
 
 
 def test_build_command_refuses_the_rng_demo_on_the_icebreaker(capsys):
-    from virtio_mmio.cli import main
+    from virtio_mmio.tools.cli import main
     assert main(["build", "--board", "icebreaker", "--device", "rng"]) == 2
     assert "the rng demo does not fit the icebreaker" in capsys.readouterr().err
     assert main(["build", "--list"]) == 0

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from virtio_mmio.cli import main
+from virtio_mmio.tools.cli import main
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "virtio_mmio.cli", *args],
+    return subprocess.run([sys.executable, "-m", "virtio_mmio.tools.cli", *args],
                           capture_output=True, text=True, timeout=300)
 
 
@@ -75,7 +75,7 @@ def test_generate_writes_artefacts_and_module_name(tmp_path):
 
 
 def test_generate_dma_coherent_is_an_option(tmp_path):
-    from virtio_mmio.artefacts import DMA_COHERENT_OPTION
+    from virtio_mmio.tools.artefacts import DMA_COHERENT_OPTION
     plain, coherent = tmp_path / "plain" / "ep.v", tmp_path / "coherent" / "ep.v"
     assert main(["generate", "-o", str(plain)]) == 0
     assert main(["generate", DMA_COHERENT_OPTION, "-o", str(coherent)]) == 0
@@ -124,7 +124,7 @@ def test_generate_dma_coherent_is_an_option(tmp_path):
     ([], "required"),
 ])
 def test_bad_options_one_line_exit_2(args, message, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "virtio_mmio.cli", *args],
+    result = subprocess.run([sys.executable, "-m", "virtio_mmio.tools.cli", *args],
                             capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -251,7 +251,7 @@ def test_generate_replaces_its_outputs_and_leaves_no_staging(tmp_path):
 def test_generate_failing_exporter_leaves_nothing_behind(tmp_path, monkeypatch, capsys):
     """An artefact that cannot be produced after the Verilog and some artefacts were: one
     line, exit status 1 (not a bad option), and not one file of the run in place."""
-    from virtio_mmio import artefacts
+    from virtio_mmio.tools import artefacts
 
     def half_then_fail(params, verilog_path, **options):
         Path(verilog_path).with_suffix(".json").write_text("{}")
@@ -284,7 +284,7 @@ def test_bench_measures_the_wishbone_mode_asked_for(capsys):
 
 
 def test_build_lists_the_boards():
-    result = subprocess.run([sys.executable, "-m", "virtio_mmio.cli", "build", "--list"],
+    result = subprocess.run([sys.executable, "-m", "virtio_mmio.tools.cli", "build", "--list"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
     assert [line.split()[0] for line in result.stdout.splitlines()] == \
@@ -305,7 +305,7 @@ def test_host_reports_a_board_that_does_not_answer():
     import os
     controller, terminal = os.openpty()
     try:
-        result = subprocess.run([sys.executable, "-m", "virtio_mmio.cli", "host", "--port",
+        result = subprocess.run([sys.executable, "-m", "virtio_mmio.tools.cli", "host", "--port",
                                  os.ttyname(terminal), "--timeout", "0.2"],
                                 capture_output=True, text=True, timeout=120)
     finally:

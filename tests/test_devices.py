@@ -4,13 +4,13 @@ from it, so a new device is one entry."""
 
 import pytest
 
-from virtio_mmio.cli import build_parser, params_from_args
-from virtio_mmio.demo import DEVICES as DEMO_DEVICES
+from virtio_mmio.tools.cli import build_parser, params_from_args
+from virtio_mmio.board.demo import DEVICES as DEMO_DEVICES
 from virtio_mmio.devices import BOARD_DEVICES, EXAMPLE_DEVICES, ExampleDevice, example_device
 from virtio_mmio.endpoint import VirtioMmioEndpoint
-from virtio_mmio.generate import generate_verilog
+from virtio_mmio.tools.generate import generate_verilog
 from virtio_mmio.params import EndpointParams
-from virtio_mmio.rng import RNG_DEFAULTS, VirtioRngEndpoint, rng_params
+from virtio_mmio.devices.rng import RNG_DEFAULTS, VirtioRngEndpoint, rng_params
 from virtio_mmio_platforms import BOARDS
 from virtio_mmio_sim.host import HOST_SESSIONS
 

@@ -219,12 +219,12 @@ MUTATIONS = {
          ("wb.stb.eq(msg.valid),", "wb.stb.eq(msg.valid & ~waited),")),
         "the MSI request is withdrawn after a cycle without ack"), _wishbone_msi_classic),
     "msi-event-lost-when-issued": (Mutation(
-        "virtio_mmio.msi", "InterruptController",
+        "virtio_mmio.transport.msi", "InterruptController",
         (("pending.eq((pending & ~issued) | event_vectors)",
           "pending.eq((pending | event_vectors) & ~issued)"),),
         "an event in the cycle its vector is issued is lost"), _invariants),
     "msi-event-lost-on-disable": (Mutation(
-        "virtio_mmio.msi", "InterruptController",
+        "virtio_mmio.transport.msi", "InterruptController",
         (("still = pending | event_vectors", "still = pending"),),
         "an event in the cycle MSI is disabled is lost"), _invariants),
     "status-kept-by-reset": (Override(
@@ -232,19 +232,19 @@ MUTATIONS = {
         lambda original: lambda self: [],
         "Status not cleared by a device reset"), _invariants),
     "queue-ready-kept-by-reset": (Mutation(
-        "virtio_mmio.queue_flags", "RegisterQueueFlags",
+        "virtio_mmio.transport.queue_flags", "RegisterQueueFlags",
         (("ready.eq(0), written.eq(0),", "written.eq(0),"),),
         "QueueReady bits not cleared by a device reset"), _invariants),
     "msi-enable-kept-by-reset": (Mutation(
-        "virtio_mmio.msi", "InterruptController",
+        "virtio_mmio.transport.msi", "InterruptController",
         (("m.d.sync += [enabled.eq(0), status.eq(0)]", "m.d.sync += status.eq(0)"),),
         "MSI stays enabled across a device reset"), _invariants),
     "msi-masked-vector-sent": (Mutation(
-        "virtio_mmio.msi", "InterruptController",
+        "virtio_mmio.transport.msi", "InterruptController",
         (("ready_vectors = pending & valid & ~masked", "ready_vectors = pending & valid"),),
         "a masked vector is sent (dragonball)"), _invariants_dragonball),
     "msi-mask-drops-pending": (Mutation(
-        "virtio_mmio.msi", "InterruptController",
+        "virtio_mmio.transport.msi", "InterruptController",
         (("m.d.sync += masked.bit_select(cmd.vector, 1).eq(cmd.mask_value)",
           "m.d.sync += [masked.bit_select(cmd.vector, 1).eq(cmd.mask_value),\n"
           "                             pending.bit_select(cmd.vector, 1).eq(0)]"),),

@@ -16,8 +16,8 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-from virtio_mmio.msi import InterruptController
-from virtio_mmio.msi_block import (BLOCK_MSI_QUEUES, BlockInterruptController,
+from virtio_mmio.transport.msi import InterruptController
+from virtio_mmio.transport.msi_block import (BLOCK_MSI_QUEUES, BlockInterruptController,
                                    interrupt_controller)
 from virtio_mmio.params import EndpointParams
 

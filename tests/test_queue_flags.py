@@ -7,7 +7,7 @@ import pytest
 from amaranth.hdl import Module
 from amaranth.sim import Simulator
 
-from virtio_mmio.queue_flags import (BLOCK_FLAGS_QUEUES, BlockQueueFlags, RegisterQueueFlags,
+from virtio_mmio.transport.queue_flags import (BLOCK_FLAGS_QUEUES, BlockQueueFlags, RegisterQueueFlags,
                                      queue_flags)
 
 

@@ -1,4 +1,4 @@
-"""The virtio-rng example device (rtl/rng.py).
+"""The virtio-rng example device (rtl/devices/rng.py).
 
 * Construction and validation, and ``generate --device rng``.
 * Amaranth's simulator: the rng endpoint, the driver model (sim/rng_driver.py) on its
@@ -19,11 +19,11 @@ import pytest
 from amaranth.hdl import Shape
 from amaranth.sim import Simulator
 
-from virtio_mmio.cli import main as cli_main
-from virtio_mmio.generate import generate_verilog
+from virtio_mmio.tools.cli import main as cli_main
+from virtio_mmio.tools.generate import generate_verilog
 from virtio_mmio.params import EndpointParams
 from virtio_mmio.regmap import Feature, Status
-from virtio_mmio.rng import (DEFAULT_SEED, RNG_DEFAULT_FEATURES, VirtioRngDevice,
+from virtio_mmio.devices.rng import (DEFAULT_SEED, RNG_DEFAULT_FEATURES, VirtioRngDevice,
                              VirtioRngEndpoint, check_rng_params, rng_params, rng_port_members)
 from virtio_mmio_sim.amaranth_bus import AmaranthAxiLite, AmaranthWishbone
 from virtio_mmio_sim.driver import VirtioMmioDriver
@@ -132,7 +132,7 @@ def test_cli_generate_device_rng(tmp_path, capsys):
     ([], VERSION_1),
 ])
 def test_cli_device_rng_default_features(args, features):
-    from virtio_mmio.cli import build_parser, params_from_args
+    from virtio_mmio.tools.cli import build_parser, params_from_args
     parsed = build_parser().parse_args(["generate", *args, "-o", "x.v"])
     assert params_from_args(parsed).features == features
 

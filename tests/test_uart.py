@@ -11,7 +11,7 @@ import pytest
 from amaranth.hdl import Fragment, Module
 from amaranth.sim import Simulator
 
-from virtio_mmio.uart import Command, ResponseCode, UartBridge, UartRx, UartTx, crc8
+from virtio_mmio.board.uart import Command, ResponseCode, UartBridge, UartRx, UartTx, crc8
 from virtio_mmio_sim.bridge_host import (
     AmaranthUartTransport, BridgeClient, BridgeError, BridgeNak, ChecksumError, FrameError,
     NoAnswer, PortError, Response, SerialTransport, decode_response, encode_read,

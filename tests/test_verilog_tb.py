@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from virtio_mmio.generate import generate_verilog
+from virtio_mmio.tools.generate import generate_verilog
 from virtio_mmio.params import EndpointParams
 from virtio_mmio_sim.linux.run import linux_params
 from virtio_mmio_sim.linux.setup import SetupError, ensure_host_packages

@@ -7,7 +7,7 @@ of configured blocks.
 * :mod:`.status` — Status and the device reset;
 * :mod:`.queues` — QueueSel, the queue registers and table, the device's queue-state port;
 * :mod:`.notify` — QueueNotify, the doorbells, the notification queue;
-* :mod:`.interrupts` — InterruptStatus/ACK and the MSI registers (with :mod:`virtio_mmio.msi`);
+* :mod:`.interrupts` — InterruptStatus/ACK and the MSI registers (with :mod:`virtio_mmio.transport.msi`);
 * :mod:`.shm` — shared-memory regions;
 * :mod:`.config` — ConfigGeneration and the config-space port;
 * :mod:`.classifier` — the write tags of a profile's blocks, for the bus layer.

@@ -11,7 +11,7 @@ and owns everything about its function:
 * :meth:`Block.logic`: its gateware, a :class:`BlockLogic` made afresh for each endpoint.
 
 A profile (:mod:`~virtio_mmio.transport.profiles`) is a version and a list of configured
-blocks; :class:`~virtio_mmio.core.RegisterCore` builds the logic of each and joins them with the
+blocks; :class:`~virtio_mmio.transport.core.RegisterCore` builds the logic of each and joins them with the
 bus: the read multiplexer over every block's :meth:`BlockLogic.read`, the write strobes, and a
 device reset that every block's :meth:`BlockLogic.device_reset` takes part in.
 """
@@ -86,7 +86,7 @@ class BlockLogic:
 
 
 class Transport:
-    """What blocks share inside one :class:`~virtio_mmio.core.RegisterCore`.
+    """What blocks share inside one :class:`~virtio_mmio.transport.core.RegisterCore`.
 
     Members: ``core`` (the component: its ports), ``params``, ``regmap``, ``bus`` (the
     :class:`~virtio_mmio.bus.RegisterBus`), ``classifier``; a write's ``word``, ``data``,

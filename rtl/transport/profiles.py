@@ -2,7 +2,7 @@
 
 The register map of a profile is the union of its blocks' rows
 (:class:`~virtio_mmio.regmap.RegisterMap`); its gateware is the union of their logic
-(:class:`~virtio_mmio.core.RegisterCore`). Adding a profile is adding a row to
+(:class:`~virtio_mmio.transport.core.RegisterCore`). Adding a profile is adding a row to
 :data:`PROFILES`; a profile with new behaviour configures (or adds) a block.
 """
 

@@ -8,7 +8,7 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..compare import at_most, below
-from ..queue_flags import BLOCK_FLAGS_QUEUES, queue_flags
+from .queue_flags import BLOCK_FLAGS_QUEUES, queue_flags
 from ..regmap import Field, Register
 from .block import Block, BlockLogic
 
@@ -39,7 +39,7 @@ HALVES = {"desc": ("QueueDescLow", "QueueDescHigh"),
 
 
 class QueuesLogic(BlockLogic):
-    """QueueSel and the per-queue flags (:mod:`~virtio_mmio.queue_flags`: flip-flops for small
+    """QueueSel and the per-queue flags (:mod:`~virtio_mmio.transport.queue_flags`: flip-flops for small
     N, block RAM beyond), the queue table (a memory of :data:`ROW`), and the device-side port
     (the core's ``queue`` member).
 

@@ -19,7 +19,7 @@ from virtio_mmio_sim.cocotb_tests.test_endpoint import PARAMS, TIMINGS, Testbenc
 from virtio_mmio_sim.driver import VirtioMmioDriver
 
 
-log = logging.getLogger("cocotb.virtio_mmio.msi")
+log = logging.getLogger("cocotb.virtio_mmio.transport.msi")
 
 HAS_MSI = PARAMS is not None and "MsiStatus" in PARAMS.regmap
 #: Offsets of the MSI registers for a profile that lacks them (they must read 0 there).

@@ -31,7 +31,7 @@ from cocotb.triggers import ClockCycles, Event, RisingEdge
 
 from virtio_mmio.params import EndpointParams
 from virtio_mmio.regmap import Status
-from virtio_mmio.rng import DEFAULT_SEED
+from virtio_mmio.devices.rng import DEFAULT_SEED
 from virtio_mmio_sim.cocotb_bus import backend_for, random_pauses, signal_value as value
 from virtio_mmio_sim.cocotb_dma import (AxiLiteGuestRam, DmaMonitor, UsedEventMonitor,
                                         WishboneGuestRam)
@@ -62,7 +62,7 @@ UNMAPPED = 0xDEAD_BEEF_0000_0000
 #: Indirect tables: the upper half of the ring page (read by the device, never written).
 TABLES = (RING_BASE + 0x800, 0x800)
 
-log = logging.getLogger("cocotb.virtio_mmio.rng")
+log = logging.getLogger("cocotb.virtio_mmio.devices.rng")
 
 
 def load_params():

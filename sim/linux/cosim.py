@@ -15,7 +15,7 @@ Verilog by :mod:`virtio_mmio_sim.linux.run`.
   queue-state port, walks the split ring in guest memory over the socket, fills every
   device-writable buffer with bytes from a seeded generator, publishes the used element, and
   only after the used index is written raises a used-buffer event; or ``rtl``, the RTL
-  virtio-rng device of :mod:`virtio_mmio.rng` inside the generated module, whose DMA manager
+  virtio-rng device of :mod:`virtio_mmio.devices.rng` inside the generated module, whose DMA manager
   port (``m_dma_axil_*`` / ``m_dma_wb_*``) is served from guest memory over the socket
   (:class:`LinkMemory` behind the RAM models of :mod:`virtio_mmio_sim.cocotb_dma`); or
   ``console``, :class:`~.console.ConsoleBackend`, a virtio-console device with MULTIPORT in
@@ -489,7 +489,7 @@ async def linux_session(dut):
     if device in ("model", "console"):
         backend.start()
     else:
-        from virtio_mmio.rng import DEFAULT_SEED
+        from virtio_mmio.devices.rng import DEFAULT_SEED
         from virtio_mmio_sim.cocotb_dma import AxiLiteGuestRam, WishboneGuestRam
         dut.config_changed.value = 0      # pulsed by backend.config_change() at the marks
         memory = LinkMemory()

@@ -118,7 +118,7 @@ def console_params(bus, profile="plain-v2"):
 
 def linux_params(bus, device="model", profile="plain-v2"):
     """The endpoint for ``bus`` and ``profile``; with ``device="rtl"`` the parameters of the
-    RTL virtio-rng endpoint (:func:`virtio_mmio.rng.rng_params`, same profile and bus); with
+    RTL virtio-rng endpoint (:func:`virtio_mmio.devices.rng.rng_params`, same profile and bus); with
     ``device="console"`` :func:`console_params`."""
     if device == "console":
         return console_params(bus, profile)
@@ -129,7 +129,7 @@ def linux_params(bus, device="model", profile="plain-v2"):
                                 queue_size=params.queue_sizes[0], device_id=params.device_id,
                                 features=params.features, config_size=params.config_size)
     if device == "rtl":
-        from virtio_mmio.rng import rng_params
+        from virtio_mmio.devices.rng import rng_params
         params = rng_params(profile=params.profile, bus=params.bus,
                             wishbone_mode=params.wishbone_mode, name="virtio_mmio_rng")
     return params

@@ -1,12 +1,12 @@
 """The interrupt controller for large N: per-vector MSI state in block RAM (SPEC §7, §11).
 
-Same interface and the same SPEC §7 behaviour as :class:`~virtio_mmio.msi.InterruptController`
+Same interface and the same SPEC §7 behaviour as :class:`~virtio_mmio.transport.msi.InterruptController`
 (which keeps a pending and a valid flip-flop per vector and scans them all every cycle); chosen
 by :func:`interrupt_controller` beyond :data:`BLOCK_MSI_QUEUES` queues, so that logic does not
 grow with N.
 
 Vector 0 (configuration changes) keeps its flip-flops. The queue vectors ``q + 1`` live in
-words of 16 (:data:`~virtio_mmio.queue_flags.FLAG_GROUP`) in three small memories:
+words of 16 (:data:`~virtio_mmio.transport.queue_flags.FLAG_GROUP`) in three small memories:
 
 * ``S`` and ``C``: a queue vector is pending when its ``S`` bit differs from its ``C`` bit
   (each further XORed with the word's ``invert`` flag). Events flip ``S`` (only the event path
@@ -44,8 +44,7 @@ the choice, so as there it is never sent after the command.
 from amaranth.hdl import *
 from amaranth.lib import memory
 
-from .compare import below
-from .bus import onehot_index, round_robin
+from ..bus import onehot_index, round_robin
 from .msi import InterruptController
 from .queue_flags import FLAG_GROUP
 
@@ -329,7 +328,7 @@ class BlockInterruptController(InterruptController):
 def interrupt_controller(params, *, msi=True, masks=False, keeps_status=False):
     """The interrupt controller for ``params``: vector state in block RAM beyond
     :data:`BLOCK_MSI_QUEUES` queues (when the profile has MSI), else in flip-flops. ``masks``
-    and ``keeps_status`` as for :class:`~virtio_mmio.msi.InterruptController`."""
+    and ``keeps_status`` as for :class:`~virtio_mmio.transport.msi.InterruptController`."""
     if msi and params.queues > BLOCK_MSI_QUEUES:
         return BlockInterruptController(params, masks=masks, keeps_status=keeps_status)
     return InterruptController(params, msi=msi, masks=masks, keeps_status=keeps_status)

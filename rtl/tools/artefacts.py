@@ -24,10 +24,10 @@ from pathlib import Path
 from amaranth.hdl import Shape
 from amaranth.lib.wiring import In
 
-from . import package_version
-from .endpoint import port_members
-from .params import EndpointParams
-from .regmap import CONFIG_BASE, MAGIC_VALUE, PROFILES, Field
+from .. import package_version
+from ..endpoint import port_members
+from ..params import EndpointParams
+from ..regmap import CONFIG_BASE, MAGIC_VALUE, PROFILES, Field
 
 
 __all__ = ["write_artefacts", "ArtefactError", "ArtefactWarning", "ARTEFACT_KINDS",

@@ -13,15 +13,15 @@ from amaranth.hdl import *
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .bus import RegisterBus
+from ..bus import RegisterBus
 from .msi import MsiMessage
-from .params import EndpointParams
-from .regmap import RegisterMap
-from .transport.block import Transport
-from .transport.classifier import TransportClassifier
-from .transport.config import ConfigPort, config_addr_width
-from .transport.notify import NotifyLayout
-from .transport.queues import QueueStatePort
+from ..params import EndpointParams
+from ..regmap import RegisterMap
+from .block import Transport
+from .classifier import TransportClassifier
+from .config import ConfigPort, config_addr_width
+from .notify import NotifyLayout
+from .queues import QueueStatePort
 
 
 __all__ = ["NotifyLayout", "QueueStatePort", "ConfigPort",

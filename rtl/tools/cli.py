@@ -12,10 +12,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import DISTRIBUTION, package_version
-from .devices import BOARD_DEVICES, EXAMPLE_DEVICES
-from .params import EndpointParams, BUSES, MAX_QUEUES, WISHBONE_MODES
-from .regmap import PROFILES, Feature
+from .. import DISTRIBUTION, package_version
+from ..devices import BOARD_DEVICES, EXAMPLE_DEVICES
+from ..params import EndpointParams, BUSES, MAX_QUEUES, WISHBONE_MODES
+from ..regmap import PROFILES, Feature
 
 
 __all__ = ["main", "DISTRIBUTION"]

@@ -4,14 +4,14 @@
 co-simulation's RTL device and the tests all read it: its name, the parameter defaults it
 brings, the check of parameters it cannot take, and the component that puts it behind the
 endpoint with flat ports. Adding an example device is one entry here (plus, for the boards,
-its demo SoC variant in :mod:`virtio_mmio.demo` and its host session in
+its demo SoC variant in :mod:`virtio_mmio.board.demo` and its host session in
 :mod:`virtio_mmio_sim.host`).
 """
 
 from dataclasses import dataclass
 
-from .endpoint import VirtioMmioEndpoint
-from .params import EndpointParams
+from ..endpoint import VirtioMmioEndpoint
+from ..params import EndpointParams
 
 
 __all__ = ["ExampleDevice", "EXAMPLE_DEVICES", "BOARD_DEVICES", "example_device"]
@@ -59,7 +59,7 @@ def _rng():
     from . import rng
     return ExampleDevice(
         "rng", "virtio-rng: one request queue, buffers filled by DMA from an xorshift32 "
-              "generator (virtio_mmio.rng)",
+              "generator (virtio_mmio.devices.rng)",
         component=rng.VirtioRngEndpoint,
         defaults=tuple(rng.RNG_DEFAULTS.items()), check=rng.check_rng_params,
         on_boards=True)

@@ -20,13 +20,11 @@ from amaranth.hdl import *
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .bus import (AXI4LiteDmaManager, AXI4LiteSignature, WishboneDmaManager, WishboneSignature,
+from ..bus import (AXI4LiteDmaManager, AXI4LiteSignature, WishboneDmaManager, WishboneSignature,
                   WISHBONE_MODES)
-# The DMA request interface moved to the bus layer; importable from here too.
-from .bus import DmaAccessSignature  # noqa: F401
-from .endpoint import VirtioMmioEndpoint, port_members
-from .params import EndpointParams
-from .regmap import Feature
+from ..endpoint import VirtioMmioEndpoint, port_members
+from ..params import EndpointParams
+from ..regmap import Feature
 
 
 __all__ = ["RNG_DEVICE_ID", "RNG_FEATURES_ALLOWED", "RNG_DEFAULT_FEATURES", "DEFAULT_SEED",

@@ -31,7 +31,7 @@ BUS_ERROR), and so do host offsets past the guest RAM's 4 KiB. The guest RAM's h
   used-buffer event for the notified queue (when auto-answer is on), it holds a small config
   space, and it counts what it saw. Its control block lets the host raise a config-change event.
 * :class:`GuestRam` (``device="rng"``) is the guest memory the virtio-rng device
-  (:mod:`virtio_mmio.rng`) reaches over DMA: one block RAM, the device's port and the host's
+  (:mod:`virtio_mmio.devices.rng`) reaches over DMA: one block RAM, the device's port and the host's
   port served one access at a time. The host lays out the split ring and reads back the used
   ring and the random bytes through the bridge (:data:`GUEST_RAM`, :data:`RAM_BASE`).
 * :class:`RngControl` (``device="rng"``) identifies the variant, shows the device's counters
@@ -47,12 +47,12 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .bus import WishboneSignature
-from .devices import BOARD_DEVICES
-from .endpoint import VirtioMmioEndpoint
-from .params import EndpointParams
-from .regmap import Feature
-from .rng import DEFAULT_SEED, VirtioRngEndpoint, check_rng_params, rng_params
+from ..bus import WishboneSignature
+from ..devices import BOARD_DEVICES
+from ..endpoint import VirtioMmioEndpoint
+from ..params import EndpointParams
+from ..regmap import Feature
+from ..devices.rng import DEFAULT_SEED, VirtioRngEndpoint, check_rng_params, rng_params
 from .uart import UartBridge
 
 
@@ -120,7 +120,7 @@ def demo_params(**changes):
 
 
 def rng_demo_params(**changes):
-    """The rng endpoint the ``device="rng"`` demo carries: :func:`~virtio_mmio.rng.rng_params`
+    """The rng endpoint the ``device="rng"`` demo carries: :func:`~virtio_mmio.devices.rng.rng_params`
     (one queue of the device's default size) with the profile seed (MSI), Wishbone classic and
     the MSI window of the sink."""
     params = dict(profile="seed", bus="wishbone", wishbone_mode="classic",
@@ -482,10 +482,10 @@ class DemoSoC(wiring.Component):
         rest show MSI vectors 0, 1, …
     params : :class:`EndpointParams`, default :func:`demo_params` or :func:`rng_demo_params`
         Must be a Wishbone classic endpoint with ``msi_window`` inside :data:`MSI_WINDOW`; for
-        ``device="rng"`` also what :func:`~virtio_mmio.rng.check_rng_params` accepts.
+        ``device="rng"`` also what :func:`~virtio_mmio.devices.rng.check_rng_params` accepts.
     device : ``"demo"`` or ``"rng"``
         ``"demo"``: :class:`~virtio_mmio.endpoint.VirtioMmioEndpoint` with :class:`DemoDevice`.
-        ``"rng"``: :class:`~virtio_mmio.rng.VirtioRngEndpoint` (seed :data:`RNG_SEED`), its DMA
+        ``"rng"``: :class:`~virtio_mmio.devices.rng.VirtioRngEndpoint` (seed :data:`RNG_SEED`), its DMA
         port on a :class:`GuestRam`, and :class:`RngControl` (the map in the module docstring).
 
     Members

@@ -20,7 +20,7 @@ from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from .bus import WishboneSignature
+from ..bus import WishboneSignature
 
 
 __all__ = ["Command", "ResponseCode", "REQUEST_SYNC", "RESPONSE_SYNC", "RESPONSE_FLAG",

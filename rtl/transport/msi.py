@@ -5,10 +5,8 @@ from amaranth.hdl import *
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .bus import WriteMessage, round_robin
-# The MSI manager ports and the arbiter moved to the bus layer; importable from here too.
-from .bus import AXI4LiteWriteManager, WishboneWriteManager, onehot_index  # noqa: F401
-from .compare import below
+from ..bus import WriteMessage, round_robin
+from ..compare import below
 
 
 __all__ = ["MsiMessage", "MsiCommand", "InterruptController"]

@@ -5,8 +5,8 @@ import re
 
 from amaranth.back import rtlil
 
-from .devices import EXAMPLE_DEVICES, example_device
-from .params import EndpointParams
+from ..devices import EXAMPLE_DEVICES, example_device
+from ..params import EndpointParams
 
 
 __all__ = ["generate_verilog", "DEVICES", "LINT_WAIVERS"]
