@@ -17,7 +17,7 @@ from .amaranth_bus import backend_for
 from .driver import VirtioMmioDriver
 
 
-__all__ = ["simulate", "waves_enabled"]
+__all__ = ["simulate", "waves_enabled", "vector_event", "settle"]
 
 
 def waves_enabled():
@@ -66,3 +66,21 @@ def simulate(params, body, *, pause=None, processes=(), name=None, timeout_cycle
             if expired:
                 raise TimeoutError(f"testbench did not finish within {timeout_cycles} cycles")
     return dut
+
+
+async def vector_event(ctx, dut, vector):
+    """One device event on MSI ``vector`` for one cycle: a configuration change for vector 0,
+    a used buffer on queue ``vector - 1`` otherwise."""
+    if vector == 0:
+        ctx.set(dut.config_changed, 1)
+    else:
+        ctx.set(dut.used_queue, vector - 1)
+        ctx.set(dut.used_valid, 1)
+    await ctx.tick()
+    ctx.set(dut.config_changed, 0)
+    ctx.set(dut.used_valid, 0)
+
+
+async def settle(ctx, cycles=20):
+    """Let ``cycles`` clocks pass."""
+    await ctx.tick().repeat(cycles)

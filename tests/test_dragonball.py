@@ -12,7 +12,7 @@ import pytest
 from virtio_mmio.params import EndpointParams
 from virtio_mmio.regmap import DragonballMsiOp, RegisterMap, Status
 from virtio_mmio.transport.profiles import PROFILES
-from virtio_mmio_sim.amaranth_harness import simulate
+from virtio_mmio_sim.amaranth_harness import settle, simulate, vector_event as event
 from virtio_mmio_sim.driver import ProbeInfo
 from virtio_mmio_sim.msi_receiver import MsiReceiver
 
@@ -41,21 +41,6 @@ def run(body, receiver=None, processes=(), **kwargs):
     receiver = receiver or MsiReceiver()
     simulate(EndpointParams(**kwargs), body, processes=[receiver.process, *processes])
     return receiver
-
-
-async def event(ctx, dut, vector):
-    if vector == 0:
-        ctx.set(dut.config_changed, 1)
-    else:
-        ctx.set(dut.used_queue, vector - 1)
-        ctx.set(dut.used_valid, 1)
-    await ctx.tick()
-    ctx.set(dut.config_changed, 0)
-    ctx.set(dut.used_valid, 0)
-
-
-async def settle(ctx, cycles=20):
-    await ctx.tick().repeat(cycles)
 
 
 def command(op, arg):

@@ -56,7 +56,8 @@ class InterruptController(wiring.Component):
         Events, accepted every cycle: vector ``used_queue + 1`` (queues >= N ignored) and
         vector 0.
     ack : In(2)
-        InterruptACK bits written this cycle (ignored while MSI is enabled).
+        InterruptACK bits written this cycle (ignored while MSI is enabled, unless
+        ``keeps_status``).
     command : In(MsiCommand)
     reset : In(1)
         Device reset: InterruptStatus, MSI enable, every vector (invalid) and every pending
@@ -75,8 +76,8 @@ class InterruptController(wiring.Component):
     Behaviour
     ---------
     While MSI is enabled an event marks its vector pending; a pending vector merges further
-    events. Each cycle the next pending vector that is valid, in round-robin order after the
-    last one served, is issued: it stops being pending and its table entry is read, and in the
+    events. Each cycle the next pending vector that is valid (and not masked), in round-robin
+    order after the last one served, is issued: it stops being pending and its table entry is read, and in the
     next cycle the message is on ``message``. Enabling moves InterruptStatus into pending
     vectors (bit 1 → vector 0, bit 0 → every queue vector); disabling moves pending vectors
     back (vector 0 → bit 1, any other → bit 0), and nothing is issued in that cycle.
