@@ -61,8 +61,9 @@ class VirtioMmioEndpoint(wiring.Component):
         MSI manager port (same flavour as the subordinate), see :class:`AXI4LiteWriteManager`
         and :class:`WishboneWriteManager`. Idle in profiles without MSI.
     irq, msi_error, msi_errors[31:0], msi_rejected[31:0]
-        Level interrupt ``InterruptStatus != 0``; latched MSI write error and the count of
-        error responses; count of UPDATEs refused by the MSI address window.
+        Level interrupt ``InterruptStatus != 0`` (low while MSI is enabled); latched MSI write
+        error and the count of error responses; count of UPDATEs refused by the MSI address
+        window (and, in ``dragonball``, of MsiCmd writes with an unknown op).
     msi_enabled
         MSI is switched on (events become messages; ``irq`` stays low).
     used_valid, used_queue[15:0], config_changed, needs_reset

@@ -17,7 +17,7 @@ from .amaranth_bus import backend_for
 from .driver import VirtioMmioDriver
 
 
-__all__ = ["simulate", "waves_enabled", "vector_event", "settle"]
+__all__ = ["simulate", "waves_enabled", "vector_event", "settle", "random_events"]
 
 
 def waves_enabled():
@@ -84,3 +84,12 @@ async def vector_event(ctx, dut, vector):
 async def settle(ctx, cycles=20):
     """Let ``cycles`` clocks pass."""
     await ctx.tick().repeat(cycles)
+
+
+def random_events(ctx, dut, rng, queues, on=True, *, used=0.4, config=0.05):
+    """Drive the device-event inputs for the next cycle at random: a used buffer with
+    probability ``used`` on a queue in 0..N+1 (so some are ignored, queue >= N), a configuration
+    change with probability ``config``; none while not ``on``."""
+    ctx.set(dut.used_valid, on and rng.random() < used)
+    ctx.set(dut.used_queue, rng.randrange(queues + 2))
+    ctx.set(dut.config_changed, on and rng.random() < config)

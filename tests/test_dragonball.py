@@ -12,7 +12,8 @@ import pytest
 from virtio_mmio.params import EndpointParams
 from virtio_mmio.regmap import DragonballMsiOp, RegisterMap, Status
 from virtio_mmio.transport.profiles import PROFILES
-from virtio_mmio_sim.amaranth_harness import settle, simulate, vector_event as event
+from virtio_mmio_sim.amaranth_harness import (random_events, settle, simulate,
+                                              vector_event as event)
 from virtio_mmio_sim.driver import ProbeInfo
 from virtio_mmio_sim.msi_receiver import MsiReceiver
 
@@ -249,10 +250,7 @@ def test_mask_storm_scoreboard(bus, mode, n):
                     vectors.add(0)
                 trace.append(vectors)
                 masked_log.append(frozenset(masked))
-                on = storm_on[0]
-                ctx.set(dut.used_valid, on and rng.random() < 0.4)
-                ctx.set(dut.used_queue, rng.randrange(n + 2))
-                ctx.set(dut.config_changed, on and rng.random() < 0.05)
+                random_events(ctx, dut, rng, n, storm_on[0])
         return process
 
     async def body(ctx, dut, b, drv):

@@ -8,7 +8,8 @@ import pytest
 
 from virtio_mmio.params import EndpointParams
 from virtio_mmio.regmap import MsiOp, RegisterMap
-from virtio_mmio_sim.amaranth_harness import settle, simulate, vector_event as event
+from virtio_mmio_sim.amaranth_harness import (random_events, settle, simulate,
+                                              vector_event as event)
 from virtio_mmio_sim.msi_receiver import MsiReceiver
 
 
@@ -363,10 +364,7 @@ def test_event_storm_scoreboard(bus, mode, profile, n):
                 if enabled and irq:
                     violations.append(("irq while MSI enabled", len(trace)))
                 trace.append((vectors, enabled))
-                on = storm_on[0]
-                ctx.set(dut.used_valid, on and rng.random() < 0.4)
-                ctx.set(dut.used_queue, rng.randrange(n + 2))
-                ctx.set(dut.config_changed, on and rng.random() < 0.05)
+                random_events(ctx, dut, rng, n, storm_on[0])
         return process
 
     async def body(ctx, dut, b, drv):

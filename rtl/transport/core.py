@@ -56,7 +56,8 @@ class RegisterCore(wiring.Component):
     msi_message : ``Out(stream.Signature(MsiMessage))``
         MSI messages for the manager port (see :class:`InterruptController`).
     msi_rejected : ``Out(32)``
-        UPDATEs refused by the MSI address window.
+        UPDATEs refused by the MSI address window, and (dragonball) MsiCmd writes with an op
+        the profile does not have.
     msi_enabled : ``Out(1)``
         MSI is enabled (InterruptStatus is 0 and ``irq`` low meanwhile).
 
