@@ -202,7 +202,7 @@ def _msi_figures(params):
     async def testbench(ctx):
         driver = VirtioMmioDriver(AmaranthAxiLite(ctx, dut), params.profile)
         # (A profile that takes staged addresses only while MSI is on: on around the UPDATEs.)
-        staging_needs_enable = driver.msi_style == "dragonball"
+        staging_needs_enable = PROFILES[params.profile].msi.stages_while_enabled
         if staging_needs_enable:
             await driver.msi_enable(True)
         for vector in range(n + 1):

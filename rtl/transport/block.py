@@ -120,9 +120,6 @@ class Transport:
     def __getitem__(self, name):
         return self._logics[name]
 
-    def __contains__(self, name):
-        return name in self._logics
-
     def written(self, name):
         """A write to register ``name`` (its word's tag) is offered this cycle."""
         return self.write & self.at[name]

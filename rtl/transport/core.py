@@ -105,10 +105,6 @@ class RegisterCore(wiring.Component):
     def regmap(self):
         return self._regmap
 
-    def block(self, name):
-        """The logic (:class:`~virtio_mmio.transport.block.BlockLogic`) of block ``name``."""
-        return self._logics[name]
-
     @property
     def interrupts(self):
         """The interrupt controller (proofs reach its observation members before

@@ -55,13 +55,9 @@ class Msi:
         return "MASK" in self.op_names
 
 
-def _msi_status_reset(params):
-    # The queue count, and bit 15: "capable" reads 1 (linux-k1); "enabled" is 0, as MSI is off
-    # after reset.
-    reg = params.regmap["MsiStatus"]
-    fields = {f.name: f for f in reg.fields}
-    capable = params.regmap.profile.msi_status_capable
-    return params.queues << fields["queues"].lsb | int(capable) << fields["enabled"].lsb
+#: MsiStatus's fields in every dialect: N in bits [10:0], the enabled/capable bit 15.
+MSI_STATUS_QUEUES_LSB, MSI_STATUS_QUEUES_WIDTH = 0, 11
+MSI_STATUS_ENABLED_LSB = 15
 
 
 class InterruptsLogic(BlockLogic):
@@ -164,6 +160,12 @@ class Interrupts(Block):
     name = "interrupts"
     Logic = InterruptsLogic
 
+    def msi_status_reset(self, params):
+        """MsiStatus after a reset: the queue count, and bit 15 when it reads "capable" (MSI
+        is off after a reset, so an "enabled" bit 15 is 0)."""
+        return (params.queues << MSI_STATUS_QUEUES_LSB |
+                int(self.msi.status_capable) << MSI_STATUS_ENABLED_LSB)
+
     def rows(self, profile):
         msi = self.msi
         if msi is not None and msi.keeps_interrupt_status:
@@ -200,10 +202,11 @@ class Interrupts(Block):
             # MsiStatus itself does in this profile.
             Register("MsiStatus", 0x0C0, "RW",
                      "[10:0] number of queues N (vectors 0..N); [15] " + enabled_doc,
-                     reset=_msi_status_reset, width=16,
-                     fields=(Field("queues", 0, 11, "Number of queues N (vectors 0..N)",
-                                   access="R"),
-                             Field("enabled", 15, 1, enabled_doc, access=enabled_access))),
+                     reset=self.msi_status_reset, width=16,
+                     fields=(Field("queues", MSI_STATUS_QUEUES_LSB, MSI_STATUS_QUEUES_WIDTH,
+                                   "Number of queues N (vectors 0..N)", access="R"),
+                             Field("enabled", MSI_STATUS_ENABLED_LSB, 1, enabled_doc,
+                                   access=enabled_access))),
             Register("MsiCmd", 0x0C2, "W",
                      "[15:12] op (" + ", ".join(f"{value} {name}" for name, value, _ in ops) +
                      (f"; others {other_ops}" if msi.refuses_other_ops else "") +
