@@ -2,7 +2,7 @@
 ports (subordinate and MSI manager, AXI4-Lite and Wishbone) and the endpoint's invariants (no
 event lost, reset state, notify stream), by k-induction where it closes and by BMC where it
 cannot. A proof that can only pass is worthless, so a deliberately broken subordinate must fail
-the same checker, and bugs injected into the RTL (:class:`Mutation`) must fail the proofs."""
+the same checker, and bugs injected into the RTL (:class:`Override`) must fail the proofs."""
 
 import pytest
 
@@ -14,7 +14,7 @@ from virtio_mmio.bus import AXI4LiteSignature
 from virtio_mmio.bus.checkers import AXI4LiteSubordinateChecker
 from virtio_mmio.params import EndpointParams
 from virtio_mmio_sim.formal import (COVER_SCENARIOS, AXI4LiteEndpointProof, EndpointCover,
-                                   EndpointInvariantsProof, MsiEndpointProof, Mutation,
+                                   EndpointInvariantsProof, MsiEndpointProof,
                                    Override, WishboneEndpointProof, WishboneMsiEndpointProof,
                                    run_proof)
 
@@ -199,68 +199,79 @@ def _invariants_dragonball():
                                                   config_size=4))
 
 
-#: Bugs of the kinds the maintainers inject by hand, each as a source edit of one RTL class
-#: (:class:`Mutation`) or a replaced method (:class:`Override`), and the proof that must
-#: catch it.
+def _withdrawn_after_a_cycle(original):
+    """A Wishbone ``stb`` rule that drops the request after a cycle without an answer."""
+    def stb(self, m, message, answered):
+        waited = Signal()
+        m.d.sync += waited.eq(self.wb.stb & ~answered)
+        return original(self, m, message, answered) & ~waited
+    return stb
+
+
+#: Bugs of the kinds the maintainers inject by hand, and the proof that must catch each. Each
+#: is injected by meaning: the RTL writes the rule as a small method named for it, and the bug
+#: replaces that method (:class:`Override`), so rewording the RTL's source leaves it working.
 MUTATIONS = {
-    "axi-bvalid-dropped": (Mutation(
-        "virtio_mmio.bus.axi4lite", "AXI4LiteSubordinate",
-        (("axi.bvalid.eq(b_pending != 0)", "axi.bvalid.eq(b_pending == 1)"),),
+    "axi-bvalid-dropped": (Override(
+        "virtio_mmio.bus.axi4lite", "AXI4LiteSubordinate", "_bvalid",
+        lambda original: lambda self, pending: original(self, pending) & (pending < 2),
         "BVALID drops while a second response is owed"), _axi_backpressure),
-    "axi-rvalid-dropped": (Mutation(
-        "virtio_mmio.bus.axi4lite", "AXI4LiteSubordinate",
-        (("axi.rvalid.eq(r.o.valid),", "axi.rvalid.eq(r.o.valid & (r.level != 2)),"),),
+    "axi-rvalid-dropped": (Override(
+        "virtio_mmio.bus.axi4lite", "AXI4LiteSubordinate", "_rvalid",
+        lambda original: lambda self, results: original(self, results) & (results.level != 2),
         "RVALID drops while the R buffer is full"), _axi_backpressure),
-    "wishbone-msi-stb-dropped": (Mutation(
-        "virtio_mmio.bus.wishbone", "WishboneWriteManager",
-        (("answered = wb.ack | wb.err\n",
-          "answered = wb.ack | wb.err\n        waited = Signal()\n"
-          "        m.d.sync += waited.eq(wb.stb & ~answered)\n"),
-         ("wb.stb.eq(msg.valid),", "wb.stb.eq(msg.valid & ~waited),")),
+    "wishbone-msi-stb-dropped": (Override(
+        "virtio_mmio.bus.wishbone", "WishboneWriteManager", "_stb",
+        _withdrawn_after_a_cycle,
         "the MSI request is withdrawn after a cycle without ack"), _wishbone_msi_classic),
-    "msi-event-lost-when-issued": (Mutation(
-        "virtio_mmio.transport.msi", "InterruptController",
-        (("pending.eq((pending & ~issued) | event_vectors)",
-          "pending.eq((pending | event_vectors) & ~issued)"),),
+    "msi-event-lost-when-issued": (Override(
+        "virtio_mmio.transport.vector_state", "RegisterVectorState", "_next_pending",
+        lambda original: lambda self, pending, issued, events: (pending | events) & ~issued,
         "an event in the cycle its vector is issued is lost"), _invariants),
-    "msi-event-lost-on-disable": (Mutation(
-        "virtio_mmio.transport.msi", "InterruptController",
-        (("still = pending | event_vectors", "still = pending"),),
+    "msi-event-lost-on-disable": (Override(
+        "virtio_mmio.transport.vector_state", "RegisterVectorState", "_carried_back",
+        lambda original: lambda self, pending, events: original(
+            self, pending, C(0, len(events))),
         "an event in the cycle MSI is disabled is lost"), _invariants),
     "status-kept-by-reset": (Override(
         "virtio_mmio.transport.status", "StatusLogic", "device_reset",
         lambda original: lambda self: [],
         "Status not cleared by a device reset"), _invariants),
-    "queue-ready-kept-by-reset": (Mutation(
-        "virtio_mmio.transport.queue_flags", "RegisterQueueFlags",
-        (("ready.eq(0), written.eq(0),", "written.eq(0),"),),
+    "queue-ready-kept-by-reset": (Override(
+        "virtio_mmio.transport.queue_flags", "RegisterQueueFlags", "_device_reset",
+        lambda original: lambda self, sel_ready, ready, written: [
+            statement for statement in original(self, sel_ready, ready, written)
+            if statement.lhs is not ready],
         "QueueReady bits not cleared by a device reset"), _invariants),
-    "msi-enable-kept-by-reset": (Mutation(
-        "virtio_mmio.transport.msi", "InterruptController",
-        (("m.d.sync += [enabled.eq(0), status.eq(0)]", "m.d.sync += status.eq(0)"),),
+    "msi-enable-kept-by-reset": (Override(
+        "virtio_mmio.transport.msi", "InterruptController", "_device_reset",
+        lambda original: lambda self, status, enabled: [
+            statement for statement in original(self, status, enabled)
+            if statement.lhs is not enabled],
         "MSI stays enabled across a device reset"), _invariants),
-    "msi-masked-vector-sent": (Mutation(
-        "virtio_mmio.transport.msi", "InterruptController",
-        (("ready_vectors = pending & valid & ~masked", "ready_vectors = pending & valid"),),
+    "msi-masked-vector-sent": (Override(
+        "virtio_mmio.transport.vector_state", "RegisterVectorState", "_sendable",
+        lambda original: lambda self, pending, valid, masked: original(
+            self, pending, valid, C(0, len(masked))),
         "a masked vector is sent (dragonball)"), _invariants_dragonball),
-    "msi-mask-drops-pending": (Mutation(
-        "virtio_mmio.transport.msi", "InterruptController",
-        (("m.d.sync += masked.bit_select(cmd.vector, 1).eq(cmd.mask_value)",
-          "m.d.sync += [masked.bit_select(cmd.vector, 1).eq(cmd.mask_value),\n"
-          "                             pending.bit_select(cmd.vector, 1).eq(0)]"),),
+    "msi-mask-drops-pending": (Override(
+        "virtio_mmio.transport.vector_state", "RegisterVectorState", "_mask",
+        lambda original: lambda self, pending, masked, vector, value: [
+            *original(self, pending, masked, vector, value),
+            pending.bit_select(vector, 1).eq(0)],
         "MASK forgets the vector's pending event (dragonball)"), _invariants_dragonball),
     "doorbell-address-off-by-one": (Override(
         "virtio_mmio.transport.notify", "DoorbellAddresses", "queue_doorbell",
         lambda original: lambda self, word: original(
             self, word + self._params.notify_multiplier // 4),
         "the doorbell of queue q decodes as queue q + 1"), _invariants),
-    "notify-queue-index-off-by-one": (Mutation(
-        "virtio_mmio.transport.notify", "DoorbellDecoder",
-        (("queue_from_data, doorbell_queue)", "queue_from_data, doorbell_queue + 1)"),),
+    "notify-queue-index-off-by-one": (Override(
+        "virtio_mmio.transport.notify", "DoorbellDecoder", "_doorbell_queue",
+        lambda original: lambda self: original(self) + 1,
         "the notification carries queue index q + 1"), _invariants),
-    "notify-overwritten": (Mutation(
-        "virtio_mmio.transport.notify", "NotifyQueue",
-        (("self.i.ready.eq(~held | self.o.ready)", "self.i.ready.eq(1)"),),
+    "notify-overwritten": (Override(
+        "virtio_mmio.transport.notify", "NotifyQueue", "_ready",
+        lambda original: lambda self, held: original(self, held) | held,
         "a notification not yet taken is overwritten by the next"), _invariants),
 }
 

@@ -1,6 +1,6 @@
 """The interrupt controller against a cycle-by-cycle model of SPEC §7, driven directly (no
-bus): both the flip-flop version and the block-RAM version of ``msi_block``, including
-block-RAM state with one word (N = 5) and with words of 16 (N = 40, 100).
+bus): with both vector-state stores of :mod:`virtio_mmio.transport.vector_state`, flip-flops and
+block RAM, the block-RAM state with one word (N = 5) and with words of 16 (N = 40, 100).
 
 Every cycle: random events on every vector (and on queues >= N), ACKs, UPDATEs (some outside
 the MSI window), enables and disables, device resets, message back-pressure. The model keeps,
@@ -14,11 +14,12 @@ nothing is owed any more (nothing lost)."""
 import random
 
 import pytest
+from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from virtio_mmio.transport.msi import InterruptController
-from virtio_mmio.transport.msi_block import (BLOCK_MSI_QUEUES, BlockInterruptController,
-                                   interrupt_controller)
+from virtio_mmio.transport.vector_state import (BLOCK_MSI_QUEUES, BlockVectorState,
+                                                RegisterVectorState, vector_state)
 from virtio_mmio.params import EndpointParams
 
 
@@ -32,8 +33,7 @@ def good_address(vector):
 def controller(kind, n, dialect):
     params = EndpointParams(queues=n, msi_window=WINDOW)
     options = DIALECTS[dialect]
-    return BlockInterruptController(params, **options) if kind == "block" else \
-        InterruptController(params, msi=True, **options)
+    return InterruptController(params, msi=True, block=kind == "block", **options)
 
 
 #: The controller options the profiles use: seed/linux-k1, and dragonball (per-vector masks,
@@ -213,10 +213,19 @@ def test_controller_against_model(kind, n, dialect):
 
 
 def test_choice_by_queue_count():
-    def params(n, profile="seed"):
-        return EndpointParams(queues=n, profile=profile)
-    assert type(interrupt_controller(params(BLOCK_MSI_QUEUES))) is InterruptController
-    assert type(interrupt_controller(params(BLOCK_MSI_QUEUES + 1))) is BlockInterruptController
+    assert type(vector_state(BLOCK_MSI_QUEUES)) is RegisterVectorState
+    assert type(vector_state(BLOCK_MSI_QUEUES + 1)) is BlockVectorState
+    assert type(vector_state(BLOCK_MSI_QUEUES + 1, block=False)) is RegisterVectorState
+
+    def store(n, profile="seed", **options):
+        """The type of the controller's vector-state store (None: it has none)."""
+        dut = InterruptController(EndpointParams(queues=n, profile=profile), **options)
+        fragment = Fragment.get(dut, None)
+        names = [name for _, name, _ in fragment.subfragments]
+        return type(fragment.find_subfragment("vectors").origins[0]) \
+            if "vectors" in names else None
+    assert store(BLOCK_MSI_QUEUES) is RegisterVectorState
+    assert store(BLOCK_MSI_QUEUES + 1) is BlockVectorState
+    assert store(5, block=True) is BlockVectorState
     # Without MSI registers there is no vector state at all.
-    assert type(interrupt_controller(params(2047, "plain-v2"), msi=False)) is \
-        InterruptController
+    assert store(2047, "plain-v2", msi=False) is None

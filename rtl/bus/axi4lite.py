@@ -128,7 +128,7 @@ class AXI4LiteSubordinate(wiring.Component):
         m.d.sync += [b_pending.eq(b_next), b_room.eq(b_next != 3)]
         m.d.comb += [self.b_pending.eq(b_pending), self.aw_held.eq(aw.level),
                      self.w_held.eq(w.level)]
-        m.d.comb += [axi.bvalid.eq(b_pending != 0), axi.bresp.eq(0)]
+        m.d.comb += [axi.bvalid.eq(self._bvalid(b_pending)), axi.bresp.eq(0)]
 
         # ---- read: issue on the AR handshake, the result lands a cycle later into R
         arready = Signal(init=1)
@@ -143,7 +143,7 @@ class AXI4LiteSubordinate(wiring.Component):
             reg.r_addr.eq(axi.araddr[2:]),
             r.i.valid.eq(in_flight),
             r.i.payload.eq(reg.r_data),
-            axi.rvalid.eq(r.o.valid),
+            axi.rvalid.eq(self._rvalid(r)),
             axi.rdata.eq(r.o.payload),
             axi.rresp.eq(0),
             r.o.ready.eq(axi.rready),
@@ -160,6 +160,14 @@ class AXI4LiteSubordinate(wiring.Component):
             arready.eq((outstanding_next <= 1) & ~reg.w_conflict),
         ]
         return m
+
+    def _bvalid(self, pending):
+        """BVALID: ``pending`` (writes done and not yet answered) is not zero."""
+        return pending != 0
+
+    def _rvalid(self, results):
+        """RVALID: the R buffer ``results`` holds a read's result."""
+        return results.o.valid
 
 
 class AXI4LiteWriteManager(wiring.Component):

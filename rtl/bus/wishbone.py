@@ -105,7 +105,7 @@ class WishboneWriteManager(wiring.Component):
         wb, msg = self.wb, self.message
         answered = wb.ack | wb.err
         m.d.comb += [
-            wb.stb.eq(msg.valid),
+            wb.stb.eq(self._stb(m, msg, answered)),
             wb.we.eq(1),
             wb.sel.eq(0xF),
             wb.adr.eq(msg.payload.address[2:]),
@@ -122,6 +122,11 @@ class WishboneWriteManager(wiring.Component):
         with m.If(wb.err):
             m.d.sync += [self.error.eq(1), self.errors.eq(self.errors + 1)]
         return m
+
+    def _stb(self, m, message, answered):
+        """``stb``: raised while ``message`` is valid, however long it waits to be ``answered``
+        (``m``: the module, for a rule with state of its own)."""
+        return message.valid
 
 
 class WishboneDmaManager(wiring.Component):

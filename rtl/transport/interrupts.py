@@ -1,6 +1,6 @@
 """Interrupts (SPEC §7, §4 0x060, 0x064, 0x0C0–0x0CC): InterruptStatus and InterruptACK, and in
 profiles with MSI the MSI registers, their command decode and the interrupt controller
-(:mod:`virtio_mmio.transport.msi`, :mod:`virtio_mmio.transport.msi_block`)."""
+(:mod:`virtio_mmio.transport.msi`, :mod:`virtio_mmio.transport.vector_state`)."""
 
 from dataclasses import dataclass
 
@@ -8,7 +8,7 @@ from amaranth.hdl import C, Cat, Signal
 from amaranth.lib import wiring
 
 from ..compare import below
-from .msi_block import interrupt_controller
+from .msi import InterruptController
 from ..regmap import Field, MsiOp, Register
 from .block import Block, BlockLogic
 
@@ -68,7 +68,7 @@ class InterruptsLogic(BlockLogic):
     def __init__(self, block, params, regmap):
         super().__init__(block, params, regmap)
         msi = block.msi
-        self.controller = interrupt_controller(
+        self.controller = InterruptController(
             params, msi=msi is not None, masks=msi is not None and msi.masks,
             keeps_status=msi is not None and msi.keeps_interrupt_status)
         self.msi_addr = Signal(64)

@@ -1,12 +1,21 @@
 """Interrupts (SPEC §7): InterruptStatus for INTx, the MSI vector table and message generator.
-The MSI manager ports are the bus layer's write managers (:mod:`virtio_mmio.bus`)."""
+The MSI manager ports are the bus layer's write managers (:mod:`virtio_mmio.bus`).
+
+:class:`InterruptController` writes the rules that do not depend on N once: InterruptStatus,
+``irq`` and the MSI enable, the vector table and its refusals, the message register. What
+grows with N — which vectors are pending, valid and masked, and which one is issued next — is
+a vector-state store behind one interface (:mod:`virtio_mmio.transport.vector_state`), in
+flip-flops for small N and in block RAM beyond
+:data:`~virtio_mmio.transport.vector_state.BLOCK_MSI_QUEUES` queues.
+"""
 
 from amaranth.hdl import *
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..bus import WriteMessage, round_robin
+from ..bus import WriteMessage
 from ..compare import below
+from .vector_state import vector_state
 
 
 __all__ = ["MsiMessage", "MsiCommand", "InterruptController"]
@@ -49,6 +58,10 @@ class InterruptController(wiring.Component):
     keeps_status : bool
         InterruptStatus goes on recording events (and InterruptACK clearing them) while MSI is
         enabled; ``irq`` stays low meanwhile. Otherwise InterruptStatus is 0 while enabled.
+    block : bool or None
+        The per-vector state (:func:`~virtio_mmio.transport.vector_state.vector_state`): in
+        block RAM (``True``), in flip-flops (``False``), or chosen by N (``None``: block RAM
+        beyond :data:`~virtio_mmio.transport.vector_state.BLOCK_MSI_QUEUES` queues).
 
     Members
     -------
@@ -71,18 +84,27 @@ class InterruptController(wiring.Component):
         the profile refuses (``command.refuse``).
     pending, vector_valid, vector_masked, issued : Out(N + 1)
         Observation (for proofs; leave unconnected): the pending, the valid and the masked
-        vectors, and the vector issued this cycle (one-hot). Zero without MSI.
+        vectors, and the vector issued this cycle (one-hot). Zero without MSI; only ``issued``
+        with the vector state in block RAM.
 
     Behaviour
     ---------
     While MSI is enabled an event marks its vector pending; a pending vector merges further
     events. Each cycle the next pending vector that is valid (and not masked), in round-robin
-    order after the last one served, is issued: it stops being pending and its table entry is read, and in the
-    next cycle the message is on ``message``. Enabling moves InterruptStatus into pending
-    vectors (bit 1 → vector 0, bit 0 → every queue vector); disabling moves pending vectors
-    back (vector 0 → bit 1, any other → bit 0), and nothing is issued in that cycle.
-    InterruptStatus is 0 (unless ``keeps_status``) and ``irq`` low while enabled. These rules
-    are written once (:meth:`_status_and_enable`) for both controllers.
+    order after the last one served, is issued: it stops being pending and its table entry is
+    read, and in the next cycle the message is on ``message``. Enabling moves InterruptStatus
+    into pending vectors (bit 1 → vector 0, bit 0 → every queue vector); disabling moves
+    pending vectors back (vector 0 → bit 1, any other → bit 0). InterruptStatus is 0 (unless
+    ``keeps_status``) and ``irq`` low while enabled.
+
+    Structure
+    ---------
+    This class keeps InterruptStatus and the enable (:meth:`_status_and_enable`), the vector
+    table (:meth:`_vector_table`) and the message register (:meth:`_message_stage`). The
+    pending, valid and masked vectors and the choice of the next one are the vector-state
+    store's, submodule ``vectors``
+    (:class:`~virtio_mmio.transport.vector_state.VectorStateSignature`; its two
+    implementations and how they differ are documented there).
 
     Latency and throughput
     ----------------------
@@ -90,11 +112,12 @@ class InterruptController(wiring.Component):
     while ``message.ready`` is high, so N+1 pending vectors leave in N+2 cycles.
     """
 
-    def __init__(self, params, *, msi=True, masks=False, keeps_status=False):
+    def __init__(self, params, *, msi=True, masks=False, keeps_status=False, block=None):
         self._params = params
         self._msi = msi
         self._masks = msi and masks
         self._keeps_status = msi and keeps_status
+        self._block = block
         super().__init__({
             "used_valid": In(1), "used_queue": In(16), "config_event": In(1),
             "ack": In(2), "command": In(MsiCommand()), "reset": In(1),
@@ -111,14 +134,14 @@ class InterruptController(wiring.Component):
         return used, Cat(used, self.config_event)
 
     def _status_and_enable(self, m, status, enabled, *, back_queue, back_config):
-        """InterruptStatus, ``irq`` and the MSI enable (SPEC §7), for both controllers.
+        """InterruptStatus, ``irq`` and the MSI enable (SPEC §7), whichever the vector state.
 
         ``back_queue``/``back_config``: a queue vector / vector 0 is pending, this cycle's
         events included — what switching MSI off moves back into InterruptStatus. Returns
         ``(switch_on, switch_off, wired)``: ``wired`` is InterruptStatus after this cycle's
         ACK and events, which switching on moves into pending vectors (bit 1 → vector 0,
-        bit 0 → every queue vector). The controller clears or sets its pending vectors on
-        ``switch_off``/``switch_on`` itself."""
+        bit 0 → every queue vector). The vector-state store clears or sets its pending
+        vectors on ``switch_off``/``switch_on`` itself."""
         cmd = self.command
         _, event_bits = self._events()
         switch_off = enabled & cmd.enable & ~cmd.enable_value
@@ -133,18 +156,21 @@ class InterruptController(wiring.Component):
         with m.Elif(~enabled | keep):
             m.d.sync += status.eq(wired)
         with m.If(self.reset):
-            m.d.sync += [enabled.eq(0), status.eq(0)]
+            m.d.sync += self._device_reset(status, enabled)
         m.d.comb += [
             self.interrupt_status.eq(status), self.enabled.eq(enabled),
             self.irq.eq((status != 0) & ~enabled if keep else status != 0),
         ]
         return switch_on, switch_off, wired
 
+    def _device_reset(self, status, enabled):
+        """The statements of a device reset: InterruptStatus cleared and MSI disabled."""
+        return [enabled.eq(0), status.eq(0)]
+
     def elaborate(self, platform):
         m = Module()
         p = self._params
         n = p.queues
-        vectors = n + 1
 
         status = Signal(2)
         used, event_bits = self._events()
@@ -157,58 +183,25 @@ class InterruptController(wiring.Component):
             return m
 
         enabled = Signal()
-        pending = Signal(vectors)
-        valid = Signal(vectors)
-        masked = Signal(vectors)
-
-        # Events as vector bits: vector 0 for config, q + 1 for queue q.
-        qbits = max(1, (n - 1).bit_length())
-        event_vectors = Signal(vectors)
-        m.d.comb += event_vectors.eq(Cat(
-            self.config_event, Mux(used, C(1, 1) << self.used_queue[:qbits], 0)[:n]))
-
+        m.submodules.vectors = vectors = vector_state(n, masks=self._masks, block=self._block)
         cmd = self.command
         table_r, in_window = self._vector_table(m)
-
-        # ---- InterruptStatus and the enable; what switching off moves back
-        still = pending | event_vectors
-        switch_on, disabling, wired = self._status_and_enable(
-            m, status, enabled, back_queue=still[1:] != 0, back_config=still[0])
-
-        # ---- generator: round robin over the pending, valid and unmasked vectors
-        ready_vectors = pending & valid & ~masked
-        out_valid, advance = self._message_stage(m, table_r)
-        # Nothing is issued in a cycle MSI is switched off: what is pending then goes back to
-        # InterruptStatus without waiting for the round robin's choice.
-        issue = enabled & (ready_vectors != 0) & advance & ~disabling
-        lowest, pick = round_robin(m, ready_vectors, issue, self.reset)   # lowest: one-hot
-        m.d.comb += table_r.addr.eq(pick)
-        with m.If(advance):
-            m.d.sync += out_valid.eq(issue)
-        issued = Mux(issue, lowest, 0)
-        m.d.comb += [self.pending.eq(pending), self.vector_valid.eq(valid),
-                     self.vector_masked.eq(masked), self.issued.eq(issued)]
-
-        # ---- pending vectors
-        queue_vectors = C((1 << vectors) - 2, vectors)      # every vector but 0
-        with m.If(enabled):
-            with m.If(disabling):
-                # Off: pending vectors (and this cycle's events) went back to InterruptStatus.
-                m.d.sync += pending.eq(0)
-            with m.Else():
-                m.d.sync += pending.eq((pending & ~issued) | event_vectors)
-        with m.Elif(switch_on):
-            # On: InterruptStatus (and this cycle's events) become pending vectors.
-            m.d.sync += pending.eq(Mux(wired[1], 1, 0) | Mux(wired[0], queue_vectors, 0))
-
-        with m.If(cmd.update):
-            m.d.sync += valid.bit_select(cmd.vector, 1).eq(in_window)
-        if self._masks:
-            with m.If(cmd.mask):
-                m.d.sync += masked.bit_select(cmd.vector, 1).eq(cmd.mask_value)
-
-        with m.If(self.reset):
-            m.d.sync += [pending.eq(0), valid.eq(0), masked.eq(0)]
+        switch_on, switch_off, wired = self._status_and_enable(
+            m, status, enabled, back_queue=vectors.back_queue, back_config=vectors.back_config)
+        advance = self._message_stage(m, table_r, vectors.issue)
+        m.d.comb += [
+            vectors.config_event.eq(self.config_event),
+            vectors.used.eq(used), vectors.used_queue.eq(self.used_queue),
+            vectors.update.eq(cmd.update), vectors.update_in_window.eq(in_window),
+            vectors.mask.eq(cmd.mask), vectors.mask_value.eq(cmd.mask_value),
+            vectors.command_vector.eq(cmd.vector),
+            vectors.enabled.eq(enabled), vectors.switch_on.eq(switch_on),
+            vectors.wired.eq(wired), vectors.switch_off.eq(switch_off),
+            vectors.reset.eq(self.reset), vectors.advance.eq(advance),
+            table_r.addr.eq(vectors.vector),
+            self.pending.eq(vectors.pending), self.vector_valid.eq(vectors.vector_valid),
+            self.vector_masked.eq(vectors.vector_masked), self.issued.eq(vectors.issued),
+        ]
         return m
 
     def _vector_table(self, m):
@@ -237,16 +230,17 @@ class InterruptController(wiring.Component):
             m.d.sync += self.rejected.eq(self.rejected + 1)
         return table_r, in_window
 
-    def _message_stage(self, m, table_r):
-        """The message register: the table entry read in the cycle a vector is issued is the
-        message from the next cycle on, until taken. Returns ``out_valid`` (set it to whether
-        a vector is issued, in cycles where ``advance``) and ``advance`` (a vector may be
-        issued this cycle)."""
+    def _message_stage(self, m, table_r, issue):
+        """The message register: the table entry read in the cycle a vector is issued
+        (``issue``) is the message from the next cycle on, until taken. Returns ``advance``:
+        the register takes a vector this cycle (it is empty or being emptied)."""
         out_valid = Signal()
         advance = ~out_valid | self.message.ready
+        with m.If(advance):
+            m.d.sync += out_valid.eq(issue)
         m.d.comb += [
             table_r.en.eq(advance),
             self.message.valid.eq(out_valid),
             self.message.payload.eq(table_r.data),
         ]
-        return out_valid, advance
+        return advance

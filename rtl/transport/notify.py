@@ -107,13 +107,17 @@ class DoorbellDecoder(wiring.Component):
         at, dt = self.address_tags, self.data_tags
         queue_from_data = Mux(self.data_negotiated, self.data[:16], self.data)
         data_queue_ok = Mux(self.data_negotiated, dt.low_queue_ok, dt.word_queue_ok)
-        _, doorbell_queue = self._addresses.queue_doorbell(self.word)
         m.d.comb += [
             self.hit.eq(at.data_doorbell | at.queue_doorbell),
             self.valid.eq(dt.full & ((at.data_doorbell & data_queue_ok) | at.queue_doorbell)),
-            self.queue.eq(Mux(at.data_doorbell, queue_from_data, doorbell_queue)),
+            self.queue.eq(Mux(at.data_doorbell, queue_from_data, self._doorbell_queue())),
         ]
         return m
+
+    def _doorbell_queue(self):
+        """The queue of a per-queue doorbell write: the one its address belongs to."""
+        _, queue = self._addresses.queue_doorbell(self.word)
+        return queue
 
 
 class NotifyQueue(wiring.Component):
@@ -157,7 +161,7 @@ class NotifyQueue(wiring.Component):
             store.eq(self.i.valid & self.i.ready & (held | ~self.o.ready)),
         ]
         if self._depth == 1:
-            m.d.comb += self.i.ready.eq(~held | self.o.ready)
+            m.d.comb += self.i.ready.eq(self._ready(held))
             with m.If(self.o.ready):
                 m.d.sync += held.eq(0)
             with m.If(store):
@@ -178,6 +182,10 @@ class NotifyQueue(wiring.Component):
                 fifo.r_en.eq(self.o.ready),
             ]
         return m
+
+    def _ready(self, held):
+        """Depth 1: ``i.ready``: nothing is ``held``, or what is held is taken now."""
+        return ~held | self.o.ready
 
 
 class NotifyLogic(BlockLogic):

@@ -103,11 +103,16 @@ class RegisterQueueFlags(wiring.Component):
             self.q_written.eq(written.bit_select(self.q_index, 1)),
         ]
         with m.If(self.reset):
-            m.d.sync += [
-                self.sel.eq(0), self.sel_ok.eq(1), sel_ready.eq(0),
-                ready.eq(0), written.eq(0),
-            ]
+            m.d.sync += self._device_reset(sel_ready, ready, written)
         return m
+
+    def _device_reset(self, sel_ready, ready, written):
+        """The statements of a device reset: every flag clear (``ready``, ``written`` and the
+        selected queue's ``sel_ready``), queue 0 selected."""
+        return [
+            self.sel.eq(0), self.sel_ok.eq(1), sel_ready.eq(0),
+            ready.eq(0), written.eq(0),
+        ]
 
 
 class BlockQueueFlags(wiring.Component):

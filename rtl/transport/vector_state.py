@@ -1,0 +1,492 @@
+"""Per-vector MSI state (SPEC §7, §11): which vectors are pending, valid and masked, and which
+one is issued next — the part of the interrupt controller that grows with N.
+
+The interrupt controller (:class:`~virtio_mmio.transport.msi.InterruptController`) owns the
+rules that do not depend on N: InterruptStatus and ``irq``, the MSI enable, the vector table
+and its refusals, the message register. It drives a *vector-state store* through one interface,
+:class:`VectorStateSignature`, which has two implementations, chosen by N
+(:func:`vector_state`):
+
+* :class:`RegisterVectorState` (N <= :data:`BLOCK_MSI_QUEUES`): a pending, a valid and a
+  masked flip-flop per vector and a round robin over all of them, every cycle. The proofs
+  run on this one.
+* :class:`BlockVectorState` (larger N): the queue vectors' bits in block RAM, so logic does not
+  grow with N but for a few flip-flops per word of 16 vectors.
+
+Both give the SPEC §7 behaviour and the latency and throughput the controller documents (event
+to ``message.valid`` in 2 cycles, N+1 pending vectors sent in N+2 cycles); the block version
+differs only in the order it serves vectors of different words (see its documentation).
+"""
+
+from amaranth.hdl import *
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..bus import onehot_index, round_robin
+from .queue_flags import FLAG_GROUP
+
+
+__all__ = ["BLOCK_MSI_QUEUES", "VectorStateSignature", "RegisterVectorState",
+           "BlockVectorState", "vector_state"]
+
+
+#: Largest N whose MSI state stays in flip-flops (measured with synth_ecp5: the flip-flop
+#: version costs ~8.5 LUT4 per vector, the block version a fixed ~700).
+BLOCK_MSI_QUEUES = 32
+
+
+def _queue_bits(queues):
+    return max(1, (queues - 1).bit_length())
+
+
+class VectorStateSignature(wiring.Signature):
+    """The per-vector state of N + 1 MSI vectors (vector 0: configuration changes; vector
+    ``q + 1``: used buffers of queue ``q``), seen from the store (the interrupt controller
+    drives the ``In`` members).
+
+    Members
+    -------
+    config_event, used, used_queue : In
+        This cycle's events: vector 0, and vector ``used_queue + 1`` when ``used`` (already
+        limited to queues below N by the controller).
+    update, update_in_window, mask, mask_value, command_vector : In
+        The vector commands: an UPDATE of vector ``command_vector`` makes it valid when
+        ``update_in_window`` (an UPDATE inside the MSI window), else invalid; MASK
+        (``mask_value`` 1) / UNMASK (0) sets its mask (ignored by a store without masks).
+    enabled : In(1)
+        MSI is enabled (the controller's register, before this cycle's command).
+    switch_on, wired : In
+        MSI is being enabled this cycle: every pending vector is set from ``wired``,
+        InterruptStatus after this cycle's ACK and events (bit 1 → vector 0, bit 0 → every
+        queue vector).
+    switch_off : In(1)
+        MSI is being disabled this cycle: from the next cycle on nothing is pending.
+    reset : In(1)
+        Device reset: nothing pending, every vector invalid and unmasked.
+    advance : In(1)
+        The message register takes a vector this cycle (it is empty or being emptied).
+    issue, vector : Out
+        A vector is issued this cycle (only while ``enabled`` and ``advance``), and which one
+        (the controller reads its table entry with it): it stops being pending, and its
+        message is on the port from the next cycle on.
+    back_queue, back_config : Out(1)
+        What switching off moves back into InterruptStatus (the controller reads them only
+        then): a queue vector / vector 0 is pending, this cycle's events included and a vector
+        issued this cycle left out. They must not depend on ``switch_off`` (the controller's
+        InterruptStatus would loop through the store).
+    pending, vector_valid, vector_masked, issued : Out(N + 1)
+        Observation (for proofs): the pending, valid and masked vectors and the vector issued
+        this cycle (one-hot). :class:`BlockVectorState` drives only ``issued``.
+    """
+
+    def __init__(self, queues):
+        vectors = queues + 1
+        super().__init__({
+            "config_event": In(1), "used": In(1), "used_queue": In(_queue_bits(queues)),
+            "update": In(1), "update_in_window": In(1), "mask": In(1), "mask_value": In(1),
+            "command_vector": In(12),
+            "enabled": In(1), "switch_on": In(1), "wired": In(2), "switch_off": In(1),
+            "reset": In(1), "advance": In(1),
+            "issue": Out(1), "vector": Out(range(vectors)),
+            "back_queue": Out(1), "back_config": Out(1),
+            "pending": Out(vectors), "vector_valid": Out(vectors),
+            "vector_masked": Out(vectors), "issued": Out(vectors),
+        })
+
+
+class RegisterVectorState(wiring.Component):
+    """The vector state in flip-flops (small N).
+
+    Each vector has a pending, a valid and (with ``masks``) a masked flip-flop. Every cycle
+    the sendable vectors (:meth:`_sendable`) go into a round robin starting after the last one
+    served, and the one it picks is issued — unless MSI is being switched off: what is pending
+    then goes back to InterruptStatus without waiting for the round robin's choice.
+
+    Pipeline: an event in cycle t sets its pending bit at the edge ending t; in t+1 the vector
+    is issued (the table is read), in t+2 its message is on the port. One vector per cycle
+    is issued while the port takes them, so N+1 pending vectors leave in N+2 cycles.
+    """
+
+    def __init__(self, queues, *, masks=False):
+        self._queues = queues
+        self._masks = masks
+        super().__init__(VectorStateSignature(queues))
+
+    # The rules, one method each (the proofs' mutation tests replace them).
+
+    def _next_pending(self, pending, issued, events):
+        """The pending vectors after a cycle while enabled: the one issued is served, this
+        cycle's events are pending (an event on the vector being issued stays pending)."""
+        return (pending & ~issued) | events
+
+    def _sendable(self, pending, valid, masked):
+        """The vectors that may be issued: pending, valid and not masked."""
+        return pending & valid & ~masked
+
+    def _mask(self, pending, masked, vector, value):
+        """The statements of a MASK (``value`` 1) or UNMASK (0) of ``vector``: only its mask
+        changes; a pending event stays pending and is sent when unmasked."""
+        return [masked.bit_select(vector, 1).eq(value)]
+
+    def _carried_back(self, pending, events):
+        """``(back_queue, back_config)``: a queue vector / vector 0 is pending, this cycle's
+        events included."""
+        still = pending | events
+        return still[1:] != 0, still[0]
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self._queues
+        vectors = n + 1
+
+        pending = Signal(vectors)
+        valid = Signal(vectors)
+        masked = Signal(vectors)
+
+        # Events as vector bits: vector 0 for config, q + 1 for queue q.
+        event_vectors = Signal(vectors)
+        m.d.comb += event_vectors.eq(Cat(
+            self.config_event, Mux(self.used, C(1, 1) << self.used_queue, 0)[:n]))
+
+        back_queue, back_config = self._carried_back(pending, event_vectors)
+        m.d.comb += [self.back_queue.eq(back_queue), self.back_config.eq(back_config)]
+
+        # ---- round robin over the pending, valid and unmasked vectors
+        ready_vectors = self._sendable(pending, valid, masked)
+        # Nothing is issued in a cycle MSI is switched off.
+        issue = self.enabled & (ready_vectors != 0) & self.advance & ~self.switch_off
+        lowest, pick = round_robin(m, ready_vectors, issue, self.reset)   # lowest: one-hot
+        issued = Mux(issue, lowest, 0)
+        m.d.comb += [self.issue.eq(issue), self.vector.eq(pick)]
+        m.d.comb += [self.pending.eq(pending), self.vector_valid.eq(valid),
+                     self.vector_masked.eq(masked), self.issued.eq(issued)]
+
+        # ---- pending vectors
+        queue_vectors = C((1 << vectors) - 2, vectors)      # every vector but 0
+        with m.If(self.enabled):
+            with m.If(self.switch_off):
+                # Off: pending vectors (and this cycle's events) went back to InterruptStatus.
+                m.d.sync += pending.eq(0)
+            with m.Else():
+                m.d.sync += pending.eq(self._next_pending(pending, issued, event_vectors))
+        with m.Elif(self.switch_on):
+            # On: InterruptStatus (and this cycle's events) become pending vectors.
+            m.d.sync += pending.eq(Mux(self.wired[1], 1, 0) |
+                                   Mux(self.wired[0], queue_vectors, 0))
+
+        with m.If(self.update):
+            m.d.sync += valid.bit_select(self.command_vector, 1).eq(self.update_in_window)
+        if self._masks:
+            with m.If(self.mask):
+                m.d.sync += self._mask(pending, masked, self.command_vector, self.mask_value)
+
+        with m.If(self.reset):
+            m.d.sync += [pending.eq(0), valid.eq(0), masked.eq(0)]
+        return m
+
+
+class BlockVectorState(wiring.Component):
+    """The vector state in block RAM (large N), so that logic does not grow with N.
+
+    Vector 0 (configuration changes) keeps its flip-flops. The queue vectors ``q + 1`` live in
+    words of 16 (:data:`~virtio_mmio.transport.queue_flags.FLAG_GROUP`) in three small
+    memories:
+
+    * ``S`` and ``C``: a queue vector is pending when its ``S`` bit differs from its ``C`` bit
+      (each further XORed with the word's ``invert`` flag). Events flip ``S`` (only the event
+      path writes it), issuing flips ``C`` (only the scanner writes it), so each memory has one
+      writer and a pending bit is never read-modified-written by two parties at once.
+    * ``V``: the vector is valid (written by UPDATE) and, with masks, masked (MASK/UNMASK; the
+      masked bits are the upper half of the word). A vector is sent only while valid and
+      unmasked.
+
+    Each word of each memory has a *fresh* flip-flop: a word not written since the last device
+    reset (for ``S``/``C`` also since MSI was last switched off) reads as 0, so reset and
+    disable still clear every vector in one cycle, and enabling with InterruptStatus bit 0 set
+    makes every queue vector pending in one cycle by setting every word's ``invert`` flag.
+
+    Pipeline
+    --------
+    * Event (``used``) in cycle t: its words of ``S``, ``C`` and ``V`` are read; in t+1 the
+      event is merged if the vector is already pending, issued at once if the store is idle
+      and the vector valid (the *fast path*: ``message.valid`` in t+2, as with the flip-flop
+      version), else its ``S`` bit flips and its word gets a *hint* flip-flop set.
+    * Scanner: picks a hinted word round-robin, reads its ``S``, ``C``, ``V`` words, and keeps
+      the pending-and-valid bits in one of two slots (the second is filled while the first is
+      being issued, so full words leave one vector per clock). Each issue flips the ``C`` bit.
+      A hint is also set by an UPDATE, so a pending vector that was invalid is looked at again.
+    * A count of pending queue vectors answers "is any pending" when MSI is switched off.
+
+    Differences from the flip-flop version, all within SPEC §7: messages of vectors in
+    different words are issued in word order rather than strictly round-robin per vector (every
+    word is visited in turn, so none starves); a vector may be issued in the cycle MSI is
+    switched off (it is then not moved back into InterruptStatus); the observation members
+    ``pending``, ``vector_valid`` and ``vector_masked`` read 0 (proofs use the flip-flop
+    version); ``issued`` is kept (tests use it). A command that stops a vector (an UPDATE
+    refused by the MSI window, a MASK) reaches ``V`` a clock later than in the flip-flop
+    version; in that clock the vector is already left out of the choice, so as there it is
+    never sent after the command.
+    """
+
+    def __init__(self, queues, *, masks=False):
+        self._queues = queues
+        self._masks = masks
+        super().__init__(VectorStateSignature(queues))
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self._queues
+        W = FLAG_GROUP
+        lane_bits = (W - 1).bit_length()
+        groups = (n + W - 1) // W
+        gbits = max(1, (groups - 1).bit_length())
+        last_mask = (1 << (n - (groups - 1) * W)) - 1        # queue vectors of the last word
+
+        def group(q):
+            return q[lane_bits:lane_bits + gbits] if groups > 1 else C(0, 1)
+
+        def lane(q):
+            return q[:lane_bits]
+
+        def exists(g):
+            """The word's bits that are queue vectors (all but in the last word)."""
+            return Mux(g == groups - 1, last_mask, (1 << W) - 1) if groups > 1 \
+                else C(last_mask, W)
+
+        enabled, switch_on, switch_off, wired = \
+            self.enabled, self.switch_on, self.switch_off, self.wired
+        used = self.used
+
+        # ---- the three bit memories and their per-word flags
+        def bits_memory(name, readers, width=W):
+            # Every word address exists: an ignored event (queue >= N) is still read for.
+            mem = memory.Memory(shape=unsigned(width), depth=1 << gbits if groups > 1 else 1,
+                                init=[],
+                                attrs={"ram_style": "block"})
+            m.submodules[name] = mem
+            write = mem.write_port()
+            return write, [mem.read_port(transparent_for=(write,)) for _ in range(readers)]
+
+        s_write, (s_event, s_scan) = bits_memory("pending_set", 2)
+        c_write, (c_event, c_scan) = bits_memory("pending_clear", 2)
+        # V: the valid bits, and with masks the masked bits above them.
+        v_width = 2 * W if self._masks else W
+        v_write, (v_event, v_scan, v_update) = bits_memory("valid", 3, v_width)
+        s_fresh = Signal(groups)
+        c_fresh = Signal(groups)
+        v_fresh = Signal(groups)
+        invert = Signal(groups)
+        hint = Signal(groups)
+        count = Signal(range(n + 1))        # pending queue vectors
+
+        def word_of(fresh, port, g):
+            return Mux(fresh.bit_select(g, 1), port.data, 0)
+
+        def sendable_word(port, g):
+            """The V word's vectors that may be sent: valid and not masked."""
+            word = word_of(v_fresh, port, g)
+            return word[:W] & ~word[W:] if self._masks else word
+
+        def pending_word(s_port, c_port, g):
+            return ((word_of(s_fresh, s_port, g) ^ word_of(c_fresh, c_port, g)) ^
+                    Mux(invert.bit_select(g, 1), exists(g), 0))
+
+        # ---- vector 0
+        pending0 = Signal()
+        valid0 = Signal()
+        masked0 = Signal()
+
+        # ---- event path, stage 1: read the event's words
+        event_q = self.used_queue
+        for port in (s_event, c_event, v_event):
+            m.d.comb += port.addr.eq(group(event_q))
+        ev_valid = Signal()
+        ev_q = Signal.like(event_q)
+        m.d.sync += [ev_valid.eq(used & enabled & ~switch_off & ~self.reset),
+                     ev_q.eq(event_q)]
+        # Stage 2: the words read in stage 1 (they include this cycle's-edge writes).
+        ev_g, ev_lane = group(ev_q), lane(ev_q)
+        ev_pending = pending_word(s_event, c_event, ev_g).bit_select(ev_lane, 1)
+        ev_vector_valid = sendable_word(v_event, ev_g).bit_select(ev_lane, 1)
+        ev_new = ev_valid & ~ev_pending        # the event makes its vector pending
+
+        # ---- V commands (UPDATE; MASK/UNMASK): vector 0 at once; a queue vector reads its
+        # V word, writes in t+1. ``upd_ok``: the vector may be sent after the command as far
+        # as this command goes (an UPDATE inside the window, an UNMASK).
+        upd_q = Signal(_queue_bits(n))
+        m.d.comb += upd_q.eq(self.command_vector - 1)
+        m.d.comb += v_update.addr.eq(group(upd_q))
+        mask_cmd = self.mask if self._masks else C(0)
+        upd_valid = Signal()
+        upd_ok = Signal()
+        upd_mask = Signal()             # a MASK/UNMASK (else an UPDATE)
+        upd_at = Signal.like(upd_q)
+        m.d.sync += [upd_valid.eq((self.update | mask_cmd) & (self.command_vector != 0) &
+                                  ~self.reset),
+                     upd_ok.eq(Mux(mask_cmd, ~self.mask_value, self.update_in_window)),
+                     upd_mask.eq(mask_cmd), upd_at.eq(upd_q)]
+        upd_word = Signal(v_width)
+        m.d.comb += upd_word.eq(word_of(v_fresh, v_update, group(upd_at)))
+        new_v = Signal(v_width)
+        m.d.comb += new_v.eq(upd_word)
+        with m.If(upd_mask):
+            m.d.comb += new_v.bit_select(W + lane(upd_at), 1).eq(~upd_ok)
+        with m.Else():
+            m.d.comb += new_v.bit_select(lane(upd_at), 1).eq(upd_ok)
+        m.d.comb += [v_write.addr.eq(group(upd_at)), v_write.data.eq(new_v),
+                     v_write.en.eq(upd_valid)]
+        with m.If(self.update & (self.command_vector == 0)):
+            m.d.sync += valid0.eq(self.update_in_window)
+        with m.If(mask_cmd & (self.command_vector == 0)):
+            m.d.sync += masked0.eq(self.mask_value)
+
+        # ---- scanner slots: A is issued from, B waits behind it
+        a_bits, b_bits = Signal(W), Signal(W)
+        a_group, b_group = Signal(gbits), Signal(gbits)
+        a_c, b_c = Signal(W), Signal(W)           # the word's C bits (only the scanner flips C)
+        loading = Signal()                        # a word read is in flight
+        load_group = Signal(gbits)
+
+        # Round robin over the hinted words, the one being issued (A) left out.
+        candidates = Signal(groups)
+        m.d.comb += candidates.eq(hint & ~Mux(a_bits != 0, C(1, groups) << a_group, 0))
+        start_load = enabled & ~switch_off & (b_bits == 0) & ~loading & (candidates != 0)
+        _, pick_group = round_robin(m, candidates, start_load, self.reset)
+        for port in (s_scan, c_scan, v_scan):
+            m.d.comb += port.addr.eq(pick_group)
+        m.d.sync += loading.eq(start_load & ~self.reset)
+        with m.If(start_load):
+            m.d.sync += load_group.eq(pick_group)
+        landed_c = word_of(c_fresh, c_scan, load_group)
+        landed_bits = (pending_word(s_scan, c_scan, load_group) &
+                       sendable_word(v_scan, load_group))
+
+        # ---- issue: vector 0 and the queue vectors take turns; the fast path when idle
+        turn0 = Signal()                           # vector 0 goes first when both wait
+        # A command that stops a queue vector (a refused UPDATE, a MASK) reaches V and the
+        # slots at the end of its stage cycle; in that cycle the vector is already left out of
+        # slot A's choice and the fast path, so it is never sent after the command.
+        stopping = Signal(W)
+        m.d.comb += stopping.eq(Mux(upd_valid & ~upd_ok, C(1, W) << lane(upd_at), 0))
+        a_choice = Signal(W)
+        m.d.comb += a_choice.eq(a_bits & ~Mux(group(upd_at) == a_group, stopping, 0))
+        a_lowest = Signal(W)
+        m.d.comb += a_lowest.eq(a_choice & (~a_choice + 1))
+        a_lane = onehot_index(a_lowest)
+        want0 = pending0 & valid0 & ~masked0
+        want_a = a_choice != 0
+        idle = (a_bits == 0) & (b_bits == 0) & ~loading & (hint == 0)
+        want_fast = (ev_new & ev_vector_valid & idle &
+                     ~(upd_valid & ~upd_ok & (upd_at == ev_q)))
+        issue0 = Signal()
+        issue_a = Signal()
+        issue_fast = Signal()
+        can = enabled & self.advance
+        with m.If(can):
+            with m.If(want0 & (turn0 | ~(want_a | want_fast))):
+                m.d.comb += issue0.eq(1)
+            with m.Elif(want_a):
+                m.d.comb += issue_a.eq(1)
+            with m.Elif(want_fast):
+                m.d.comb += issue_fast.eq(1)
+        issue = issue0 | issue_a | issue_fast
+        with m.If(issue0):
+            m.d.sync += turn0.eq(0)
+        with m.Elif(issue):
+            m.d.sync += turn0.eq(1)
+
+        vector = Signal(range(n + 1))
+        with m.If(issue_a):
+            m.d.comb += vector.eq(Cat(a_lane, a_group) + 1)
+        with m.Elif(issue_fast):
+            m.d.comb += vector.eq(ev_q + 1)
+        m.d.comb += [self.issue.eq(issue), self.vector.eq(vector)]
+        m.d.comb += self.issued.eq(Mux(issue, (C(1, n + 1) << vector)[:n + 1], 0))
+
+        # ---- C writes (issue from A), S writes (new pending event), hints
+        a_c_next = Signal(W)
+        m.d.comb += a_c_next.eq(a_c ^ Mux(issue_a, a_lowest, 0))
+        m.d.comb += [c_write.addr.eq(a_group), c_write.data.eq(a_c_next),
+                     c_write.en.eq(issue_a)]
+        with m.If(issue_a):
+            m.d.sync += c_fresh.bit_select(a_group, 1).eq(1)
+        s_new = Signal(W)
+        m.d.comb += s_new.eq(word_of(s_fresh, s_event, ev_g) ^ (C(1, W) << ev_lane))
+        toggle_s = ev_new & ~issue_fast
+        m.d.comb += [s_write.addr.eq(ev_g), s_write.data.eq(s_new), s_write.en.eq(toggle_s)]
+        with m.If(toggle_s):
+            m.d.sync += s_fresh.bit_select(ev_g, 1).eq(1)
+
+        with m.If(start_load):
+            m.d.sync += hint.bit_select(pick_group, 1).eq(0)
+        with m.If(toggle_s):
+            m.d.sync += hint.bit_select(ev_g, 1).eq(1)
+        # (Only while enabled: nothing is pending otherwise, and a hint left over would keep
+        # the scanner busy, so the first events after an enable would miss the fast path.)
+        with m.If(upd_valid & upd_ok & enabled):
+            m.d.sync += hint.bit_select(group(upd_at), 1).eq(1)
+
+        # ---- slots: A loses its issued bit; when A empties, B (or the landing word) moves in
+        a_left = a_bits & ~Mux(issue_a, a_lowest, 0)
+
+        # A refused UPDATE or a MASK takes its vector out of the slots (it stays pending).
+        def drop_refused(bits, g):
+            return bits & ~Mux(group(upd_at) == g, stopping, 0)
+
+        m.d.sync += [a_bits.eq(drop_refused(a_left, a_group)), a_c.eq(a_c_next),
+                     b_bits.eq(drop_refused(b_bits, b_group))]
+        with m.If(a_left == 0):
+            with m.If(b_bits != 0):
+                m.d.sync += [a_bits.eq(drop_refused(b_bits, b_group)), a_group.eq(b_group),
+                             a_c.eq(b_c), b_bits.eq(0)]
+                with m.If(loading):
+                    m.d.sync += [b_bits.eq(drop_refused(landed_bits, load_group)),
+                                 b_group.eq(load_group), b_c.eq(landed_c)]
+            with m.Elif(loading):
+                m.d.sync += [a_bits.eq(drop_refused(landed_bits, load_group)),
+                             a_group.eq(load_group), a_c.eq(landed_c)]
+        with m.Elif(loading):
+            m.d.sync += [b_bits.eq(drop_refused(landed_bits, load_group)),
+                         b_group.eq(load_group), b_c.eq(landed_c)]
+
+        # ---- count, enable transitions
+        count_next = Signal.like(count)
+        m.d.comb += count_next.eq(count + toggle_s - issue_a)
+        pending0_next = (pending0 & ~issue0) | self.config_event
+        m.d.comb += [self.back_queue.eq((count_next != 0) | used),
+                     self.back_config.eq(pending0_next)]
+        with m.If(enabled):
+            with m.If(switch_off):
+                m.d.sync += [pending0.eq(0), count.eq(0)]
+                self._clear_pending(m, s_fresh, c_fresh, invert, hint,
+                                    a_bits, b_bits, loading)
+            with m.Else():
+                m.d.sync += [pending0.eq(pending0_next), count.eq(count_next)]
+        with m.Elif(switch_on):
+            m.d.sync += pending0.eq(wired[1])
+            with m.If(wired[0]):
+                m.d.sync += [invert.eq((1 << groups) - 1), hint.eq((1 << groups) - 1),
+                             count.eq(n)]
+
+        with m.If(self.reset):
+            m.d.sync += [pending0.eq(0), valid0.eq(0), masked0.eq(0),
+                         count.eq(0), v_fresh.eq(0), turn0.eq(0)]
+            self._clear_pending(m, s_fresh, c_fresh, invert, hint, a_bits, b_bits, loading)
+        # V words: written by UPDATE (after the reset clause for the fresh flag would be
+        # wrong: a reset in the write's cycle must leave the vector invalid).
+        with m.If(upd_valid & ~self.reset):
+            m.d.sync += v_fresh.bit_select(group(upd_at), 1).eq(1)
+        return m
+
+    @staticmethod
+    def _clear_pending(m, s_fresh, c_fresh, invert, hint, a_bits, b_bits, loading):
+        m.d.sync += [s_fresh.eq(0), c_fresh.eq(0), invert.eq(0), hint.eq(0),
+                     a_bits.eq(0), b_bits.eq(0), loading.eq(0)]
+
+
+def vector_state(queues, *, masks=False, block=None):
+    """The vector-state store for N = ``queues`` (with per-vector masks when ``masks``): in
+    block RAM when ``block`` is true, or (``None``) when N > :data:`BLOCK_MSI_QUEUES`."""
+    if block is None:
+        block = queues > BLOCK_MSI_QUEUES
+    return (BlockVectorState if block else RegisterVectorState)(queues, masks=masks)
