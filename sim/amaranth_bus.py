@@ -30,17 +30,17 @@ class AmaranthAxiLite(_Base):
     async def read_word(self, offset):
         ctx, dut = self.ctx, self.dut
         await self._idle()
-        ctx.set(dut.s_axil_araddr, offset)
-        ctx.set(dut.s_axil_arvalid, 1)
-        await ctx.tick().until(dut.s_axil_arready)
-        ctx.set(dut.s_axil_arvalid, 0)
+        ctx.set(dut.bus.araddr, offset)
+        ctx.set(dut.bus.arvalid, 1)
+        await ctx.tick().until(dut.bus.arready)
+        ctx.set(dut.bus.arvalid, 0)
         while True:
-            ctx.set(dut.s_axil_rready, not self.pause())
+            ctx.set(dut.bus.rready, not self.pause())
             rvalid, rready, rdata = await ctx.tick().sample(
-                dut.s_axil_rvalid, dut.s_axil_rready, dut.s_axil_rdata).until(1)
+                dut.bus.rvalid, dut.bus.rready, dut.bus.rdata).until(1)
             if rvalid and rready:
                 break
-        ctx.set(dut.s_axil_rready, 0)
+        ctx.set(dut.bus.rready, 0)
         return rdata
 
     async def write_word(self, offset, value, strobe=0xF):
@@ -50,28 +50,28 @@ class AmaranthAxiLite(_Base):
         aw_first = not self.pause()
         while not (aw_done and w_done):
             if not aw_done and (aw_first or w_done or not self.pause()):
-                ctx.set(dut.s_axil_awaddr, offset)
-                ctx.set(dut.s_axil_awvalid, 1)
+                ctx.set(dut.bus.awaddr, offset)
+                ctx.set(dut.bus.awvalid, 1)
             if not w_done and (not aw_first or aw_done or not self.pause()):
-                ctx.set(dut.s_axil_wdata, value)
-                ctx.set(dut.s_axil_wstrb, strobe)
-                ctx.set(dut.s_axil_wvalid, 1)
+                ctx.set(dut.bus.wdata, value)
+                ctx.set(dut.bus.wstrb, strobe)
+                ctx.set(dut.bus.wvalid, 1)
             awv, awr, wv, wr = await ctx.tick().sample(
-                dut.s_axil_awvalid, dut.s_axil_awready,
-                dut.s_axil_wvalid, dut.s_axil_wready).until(1)
+                dut.bus.awvalid, dut.bus.awready,
+                dut.bus.wvalid, dut.bus.wready).until(1)
             if awv and awr:
                 aw_done = True
-                ctx.set(dut.s_axil_awvalid, 0)
+                ctx.set(dut.bus.awvalid, 0)
             if wv and wr:
                 w_done = True
-                ctx.set(dut.s_axil_wvalid, 0)
+                ctx.set(dut.bus.wvalid, 0)
         while True:
-            ctx.set(dut.s_axil_bready, not self.pause())
+            ctx.set(dut.bus.bready, not self.pause())
             bvalid, bready = await ctx.tick().sample(
-                dut.s_axil_bvalid, dut.s_axil_bready).until(1)
+                dut.bus.bvalid, dut.bus.bready).until(1)
             if bvalid and bready:
                 break
-        ctx.set(dut.s_axil_bready, 0)
+        ctx.set(dut.bus.bready, 0)
 
 
 class AmaranthWishbone(_Base):
@@ -80,18 +80,18 @@ class AmaranthWishbone(_Base):
     async def _cycle(self, offset, value, strobe, write):
         ctx, dut = self.ctx, self.dut
         await self._idle()
-        ctx.set(dut.s_wb_adr, offset >> 2)
-        ctx.set(dut.s_wb_dat_w, value)
-        ctx.set(dut.s_wb_sel, strobe)
-        ctx.set(dut.s_wb_we, write)
-        ctx.set(dut.s_wb_cyc, 1)
-        ctx.set(dut.s_wb_stb, 1)
-        if hasattr(dut, "s_wb_stall"):
-            await ctx.tick().until(~dut.s_wb_stall)
-            ctx.set(dut.s_wb_stb, 0)
-        ack, data = await ctx.tick().sample(dut.s_wb_ack, dut.s_wb_dat_r).until(dut.s_wb_ack)
-        ctx.set(dut.s_wb_stb, 0)
-        ctx.set(dut.s_wb_cyc, 0)
+        ctx.set(dut.bus.adr, offset >> 2)
+        ctx.set(dut.bus.dat_w, value)
+        ctx.set(dut.bus.sel, strobe)
+        ctx.set(dut.bus.we, write)
+        ctx.set(dut.bus.cyc, 1)
+        ctx.set(dut.bus.stb, 1)
+        if hasattr(dut.bus, "stall"):
+            await ctx.tick().until(~dut.bus.stall)
+            ctx.set(dut.bus.stb, 0)
+        ack, data = await ctx.tick().sample(dut.bus.ack, dut.bus.dat_r).until(dut.bus.ack)
+        ctx.set(dut.bus.stb, 0)
+        ctx.set(dut.bus.cyc, 0)
         return data
 
     async def read_word(self, offset):

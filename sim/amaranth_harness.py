@@ -72,13 +72,13 @@ async def vector_event(ctx, dut, vector):
     """One device event on MSI ``vector`` for one cycle: a configuration change for vector 0,
     a used buffer on queue ``vector - 1`` otherwise."""
     if vector == 0:
-        ctx.set(dut.config_changed, 1)
+        ctx.set(dut.device.config_changed, 1)
     else:
-        ctx.set(dut.used_queue, vector - 1)
-        ctx.set(dut.used_valid, 1)
+        ctx.set(dut.device.used_queue, vector - 1)
+        ctx.set(dut.device.used_valid, 1)
     await ctx.tick()
-    ctx.set(dut.config_changed, 0)
-    ctx.set(dut.used_valid, 0)
+    ctx.set(dut.device.config_changed, 0)
+    ctx.set(dut.device.used_valid, 0)
 
 
 async def settle(ctx, cycles=20):
@@ -90,6 +90,6 @@ def random_events(ctx, dut, rng, queues, on=True, *, used=0.4, config=0.05):
     """Drive the device-event inputs for the next cycle at random: a used buffer with
     probability ``used`` on a queue in 0..N+1 (so some are ignored, queue >= N), a configuration
     change with probability ``config``; none while not ``on``."""
-    ctx.set(dut.used_valid, on and rng.random() < used)
-    ctx.set(dut.used_queue, rng.randrange(queues + 2))
-    ctx.set(dut.config_changed, on and rng.random() < config)
+    ctx.set(dut.device.used_valid, on and rng.random() < used)
+    ctx.set(dut.device.used_queue, rng.randrange(queues + 2))
+    ctx.set(dut.device.config_changed, on and rng.random() < config)

@@ -61,21 +61,21 @@ def _axi_figures(params, accesses):
     write_at = regs.offset("DeviceFeaturesSel")
 
     async def stream(ctx, reads, writes):
-        ctx.set(dut.s_axil_araddr, read_at)
-        ctx.set(dut.s_axil_awaddr, write_at)
-        ctx.set(dut.s_axil_wdata, 0)
-        ctx.set(dut.s_axil_wstrb, 0xF)
-        ctx.set(dut.s_axil_rready, 1)
-        ctx.set(dut.s_axil_bready, 1)
+        ctx.set(dut.bus.araddr, read_at)
+        ctx.set(dut.bus.awaddr, write_at)
+        ctx.set(dut.bus.wdata, 0)
+        ctx.set(dut.bus.wstrb, 0xF)
+        ctx.set(dut.bus.rready, 1)
+        ctx.set(dut.bus.bready, 1)
         ar, r, b = [], [], []
         cycle = 0
         while (reads and len(r) < accesses) or (writes and len(b) < accesses):
-            ctx.set(dut.s_axil_arvalid, reads and len(ar) < accesses)
-            ctx.set(dut.s_axil_awvalid, writes and len(b) < accesses)
-            ctx.set(dut.s_axil_wvalid, writes and len(b) < accesses)
+            ctx.set(dut.bus.arvalid, reads and len(ar) < accesses)
+            ctx.set(dut.bus.awvalid, writes and len(b) < accesses)
+            ctx.set(dut.bus.wvalid, writes and len(b) < accesses)
             _, _, arv, arr, rv, rr, bv, br = await ctx.tick().sample(
-                dut.s_axil_arvalid, dut.s_axil_arready, dut.s_axil_rvalid,
-                dut.s_axil_rready, dut.s_axil_bvalid, dut.s_axil_bready)
+                dut.bus.arvalid, dut.bus.arready, dut.bus.rvalid,
+                dut.bus.rready, dut.bus.bvalid, dut.bus.bready)
             if arv and arr:
                 ar.append(cycle)
             if rv and rr:
@@ -86,7 +86,7 @@ def _axi_figures(params, accesses):
             if cycle > 20 * accesses + 100:
                 raise RuntimeError("bench: the endpoint stopped answering")
         for name in ("arvalid", "awvalid", "wvalid"):
-            ctx.set(getattr(dut, f"s_axil_{name}"), 0)
+            ctx.set(getattr(dut.bus, name), 0)
         await ctx.tick().repeat(4)
         return ar, r, b
 
@@ -95,8 +95,8 @@ def _axi_figures(params, accesses):
     async def monitor(ctx):
         cycle = 0
         async for _, _, awv, awr, wv, wr, nv in ctx.tick().sample(
-                dut.s_axil_awvalid, dut.s_axil_awready, dut.s_axil_wvalid,
-                dut.s_axil_wready, dut.notify_valid):
+                dut.bus.awvalid, dut.bus.awready, dut.bus.wvalid,
+                dut.bus.wready, dut.device.notify.valid):
             for name, fired in (("aw", awv and awr), ("w", wv and wr), ("notify", nv)):
                 if fired:
                     handshakes[name].append(cycle)
@@ -104,7 +104,7 @@ def _axi_figures(params, accesses):
 
     async def notify_latency(ctx):
         """Cycles from the write being taken (both AW and W handshaken) to notify_valid."""
-        ctx.set(dut.notify_ready, 1)
+        ctx.set(dut.device.notify.ready, 1)
         await AmaranthAxiLite(ctx, dut).write_word(regs.offset("QueueNotify"), 0)
         taken = max(handshakes["aw"][0], handshakes["w"][0])
         return handshakes["notify"][0] - taken
@@ -148,21 +148,21 @@ def _wishbone_figures(params, accesses, modes):
         dut = VirtioMmioEndpoint(params.replace(bus="wishbone", wishbone_mode=mode))
 
         async def testbench(ctx, dut=dut, mode=mode):
-            ctx.set(dut.s_wb_adr, read_at)
-            ctx.set(dut.s_wb_sel, 0xF)
-            ctx.set(dut.s_wb_cyc, 1)
-            ctx.set(dut.s_wb_stb, 1)
+            ctx.set(dut.bus.adr, read_at)
+            ctx.set(dut.bus.sel, 0xF)
+            ctx.set(dut.bus.cyc, 1)
+            ctx.set(dut.bus.stb, 1)
             # stb stays high: in classic mode the next access starts in the cycle after ack.
             acks, cycle = [], 0
             while len(acks) < accesses:
-                _, _, ack = await ctx.tick().sample(dut.s_wb_ack)
+                _, _, ack = await ctx.tick().sample(dut.bus.ack)
                 if ack:
                     acks.append(cycle)
                 cycle += 1
                 if cycle > 10 * accesses + 100:
                     raise RuntimeError("bench: the endpoint stopped acknowledging")
-            ctx.set(dut.s_wb_cyc, 0)
-            ctx.set(dut.s_wb_stb, 0)
+            ctx.set(dut.bus.cyc, 0)
+            ctx.set(dut.bus.stb, 0)
             # The first request is presented in cycle 0.
             return {"rate": _rate(acks), "latency": acks[0]}
 
@@ -189,10 +189,10 @@ def _msi_figures(params):
 
     async def monitor(ctx):
         cycle = 0
-        ctx.set(dut.m_axil_awready, 1)
-        ctx.set(dut.m_axil_wready, 1)
+        ctx.set(dut.msi.awready, 1)
+        ctx.set(dut.msi.wready, 1)
         async for _, _, enabled, awv, awr in ctx.tick().sample(
-                dut.msi_enabled, dut.m_axil_awvalid, dut.m_axil_awready):
+                dut.msi_enabled, dut.msi.awvalid, dut.msi.awready):
             seen["enabled"].append(enabled)
             seen["awvalid"].append(awv)
             if awv and awr:
@@ -210,11 +210,11 @@ def _msi_figures(params):
         if staging_needs_enable:
             await driver.msi_enable(False)
         # INTx first: both InterruptStatus bits set, so enabling makes every vector pending.
-        ctx.set(dut.config_changed, 1)
-        ctx.set(dut.used_valid, 1)
+        ctx.set(dut.device.config_changed, 1)
+        ctx.set(dut.device.used_valid, 1)
         await ctx.tick()
-        ctx.set(dut.config_changed, 0)
-        ctx.set(dut.used_valid, 0)
+        ctx.set(dut.device.config_changed, 0)
+        ctx.set(dut.device.used_valid, 0)
         enabling_from = len(seen["enabled"])
         await driver.msi_enable(True)
         while len(seen["aw"]) < n + 1:
@@ -224,10 +224,10 @@ def _msi_figures(params):
         drain = seen["aw"][n] - drained_from + 1
         # One event on an idle endpoint: cycles from the event's cycle to AWVALID.
         event_cycle = len(seen["awvalid"])
-        ctx.set(dut.used_queue, n - 1)
-        ctx.set(dut.used_valid, 1)
+        ctx.set(dut.device.used_queue, n - 1)
+        ctx.set(dut.device.used_valid, 1)
         await ctx.tick()
-        ctx.set(dut.used_valid, 0)
+        ctx.set(dut.device.used_valid, 0)
         await ctx.tick().repeat(6)
         latency = seen["awvalid"].index(1, event_cycle) - event_cycle
         return {"drain": drain, "latency": latency}

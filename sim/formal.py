@@ -5,9 +5,7 @@ Each proof is written to ``build/formal/<name>/`` (RTLIL, ``.sby`` file, SymbiYo
 directory); a failing proof names the counterexample trace (VCD) it left there.
 """
 
-import ast
 import importlib
-import inspect
 import os
 import subprocess
 import sys
@@ -29,7 +27,7 @@ from virtio_mmio.tools.toolchain import find_tool
 
 __all__ = ["ProofResult", "AXI4LiteEndpointProof", "WishboneEndpointProof", "MsiEndpointProof",
            "WishboneMsiEndpointProof", "EndpointInvariantsProof", "EndpointCover",
-           "COVER_SCENARIOS", "Mutation", "Override", "run_proof"]
+           "COVER_SCENARIOS", "Override", "run_proof"]
 
 
 class _EndpointProof(Elaboratable):
@@ -48,20 +46,20 @@ class _EndpointProof(Elaboratable):
     @property
     def ports(self):
         """The endpoint's inputs: free in the proof."""
-        return [getattr(self.dut, name) for name, member in self.dut.signature.members.items()
+        return [Value.cast(value) for _, member, value in self.dut.signature.flatten(self.dut)
                 if member.flow == In]
 
-    def _watch(self, m, checker, prefix):
-        """Elaborate the endpoint with ``checker`` observing its ports ``{prefix}_*``."""
+    def _watch(self, m, checker, interface):
+        """Elaborate the endpoint with ``checker`` observing one of its interfaces."""
         m.submodules.dut = self.dut
         m.submodules.checker = checker
         for name in checker.signature.members:
-            port = getattr(self.dut, f"{prefix}_{name}", None)
+            port = getattr(interface, name, None)
             if port is not None:
                 m.d.comb += getattr(checker, name).eq(port)
         if self.flowing_notify:
             # A notification may otherwise wait on the bus forever, by design.
-            m.d.comb += Assume(self.dut.notify_ready)
+            m.d.comb += Assume(self.dut.device.notify.ready)
 
     def _watch_subordinate(self, m, response_bound=None):
         """The subordinate port's checker (its flavour from the parameters) with the
@@ -72,7 +70,7 @@ class _EndpointProof(Elaboratable):
             checker = AXI4LiteSubordinateChecker(
                 self.params.addr_width, max_reads=2, max_writes=5,
                 response_bound=response_bound)
-            self._watch(m, checker, "s_axil")
+            self._watch(m, checker, dut.bus)
             frontend = dut.frontend
             m.d.comb += [
                 Assert(checker.reads == frontend.reads_issued),
@@ -81,7 +79,7 @@ class _EndpointProof(Elaboratable):
                 Assert(checker.writes_aw == frontend.b_pending + frontend.aw_held),
                 Assert(checker.writes_w == frontend.b_pending + frontend.w_held),
                 Assert(frontend.b_pending <= 3),
-                Assert(~dut.s_axil_arready | (frontend.reads_issued <= 1)),
+                Assert(~dut.bus.arready | (frontend.reads_issued <= 1)),
                 # The buffered writes' tags are those of their own address and data, and the
                 # flip-flops mirroring the levels agree with them.
                 Assert(frontend.consistent),
@@ -90,10 +88,10 @@ class _EndpointProof(Elaboratable):
             checker = WishboneSubordinateChecker(
                 self.params.addr_width - 2, mode=self.params.wishbone_mode,
                 response_bound=response_bound)
-            self._watch(m, checker, "s_wb")
+            self._watch(m, checker, dut.bus)
             if self.params.wishbone_mode == "pipelined":
                 # The front-end answers every accepted request in the next cycle.
-                m.d.comb += Assert(checker.outstanding == dut.s_wb_ack)
+                m.d.comb += Assert(checker.outstanding == dut.bus.ack)
         return checker
 
 
@@ -145,7 +143,7 @@ class MsiEndpointProof(_EndpointProof):
         m = Module()
         dut = self.dut
         checker = AXI4LiteWriteManagerChecker(64)
-        self._watch(m, checker, "m_axil")
+        self._watch(m, checker, dut.msi)
         manager = dut.msi_manager
         m.d.comb += [
             # The current message's partial progress is the only difference between the AW and
@@ -155,8 +153,8 @@ class MsiEndpointProof(_EndpointProof):
         ]
         if self.params.msi_window is not None:
             base, size = self.params.msi_window
-            address = dut.m_axil_awaddr
-            with m.If(dut.m_axil_awvalid):
+            address = dut.msi.awaddr
+            with m.If(dut.msi.awvalid):
                 m.d.comb += Assert((address >= base) & (address + 4 <= base + size))
         return m
 
@@ -173,7 +171,7 @@ class WishboneMsiEndpointProof(_EndpointProof):
         m = Module()
         dut = self.dut
         checker = WishboneWriteManagerChecker(62, mode=self.params.wishbone_mode)
-        self._watch(m, checker, "m_wb")
+        self._watch(m, checker, dut.msi)
         if self.params.wishbone_mode == "pipelined":
             m.d.comb += Assert(checker.outstanding == dut.msi_manager.outstanding)
         m.d.comb += Assert(~dut.msi_enabled | ~dut.irq)
@@ -294,10 +292,10 @@ class EndpointInvariantsProof(_EndpointProof):
         owed = Signal(p.queues + 1)
         for vector in range(p.queues + 1):
             if vector == 0:
-                event = dut.config_changed | dut.needs_reset
+                event = dut.device.config_changed | dut.device.needs_reset
                 bit = 1
             else:
-                event = dut.used_valid & (dut.used_queue == vector - 1)
+                event = dut.device.used_valid & (dut.device.used_queue == vector - 1)
                 bit = 0
             discharged = interrupts.issued[vector] | (~enabled & interrupts.ack[bit])
             accounted = Mux(enabled, interrupts.pending[vector], status[bit])
@@ -309,11 +307,11 @@ class EndpointInvariantsProof(_EndpointProof):
         issued_then = history.past(interrupts.issued != 0)
         manager = dut.msi_manager
         if p.bus == "axil":
-            presented = dut.m_axil_awvalid & dut.m_axil_wvalid
+            presented = dut.msi.awvalid & dut.msi.wvalid
             # Strengthening: no half-sent message without a message.
             m.d.comb += Assert(manager.message.valid | ~(manager.aw_sent | manager.w_sent))
         else:
-            presented = dut.m_wb_cyc & dut.m_wb_stb
+            presented = dut.msi.cyc & dut.msi.stb
         with m.If(history.compare & issued_then):
             m.d.comb += Assert(presented)
 
@@ -327,11 +325,12 @@ class EndpointInvariantsProof(_EndpointProof):
         # straight through.
         notify_written, _ = self._expected_notification(m)
         notify_written = bus.w_valid & bus.w_ready & notify_written
-        with m.If(dut.device_reset):
+        with m.If(dut.device.device_reset):
             m.d.comb += [
-                Assert(dut.status == 0), Assert(~dut.driver_ok), Assert(dut.features == 0),
+                Assert(dut.device.status == 0), Assert(~dut.device.driver_ok),
+                Assert(dut.device.features == 0),
                 Assert(~dut.irq), Assert(~dut.msi_enabled),
-                Assert(~dut.notify_valid | notify_written),
+                Assert(~dut.device.notify.valid | notify_written),
                 Assert(interrupts.interrupt_status == 0),
                 Assert(interrupts.pending == 0), Assert(interrupts.vector_valid == 0),
                 Assert(interrupts.vector_masked == 0),
@@ -341,7 +340,7 @@ class EndpointInvariantsProof(_EndpointProof):
                              Assert(interrupts.command.data == 0)]
 
         # Reads issued in that cycle: the register map's reset values.
-        read_then = history.past(dut.device_reset & bus.r_valid)
+        read_then = history.past(dut.device.device_reset & bus.r_valid)
         word_then = history.past(bus.r_addr)
         config_lo = CONFIG_BASE // 4
         config_hi = (CONFIG_BASE + p.config_size) // 4
@@ -357,17 +356,17 @@ class EndpointInvariantsProof(_EndpointProof):
                     m.d.comb += Assert(bus.r_data == 0)
 
         # The device-side queue port sampled in that cycle.
-        sampled = history.past(dut.device_reset)
-        selected = history.past(dut.q_sel)
+        sampled = history.past(dut.device.device_reset)
+        selected = history.past(dut.device.queue.sel)
         sizes = Array(C(size, 16) for size in p.queue_sizes)
         with m.If(history.compare & sampled):
-            m.d.comb += [Assert(~dut.q_ready), Assert(dut.q_desc == 0),
-                         Assert(dut.q_driver == 0), Assert(dut.q_device == 0)]
+            m.d.comb += [Assert(~dut.device.queue.ready), Assert(dut.device.queue.desc == 0),
+                         Assert(dut.device.queue.driver == 0), Assert(dut.device.queue.device == 0)]
             with m.If(selected < p.queues):
-                m.d.comb += Assert(dut.q_num == sizes[selected[:max(1, (p.queues - 1)
+                m.d.comb += Assert(dut.device.queue.num == sizes[selected[:max(1, (p.queues - 1)
                                                                     .bit_length())]])
             with m.Else():
-                m.d.comb += Assert(dut.q_num == 0)
+                m.d.comb += Assert(dut.device.queue.num == 0)
 
     def _expected_notification(self, m):
         """Reference decode of the write the core takes this cycle: (valid, queue)."""
@@ -375,7 +374,7 @@ class EndpointInvariantsProof(_EndpointProof):
         core = self.dut.core
         bus = core.bus
         full = bus.w_strb == 0xF
-        negotiated = self.dut.features[Feature.NOTIFICATION_DATA]
+        negotiated = self.dut.device.features[Feature.NOTIFICATION_DATA]
         data_queue = Mux(negotiated, bus.w_data[:16], bus.w_data)
         valid = Signal()
         queue = Signal(16)
@@ -397,7 +396,8 @@ class EndpointInvariantsProof(_EndpointProof):
         depth = p.notify_fifo_depth
         valid, queue = self._expected_notification(m)
         push = bus.w_valid & bus.w_ready & valid
-        taken = dut.notify_valid & dut.notify_ready
+        notify = dut.device.notify
+        taken = notify.valid & notify.ready
         device_reset = core.interrupts.reset
 
         # Held notifications; one written while none is held is on the stream at once.
@@ -406,7 +406,7 @@ class EndpointInvariantsProof(_EndpointProof):
             m.d.sync += owed.eq(0)
         with m.Else():
             m.d.sync += owed.eq(owed + push - taken)
-        m.d.comb += [Assert(dut.notify_valid == ((owed != 0) | push)), Assert(owed <= depth),
+        m.d.comb += [Assert(notify.valid == ((owed != 0) | push)), Assert(owed <= depth),
                      Assert(core.notify_queue.held == (owed != 0))]
 
         # The chosen notification: what was written, and how many are ahead of it.
@@ -419,9 +419,9 @@ class EndpointInvariantsProof(_EndpointProof):
             m.d.comb += Assert(ahead < owed)
             with m.If(ahead == 0):
                 m.d.comb += [
-                    Assert(dut.notify_valid), Assert(dut.notify_queue == expected_queue),
-                    Assert(dut.notify_data == expected_data),
-                    Assert(dut.notify_has_data == expected_has_data),
+                    Assert(notify.valid), Assert(notify.payload.queue == expected_queue),
+                    Assert(notify.payload.data == expected_data),
+                    Assert(notify.payload.has_data == expected_has_data),
                 ]
             with m.If(taken):
                 with m.If(ahead == 0):
@@ -432,15 +432,16 @@ class EndpointInvariantsProof(_EndpointProof):
             with m.If(owed == 0):
                 # Straight through: at the head of the stream in the cycle it is written.
                 m.d.comb += [
-                    Assert(dut.notify_valid), Assert(dut.notify_queue == queue),
-                    Assert(dut.notify_data == bus.w_data),
-                    Assert(dut.notify_has_data == dut.features[Feature.NOTIFICATION_DATA]),
+                    Assert(notify.valid), Assert(notify.payload.queue == queue),
+                    Assert(notify.payload.data == bus.w_data),
+                    Assert(notify.payload.has_data ==
+                           dut.device.features[Feature.NOTIFICATION_DATA]),
                 ]
             m.d.sync += [
                 # (Not tracked further if the device took it at once.)
                 tracked.eq(~((owed == 0) & taken)), ahead.eq(owed - taken),
                 expected_queue.eq(queue), expected_data.eq(bus.w_data),
-                expected_has_data.eq(dut.features[Feature.NOTIFICATION_DATA]),
+                expected_has_data.eq(dut.device.features[Feature.NOTIFICATION_DATA]),
             ]
         with m.If(device_reset):
             m.d.sync += tracked.eq(0)
@@ -473,15 +474,16 @@ class EndpointCover(_EndpointProof):
         dut = self.dut
         checker = AXI4LiteSubordinateChecker(self.params.addr_width, max_reads=2, max_writes=5,
                                              response_bound=None)
-        self._watch(m, checker, "s_axil")
+        self._watch(m, checker, dut.bus)
         if self.scenario == "driver-init":
-            m.d.comb += Cover(dut.driver_ok & dut.q_ready)
+            m.d.comb += Cover(dut.device.driver_ok & dut.device.queue.ready)
         elif self.scenario == "msi-round-trip":
-            m.d.comb += Cover(dut.m_axil_bvalid & dut.m_axil_bready & dut.msi_enabled)
+            m.d.comb += Cover(dut.msi.bvalid & dut.msi.bready & dut.msi_enabled)
         else:
             frontend = dut.frontend
-            m.d.comb += Cover(dut.notify_valid & ~dut.notify_ready & (frontend.aw_held != 0) &
-                              (frontend.w_held != 0) & dut.s_axil_rvalid & dut.s_axil_rready)
+            notify = dut.device.notify
+            m.d.comb += Cover(notify.valid & ~notify.ready & (frontend.aw_held != 0) &
+                              (frontend.w_held != 0) & dut.bus.rvalid & dut.bus.rready)
         return m
 
 
@@ -489,7 +491,8 @@ class EndpointCover(_EndpointProof):
 class Override:
     """A bug injected by meaning: method ``method`` of class ``cls`` (in ``module``) is
     replaced by ``make(original)``, e.g. a transport block's reset statements without one of
-    them. Unlike :class:`Mutation` it does not depend on the method's source text."""
+    them. It does not depend on the method's source text: renaming a local variable leaves it
+    working, and the RTL names each rule a bug can break in a small method of its own."""
 
     module: str
     cls: str
@@ -502,52 +505,6 @@ class Override:
         original = getattr(cls, self.method)
         setattr(cls, self.method, self.make(original))
         return cls
-
-
-@dataclass(frozen=True)
-class Mutation:
-    """A bug injected into one RTL class by rewriting its source, as a maintainer would by
-    hand: each ``(original, replacement)`` of ``edits`` must occur exactly once in the class's
-    source. :meth:`apply` puts the mutant in place of the class wherever the RTL package
-    refers to it (pass ``monkeypatch.setattr`` so a test undoes it)."""
-
-    module: str
-    cls: str
-    edits: tuple
-    doc: str
-
-    def mutant(self):
-        """(original class, mutant class). The whole module is compiled afresh from its
-        source with the class edited, so the mutant and the names it uses come from one
-        snapshot of the file."""
-        module = importlib.import_module(self.module)
-        original = getattr(module, self.cls)
-        lines = inspect.getsource(module).splitlines(keepends=True)
-        node = next((node for node in ast.parse("".join(lines)).body
-                     if isinstance(node, ast.ClassDef) and node.name == self.cls), None)
-        if node is None:
-            raise LookupError(f"Mutation: no class {self.cls} in {self.module}")
-        first = node.lineno - 1 - len(node.decorator_list)
-        source = "".join(lines[first:node.end_lineno])
-        for old, new in self.edits:
-            if source.count(old) != 1:
-                raise LookupError(f"Mutation of {self.module}.{self.cls}: {old!r} occurs "
-                                  f"{source.count(old)} times, not once (the RTL changed?)")
-            source = source.replace(old, new)
-        module_source = "".join([*lines[:first], source, *lines[node.end_lineno:]])
-        namespace = {"__name__": module.__name__, "__package__": module.__package__,
-                     "__file__": module.__file__}
-        exec(compile(module_source, f"<mutant of {self.module}.{self.cls}>", "exec"),
-             namespace)
-        return original, namespace[self.cls]
-
-    def apply(self, setattr):
-        original, mutant = self.mutant()
-        for name, module in list(sys.modules.items()):
-            if name.split(".")[0] == "virtio_mmio" and \
-                    getattr(module, self.cls, None) is original:
-                setattr(module, self.cls, mutant)
-        return mutant
 
 
 @dataclass

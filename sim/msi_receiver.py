@@ -45,7 +45,7 @@ class MsiReceiver:
 
     def process(self, dut):
         """The Amaranth process for ``dut``'s manager port."""
-        if hasattr(dut, "m_axil_awvalid"):
+        if hasattr(dut.msi, "awvalid"):
             return self._axi(dut)
         return self._wishbone(dut)
 
@@ -55,10 +55,10 @@ class MsiReceiver:
             start = None                      # cycle the current AWVALID rose
             async for _, _, awv, awr, awaddr, wv, wr, wdata, wstrb, bv, br, bresp in \
                     ctx.tick().sample(
-                        dut.m_axil_awvalid, dut.m_axil_awready, dut.m_axil_awaddr,
-                        dut.m_axil_wvalid, dut.m_axil_wready, dut.m_axil_wdata,
-                        dut.m_axil_wstrb, dut.m_axil_bvalid, dut.m_axil_bready,
-                        dut.m_axil_bresp):
+                        dut.msi.awvalid, dut.msi.awready, dut.msi.awaddr,
+                        dut.msi.wvalid, dut.msi.wready, dut.msi.wdata,
+                        dut.msi.wstrb, dut.msi.bvalid, dut.msi.bready,
+                        dut.msi.bresp):
                 if awv and start is None:
                     start = self.cycle
                 if awv and awr:
@@ -75,27 +75,27 @@ class MsiReceiver:
                     responses.pop(0)
                     self.errors_sent += bresp != 0
                 self.cycle += 1
-                ctx.set(dut.m_axil_awready, not self._stalled())
-                ctx.set(dut.m_axil_wready, not self._stalled())
+                ctx.set(dut.msi.awready, not self._stalled())
+                ctx.set(dut.msi.wready, not self._stalled())
                 if bv and not br:
                     continue                  # a response stays until it is taken
                 if responses and not self._stalled():
-                    ctx.set(dut.m_axil_bvalid, 1)
-                    ctx.set(dut.m_axil_bresp, responses[0])
+                    ctx.set(dut.msi.bvalid, 1)
+                    ctx.set(dut.msi.bresp, responses[0])
                 else:
-                    ctx.set(dut.m_axil_bvalid, 0)
+                    ctx.set(dut.msi.bvalid, 0)
         return process
 
     def _wishbone(self, dut):
-        pipelined = hasattr(dut, "m_wb_stall")
+        pipelined = hasattr(dut.msi, "stall")
 
         async def process(ctx):
             answers = []          # pipelined: err flag of each accepted request, in order
             start = None          # cycle the current request's stb rose
             async for _, _, cyc, stb, we, adr, dat, sel, ack, err, *stall in ctx.tick().sample(
-                    dut.m_wb_cyc, dut.m_wb_stb, dut.m_wb_we, dut.m_wb_adr, dut.m_wb_dat_w,
-                    dut.m_wb_sel, dut.m_wb_ack, dut.m_wb_err,
-                    *([dut.m_wb_stall] if pipelined else [])):
+                    dut.msi.cyc, dut.msi.stb, dut.msi.we, dut.msi.adr, dut.msi.dat_w,
+                    dut.msi.sel, dut.msi.ack, dut.msi.err,
+                    *([dut.msi.stall] if pipelined else [])):
                 answer = None
                 if cyc and stb and start is None and (pipelined or not (ack or err)):
                     start = self.cycle
@@ -107,15 +107,15 @@ class MsiReceiver:
                         answers.append(self.rng.random() < self.error)
                     if answers and not self._stalled():
                         answer = answers.pop(0)
-                    ctx.set(dut.m_wb_stall, self._stalled())
+                    ctx.set(dut.msi.stall, self._stalled())
                 elif cyc and stb and not (ack or err) and not self._stalled():
                     # Classic: in the cycle after an answer stb still shows that request.
                     assert we and sel == 0xF
                     self._take(adr << 2, dat, start)
                     start = None
                     answer = self.rng.random() < self.error
-                ctx.set(dut.m_wb_ack, answer is False)
-                ctx.set(dut.m_wb_err, answer is True)
+                ctx.set(dut.msi.ack, answer is False)
+                ctx.set(dut.msi.err, answer is True)
                 self.errors_sent += answer is True
                 self.cycle += 1
         return process

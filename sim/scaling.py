@@ -36,6 +36,7 @@ from amaranth.lib.wiring import In, Out
 
 from virtio_mmio.bus import AXI4LiteSignature
 from virtio_mmio.endpoint import VirtioMmioEndpoint
+from virtio_mmio.flatten import FlatPorts
 from virtio_mmio.params import EndpointParams
 from virtio_mmio.tools.toolchain import find_tool
 
@@ -232,7 +233,8 @@ def _design(name, params, queues):
     if params.queues != queues:
         # The other per-queue settings follow N: a uniform queue size.
         params = params.replace(queues=queues, queue_size=max(params.queue_sizes))
-    return VirtioMmioEndpoint(params)
+    # With the ports of the generated Verilog, in their order (the shift chains follow it).
+    return FlatPorts(VirtioMmioEndpoint(params))
 
 
 def _measure(work, device_key, design, params, queues, seeds):

@@ -128,15 +128,14 @@ class ToyTop(Elaboratable):
         self.block = block
         if bus == "axil":
             self.sub = AXI4LiteSubordinate(6, classifier)
-            port, prefix = self.sub.axi, "s_axil_"
+            port = self.sub.axi
             self.backend = AmaranthAxiLite
         else:
             self.sub = WishboneSubordinate(6, classifier, mode=bus)
-            port, prefix = self.sub.wb, "s_wb_"
+            port = self.sub.wb
             self.backend = AmaranthWishbone
-        # The flat names the register-access backends drive.
-        self.ports = SimpleNamespace(**{prefix + name: getattr(port, name)
-                                        for name in port.signature.members})
+        # The register-access backends drive an endpoint's ``bus`` interface.
+        self.ports = SimpleNamespace(bus=port)
 
     def run(self, body, pause):
         """Simulate ``body(backend)`` with one register access at a time on the port."""

@@ -30,10 +30,11 @@ async def pulse(ctx, signal, value=1):
 
 
 async def queue_state(ctx, dut, q):
-    ctx.set(dut.q_sel, q)
+    port = dut.device.queue
+    ctx.set(port.sel, q)
     await ctx.tick()
-    return dict(ready=ctx.get(dut.q_ready), num=ctx.get(dut.q_num), desc=ctx.get(dut.q_desc),
-                driver=ctx.get(dut.q_driver), device=ctx.get(dut.q_device))
+    return {name: ctx.get(getattr(port, name))
+            for name in ("ready", "num", "desc", "driver", "device")}
 
 
 async def readable_snapshot(bus, regmap, skip=("ConfigGeneration",)):
@@ -88,13 +89,13 @@ def test_driver_features_and_features_ok():
         await bus.write(off("DriverFeaturesSel"), 2)
         await bus.write(off("DriverFeatures"), 0xFFFF_FFFF)
         await drv.write_driver_features(offered)
-        assert ctx.get(dut.features) == 0        # not presented before FEATURES_OK
+        assert ctx.get(dut.device.features) == 0        # not presented before FEATURES_OK
         await drv.add_status(Status.FEATURES_OK)
         assert await drv.get_status() & Status.FEATURES_OK
-        assert ctx.get(dut.features) == offered
+        assert ctx.get(dut.device.features) == offered
         # Frozen once FEATURES_OK is set.
         await drv.write_driver_features(0)
-        assert ctx.get(dut.features) == offered
+        assert ctx.get(dut.device.features) == offered
     run(body, features=offered)
 
 
@@ -108,7 +109,7 @@ def test_features_ok_refused(accepted):
         await drv.write_driver_features(accepted)
         await bus.write(off("Status"), Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK)
         assert await drv.get_status() == Status.ACKNOWLEDGE | Status.DRIVER
-        assert ctx.get(dut.features) == 0
+        assert ctx.get(dut.device.features) == 0
     run(body, features=V1 | 1 << Feature.RING_EVENT_IDX)
 
 
@@ -127,7 +128,7 @@ def test_status_only_adds_bits():
         assert await drv.get_status() == 0x03
         await bus.write(off("Status"), 0x07)
         assert await drv.get_status() == 0x07
-        assert ctx.get(dut.driver_ok) == 1 and ctx.get(dut.status) == 0x07
+        assert ctx.get(dut.device.driver_ok) == 1 and ctx.get(dut.device.status) == 0x07
         await bus.write(off("Status"), 0x87)                         # FAILED can be added
         assert await drv.get_status() == 0x87
     run(body)
@@ -136,7 +137,7 @@ def test_status_only_adds_bits():
 def test_needs_reset_sets_bit_6_and_raises_config_interrupt():
     async def body(ctx, dut, bus, drv):
         await bus.write(off("Status"), 0x03)
-        await pulse(ctx, dut.needs_reset)
+        await pulse(ctx, dut.device.needs_reset)
         assert await drv.get_status() == 0x43
         assert ctx.get(dut.irq)
         assert await bus.read(off("InterruptStatus")) == 0b10
@@ -152,8 +153,8 @@ def test_device_reset_clears_everything_but_config_generation():
     async def body(ctx, dut, bus, drv):
         await drv.initialize(queues=[dict(index=q, size=8, desc=0x1000 + q, driver=0x2000 + q,
                                           device=0x3000 + q) for q in range(4)])
-        await pulse(ctx, dut.config_changed)
-        await pulse(ctx, dut.used_valid)
+        await pulse(ctx, dut.device.config_changed)
+        await pulse(ctx, dut.device.used_valid)
         await bus.write(off("QueueSel"), 2)
         await bus.write(off("SHMSel"), 7)
         await bus.write(off("DeviceFeaturesSel"), 1)
@@ -162,8 +163,8 @@ def test_device_reset_clears_everything_but_config_generation():
         assert ctx.get(dut.irq)
         await bus.write(off("Status"), 0)
         # The reset is complete before the next access.
-        assert ctx.get(dut.status) == 0 and ctx.get(dut.irq) == 0
-        assert ctx.get(dut.driver_ok) == 0 and ctx.get(dut.features) == 0
+        assert ctx.get(dut.device.status) == 0 and ctx.get(dut.irq) == 0
+        assert ctx.get(dut.device.driver_ok) == 0 and ctx.get(dut.device.features) == 0
         assert await bus.read(off("InterruptStatus")) == 0
         assert await bus.read(off("ConfigGeneration")) == 1
         assert await bus.read(off("DeviceFeatures")) == V1 & 0xFFFF_FFFF   # selector back at 0
@@ -182,14 +183,14 @@ def test_device_reset_pulse_is_one_cycle():
         seen = []
         await bus.write(off("Status"), 0)
         for _ in range(4):
-            seen.append(ctx.get(dut.device_reset))
+            seen.append(ctx.get(dut.device.device_reset))
             await ctx.tick()
         assert sum(seen) <= 1
 
     pulses = []
     def monitor(dut):
         async def process(ctx):
-            async for _, _, value in ctx.tick().sample(dut.device_reset):
+            async for _, _, value in ctx.tick().sample(dut.device.device_reset):
                 pulses.append(value)
         return process
     run(body, processes=[monitor])
@@ -322,9 +323,9 @@ def test_many_queues_setup_reset_and_device_port(queues):
 def test_interrupt_status_ack_and_irq():
     async def body(ctx, dut, bus, drv):
         assert not ctx.get(dut.irq)
-        await pulse(ctx, dut.used_valid)
+        await pulse(ctx, dut.device.used_valid)
         assert ctx.get(dut.irq) and await bus.read(off("InterruptStatus")) == 0b01
-        await pulse(ctx, dut.config_changed)
+        await pulse(ctx, dut.device.config_changed)
         assert await bus.read(off("InterruptStatus")) == 0b11
         await bus.write(off("InterruptACK"), 0b10, size=1)   # partial: ignored
         assert await bus.read(off("InterruptStatus")) == 0b11
@@ -333,8 +334,8 @@ def test_interrupt_status_ack_and_irq():
         assert await drv.interrupt() == 0b01
         assert not ctx.get(dut.irq)
         # Used events for queues >= N are ignored.
-        ctx.set(dut.used_queue, 4)
-        await pulse(ctx, dut.used_valid)
+        ctx.set(dut.device.used_queue, 4)
+        await pulse(ctx, dut.device.used_valid)
         assert not ctx.get(dut.irq)
     run(body)
 
@@ -352,7 +353,8 @@ def test_event_storm_during_acks_loses_nothing():
         core_bus = dut.core.bus
         async def process(ctx):
             async for _, _, irq, used, queue, config, wv, wr, wa, wd, ws in ctx.tick().sample(
-                    dut.irq, dut.used_valid, dut.used_queue, dut.config_changed,
+                    dut.irq, dut.device.used_valid, dut.device.used_queue,
+                    dut.device.config_changed,
                     core_bus.w_valid, core_bus.w_ready, core_bus.w_addr, core_bus.w_data,
                     core_bus.w_strb):
                 if irq != (model[0] != 0):
@@ -360,9 +362,9 @@ def test_event_storm_during_acks_loses_nothing():
                 ack = wd & 3 if wv and wr and wa == ack_word and ws == 0xF else 0
                 events = (used and queue < 4) | config << 1
                 model[0] = (model[0] & ~ack) | events
-                ctx.set(dut.used_valid, rng.random() < 0.3)
-                ctx.set(dut.used_queue, rng.randrange(6))
-                ctx.set(dut.config_changed, rng.random() < 0.1)
+                ctx.set(dut.device.used_valid, rng.random() < 0.3)
+                ctx.set(dut.device.used_queue, rng.randrange(6))
+                ctx.set(dut.device.config_changed, rng.random() < 0.1)
         return process
 
     async def body(ctx, dut, bus, drv):
@@ -378,9 +380,9 @@ def test_config_generation_counts_config_changes():
     async def body(ctx, dut, bus, drv):
         assert await bus.read(off("ConfigGeneration")) == 0
         for _ in range(3):
-            await pulse(ctx, dut.config_changed)
+            await pulse(ctx, dut.device.config_changed)
         assert await bus.read(off("ConfigGeneration")) == 3
-        await pulse(ctx, dut.needs_reset)           # not a config change
+        await pulse(ctx, dut.device.needs_reset)           # not a config change
         assert await bus.read(off("ConfigGeneration")) == 3
     run(body)
 
@@ -407,14 +409,15 @@ def config_device(store):
     """A device answering the config port from ``store`` (a bytearray), one cycle later."""
     def factory(dut):
         async def process(ctx):
+            cfg = dut.device.config
             async for _, _, re, we, addr, wdata, be in ctx.tick().sample(
-                    dut.cfg_re, dut.cfg_we, dut.cfg_addr, dut.cfg_wdata, dut.cfg_be):
+                    cfg.re, cfg.we, cfg.addr, cfg.wdata, cfg.be):
                 assert not (re and we)
                 if we:
                     for lane in range(4):
                         if be >> lane & 1:
                             store[addr + lane] = wdata >> 8 * lane & 0xFF
-                ctx.set(dut.cfg_rdata, int.from_bytes(store[addr:addr + 4], "little")
+                ctx.set(dut.device.config.rdata, int.from_bytes(store[addr:addr + 4], "little")
                         if re else 0xBAD0BAD0)
         return process
     return factory
@@ -447,13 +450,14 @@ def test_config_generation_retry_loop_sees_a_concurrent_change():
         async def process(ctx):
             # Change the field between the two word reads of the first attempt.
             count = 0
-            async for _, _, re, addr in ctx.tick().sample(dut.cfg_re, dut.cfg_addr):
-                ctx.set(dut.config_changed, 0)
+            async for _, _, re, addr in ctx.tick().sample(dut.device.config.re,
+                                                          dut.device.config.addr):
+                ctx.set(dut.device.config_changed, 0)
                 if re and addr == 0:
                     count += 1
                     if count == 1:
                         store[0:8] = bytes([0x55] * 8)
-                        ctx.set(dut.config_changed, 1)
+                        ctx.set(dut.device.config_changed, 1)
         return process
 
     async def body(ctx, dut, bus, drv):

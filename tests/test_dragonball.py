@@ -31,7 +31,7 @@ def vector_of(address):
     return (address - MSI_BASE) // 64
 
 
-#: N = 4 keeps the vector state in flip-flops, N = 40 in block RAM (``msi_block``).
+#: N = 4 keeps the vector state in flip-flops, N = 40 in block RAM (``vector_state``).
 BOTH = pytest.mark.parametrize("queues", [4, 40], ids=["flip-flops", "block-ram"])
 BUSES = pytest.mark.parametrize("bus,mode", [("axil", "classic"), ("wishbone", "pipelined")])
 
@@ -72,9 +72,9 @@ def test_identification_and_doorbells(bus, mode):
 
     def recorder(dut):
         async def process(ctx):
-            ctx.set(dut.notify_ready, 1)
-            async for _, _, valid, queue in ctx.tick().sample(dut.notify_valid,
-                                                               dut.notify_queue):
+            ctx.set(dut.device.notify.ready, 1)
+            async for _, _, valid, queue in ctx.tick().sample(dut.device.notify.valid,
+                                                               dut.device.notify.payload.queue):
                 if valid:
                     seen.append(queue)
         return process
@@ -93,7 +93,7 @@ def test_identification_and_doorbells(bus, mode):
         await b.write(MAP.offset("QueueNotify"), 1)
         await settle(ctx, 4)
         assert drv.doorbell(3) == 0x100C
-        assert ctx.get(dut.notify_dropped) == 0
+        assert ctx.get(dut.device.notify_dropped) == 0
     run(body, processes=[recorder], bus=bus, wishbone_mode=mode, vendor_id=0x1234_56F4)
     assert seen == [2, 0, 3, 1]
 
@@ -242,7 +242,7 @@ def test_mask_storm_scoreboard(bus, mode, n):
     def storm(dut):
         async def process(ctx):
             async for _, _, used, queue, config in ctx.tick().sample(
-                    dut.used_valid, dut.used_queue, dut.config_changed):
+                    dut.device.used_valid, dut.device.used_queue, dut.device.config_changed):
                 vectors = set()
                 if used and queue < n:
                     vectors.add(queue + 1)

@@ -24,11 +24,12 @@ def test_driver_bring_up_on_every_bus(bus, mode, pause):
     async def body(ctx, dut, bus_, drv):
         await drv.initialize(queues=[dict(index=q, size=8, desc=0x100 * q, driver=0x200 * q,
                                           device=0x300 * q) for q in range(3)])
-        assert ctx.get(dut.driver_ok)
+        assert ctx.get(dut.device.driver_ok)
         for q in range(3):
-            ctx.set(dut.q_sel, q)
+            ctx.set(dut.device.queue.sel, q)
             await ctx.tick()
-            assert (ctx.get(dut.q_ready), ctx.get(dut.q_num), ctx.get(dut.q_desc)) == \
+            port = dut.device.queue
+            assert (ctx.get(port.ready), ctx.get(port.num), ctx.get(port.desc)) == \
                 (1, 8, 0x100 * q)
         assert await drv.read_config(0, 4) == 0      # no device model: cfg_rdata is 0
     simulate(EndpointParams(bus=bus, wishbone_mode=mode, queues=3),
@@ -92,26 +93,26 @@ def test_axi_concurrent_random_traffic_scoreboard():
         async def process(ctx):
             for item in items:
                 while rng.random() < 0.4:
-                    ctx.set(getattr(dut, f"s_axil_{name}valid"), 0)
+                    ctx.set(getattr(dut.bus, f"{name}valid"), 0)
                     await ctx.tick()
                 for field, value in zip(fields, item):
-                    ctx.set(getattr(dut, f"s_axil_{field}"), value)
-                ctx.set(getattr(dut, f"s_axil_{name}valid"), 1)
-                await ctx.tick().until(getattr(dut, f"s_axil_{name}ready"))
-            ctx.set(getattr(dut, f"s_axil_{name}valid"), 0)
+                    ctx.set(getattr(dut.bus, field), value)
+                ctx.set(getattr(dut.bus, f"{name}valid"), 1)
+                await ctx.tick().until(getattr(dut.bus, f"{name}ready"))
+            ctx.set(getattr(dut.bus, f"{name}valid"), 0)
             done[name] = True
         return process
 
     async def responses(ctx):
         while len(got_reads) < len(reads) or b_count[0] < len(writes) or \
                 len(got_notify) < len(notifications):
-            ctx.set(dut.s_axil_rready, rng.random() < 0.5)
-            ctx.set(dut.s_axil_bready, rng.random() < 0.5)
-            ctx.set(dut.notify_ready, rng.random() < 0.3)
+            ctx.set(dut.bus.rready, rng.random() < 0.5)
+            ctx.set(dut.bus.bready, rng.random() < 0.5)
+            ctx.set(dut.device.notify.ready, rng.random() < 0.3)
             _, _, rv, rr, rdata, bv, br, bresp, rresp, nv, nr, nq = await ctx.tick().sample(
-                dut.s_axil_rvalid, dut.s_axil_rready, dut.s_axil_rdata, dut.s_axil_bvalid,
-                dut.s_axil_bready, dut.s_axil_bresp, dut.s_axil_rresp, dut.notify_valid,
-                dut.notify_ready, dut.notify_queue)
+                dut.bus.rvalid, dut.bus.rready, dut.bus.rdata, dut.bus.bvalid,
+                dut.bus.bready, dut.bus.bresp, dut.bus.rresp, dut.device.notify.valid,
+                dut.device.notify.ready, dut.device.notify.payload.queue)
             if rv and rr:
                 assert rresp == 0
                 got_reads.append(rdata)
@@ -143,18 +144,18 @@ def test_axi_read_waits_for_r_back_pressure_without_loss():
 
     async def testbench(ctx):
         accepted = 0
-        ctx.set(dut.s_axil_arvalid, 1)
+        ctx.set(dut.bus.arvalid, 1)
         for cycle in range(30):
-            ctx.set(dut.s_axil_araddr, order[min(accepted, len(order) - 1)])
-            _, _, arr = await ctx.tick().sample(dut.s_axil_arready)
+            ctx.set(dut.bus.araddr, order[min(accepted, len(order) - 1)])
+            _, _, arr = await ctx.tick().sample(dut.bus.arready)
             if arr:
                 accepted += 1
         assert accepted == 2          # both held in R's two-entry buffer
-        ctx.set(dut.s_axil_arvalid, 0)
-        ctx.set(dut.s_axil_rready, 1)
+        ctx.set(dut.bus.arvalid, 0)
+        ctx.set(dut.bus.rready, 1)
         values = []
         for cycle in range(6):
-            _, _, rv, rdata = await ctx.tick().sample(dut.s_axil_rvalid, dut.s_axil_rdata)
+            _, _, rv, rdata = await ctx.tick().sample(dut.bus.rvalid, dut.bus.rdata)
             if rv:
                 values.append(rdata)
         assert values == [MAGIC_VALUE, 3]
@@ -171,22 +172,22 @@ def test_wishbone_pipelined_back_to_back():
     order = [SEED.offset(n) >> 2 for n in ("MagicValue", "DeviceID", "Version")] * 4
 
     async def testbench(ctx):
-        ctx.set(dut.s_wb_cyc, 1)
-        ctx.set(dut.s_wb_stb, 1)
-        ctx.set(dut.s_wb_sel, 0xF)
+        ctx.set(dut.bus.cyc, 1)
+        ctx.set(dut.bus.stb, 1)
+        ctx.set(dut.bus.sel, 0xF)
         values = []
         for index in range(len(order) + 1):
             if index < len(order):
-                ctx.set(dut.s_wb_adr, order[index])
+                ctx.set(dut.bus.adr, order[index])
             else:
-                ctx.set(dut.s_wb_stb, 0)
+                ctx.set(dut.bus.stb, 0)
             _, _, stall, ack, data = await ctx.tick().sample(
-                dut.s_wb_stall, dut.s_wb_ack, dut.s_wb_dat_r)
+                dut.bus.stall, dut.bus.ack, dut.bus.dat_r)
             assert not stall
             if ack:
                 values.append(data)
         assert values == [MAGIC_VALUE, 9, 3] * 4
-        assert not ctx.get(dut.s_wb_err)
+        assert not ctx.get(dut.bus.err)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

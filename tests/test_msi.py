@@ -26,7 +26,7 @@ def vector_of(address):
     return (address - MSI_BASE) // 64
 
 
-#: N = 4 keeps the vector state in flip-flops, N = 40 in block RAM (``msi_block``).
+#: N = 4 keeps the vector state in flip-flops, N = 40 in block RAM (``vector_state``).
 BOTH = pytest.mark.parametrize("queues", [4, 40], ids=["flip-flops", "block-ram"])
 
 
@@ -87,16 +87,16 @@ def test_event_to_awvalid_within_two_clocks(queues):
     async def body(ctx, dut, b, drv):
         await drv.setup_msi({v: target(v) for v in range(5)})
         await settle(ctx, 3)
-        ctx.set(dut.used_queue, 1)
-        ctx.set(dut.used_valid, 1)
+        ctx.set(dut.device.used_queue, 1)
+        ctx.set(dut.device.used_valid, 1)
         await ctx.tick()                                  # the event's cycle ends
-        ctx.set(dut.used_valid, 0)
-        assert not ctx.get(dut.m_axil_awvalid)
+        ctx.set(dut.device.used_valid, 0)
+        assert not ctx.get(dut.msi.awvalid)
         await ctx.tick()
-        assert ctx.get(dut.m_axil_awvalid) and ctx.get(dut.m_axil_wvalid)
-        assert ctx.get(dut.m_axil_awaddr) == target(2)[0]
-        assert ctx.get(dut.m_axil_wdata) == target(2)[1]
-        assert ctx.get(dut.m_axil_wstrb) == 0xF
+        assert ctx.get(dut.msi.awvalid) and ctx.get(dut.msi.wvalid)
+        assert ctx.get(dut.msi.awaddr) == target(2)[0]
+        assert ctx.get(dut.msi.wdata) == target(2)[1]
+        assert ctx.get(dut.msi.wstrb) == 0xF
     run(body, queues=queues)
 
 
@@ -144,14 +144,14 @@ def test_no_vector_starves(n):
     def storm(dut):
         async def process(ctx):
             async for _ in ctx.tick():
-                ctx.set(dut.used_valid, 1)
-                ctx.set(dut.used_queue, 0)
+                ctx.set(dut.device.used_valid, 1)
+                ctx.set(dut.device.used_queue, 0)
         return process
     async def body(ctx, dut, b, drv):
         await drv.setup_msi({v: target(v) for v in range(n + 1)})
-        ctx.set(dut.config_changed, 1)                     # vector 0 once
+        ctx.set(dut.device.config_changed, 1)                     # vector 0 once
         await ctx.tick()
-        ctx.set(dut.config_changed, 0)
+        ctx.set(dut.device.config_changed, 0)
         await event(ctx, dut, n)
         await settle(ctx, 200)
     receiver = run(body, receiver, processes=[storm], queues=n)
@@ -354,8 +354,8 @@ def test_event_storm_scoreboard(bus, mode, profile, n):
     def storm(dut):
         async def process(ctx):
             async for _, _, used, queue, config, enabled, irq in ctx.tick().sample(
-                    dut.used_valid, dut.used_queue, dut.config_changed, dut.msi_enabled,
-                    dut.irq):
+                    dut.device.used_valid, dut.device.used_queue, dut.device.config_changed,
+                    dut.msi_enabled, dut.irq):
                 vectors = set()
                 if used and queue < n:
                     vectors.add(queue + 1)

@@ -29,12 +29,13 @@ LAYOUTS = [
 def sink(received, ready=lambda: True):
     def factory(dut):
         async def process(ctx):
+            notify = dut.device.notify
             async for _, _, valid, rdy, queue, data, has_data in ctx.tick().sample(
-                    dut.notify_valid, dut.notify_ready, dut.notify_queue, dut.notify_data,
-                    dut.notify_has_data):
+                    notify.valid, notify.ready, notify.payload.queue, notify.payload.data,
+                    notify.payload.has_data):
                 if valid and rdy:
                     received.append((queue, data, has_data))
-                ctx.set(dut.notify_ready, ready())
+                ctx.set(dut.device.notify.ready, ready())
         return process
     return factory
 
@@ -96,7 +97,7 @@ def test_layout(name, kwargs):
         for offset in bells:
             assert await bus.read(offset) == 0        # doorbells read 0
         await ctx.tick().repeat(4)
-        assert ctx.get(dut.notify_dropped) == dropped
+        assert ctx.get(dut.device.notify_dropped) == dropped
 
     simulate(params, body, processes=[sink(received)])
     assert received == expected
@@ -124,7 +125,7 @@ def test_back_pressure_scoreboard(depth):
             q = rng.randrange(6)
             await drv.notify(q)
             sent.append(q)
-            if ctx.get(dut.notify_valid) and not ctx.get(dut.notify_ready):
+            if ctx.get(dut.device.notify.valid) and not ctx.get(dut.device.notify.ready):
                 assert await bus.read(SEED.offset("MagicValue")) == MAGIC_VALUE
                 reads_while_blocked += 1
         while len(received) < len(sent):
@@ -143,24 +144,24 @@ def test_notify_back_pressure_keeps_reads_going():
     hold = [True]
     async def body(ctx, dut, bus, drv):
         await drv.notify(1)                     # taken into the stream register
-        ctx.set(dut.s_axil_awaddr, SEED.offset("QueueNotify"))
-        ctx.set(dut.s_axil_awvalid, 1)
-        ctx.set(dut.s_axil_wdata, 2)
-        ctx.set(dut.s_axil_wstrb, 0xF)
-        ctx.set(dut.s_axil_wvalid, 1)
+        ctx.set(dut.bus.awaddr, SEED.offset("QueueNotify"))
+        ctx.set(dut.bus.awvalid, 1)
+        ctx.set(dut.bus.wdata, 2)
+        ctx.set(dut.bus.wstrb, 0xF)
+        ctx.set(dut.bus.wvalid, 1)
         await ctx.tick()                        # AW and W taken into the front-end's buffers
-        ctx.set(dut.s_axil_awvalid, 0)
-        ctx.set(dut.s_axil_wvalid, 0)
+        ctx.set(dut.bus.awvalid, 0)
+        ctx.set(dut.bus.wvalid, 0)
         await ctx.tick().repeat(20)
-        assert not ctx.get(dut.s_axil_bvalid)   # the second notify is still waiting
+        assert not ctx.get(dut.bus.bvalid)   # the second notify is still waiting
         assert await bus.read(SEED.offset("MagicValue")) == MAGIC_VALUE
         assert await bus.read(SEED.offset("Status")) == 0
         assert received == []
         hold[0] = False
-        await ctx.tick().until(dut.s_axil_bvalid)
-        ctx.set(dut.s_axil_bready, 1)
+        await ctx.tick().until(dut.bus.bvalid)
+        ctx.set(dut.bus.bready, 1)
         await ctx.tick()
-        ctx.set(dut.s_axil_bready, 0)
+        ctx.set(dut.bus.bready, 0)
         await ctx.tick().repeat(3)
     simulate(EndpointParams(queues=4), body, processes=[sink(received, lambda: not hold[0])])
     assert received == [(1, 1, 0), (2, 2, 0)]
@@ -182,7 +183,7 @@ def test_notification_data():
         await bus.write(SEED.offset("QueueNotify"), 1 << 16 | 3)   # whole word >= N: dropped
         await drv.notify(1)
         await ctx.tick().repeat(3)
-        assert ctx.get(dut.notify_dropped) == 2
+        assert ctx.get(dut.device.notify_dropped) == 2
 
     simulate(params, body, processes=[sink(received)])
     assert received == [(2, 1 << 31 | 0x0123 << 16 | 2, 1), (3, 1 << 16 | 3, 1), (1, 1, 0)]
@@ -198,9 +199,9 @@ def test_device_reset_discards_notifications_not_taken(depth):
         await drv.probe()
         for q in range(depth):
             await drv.notify(q)
-        assert ctx.get(dut.notify_valid)
+        assert ctx.get(dut.device.notify.valid)
         await drv.reset()
-        assert not ctx.get(dut.notify_valid)
+        assert not ctx.get(dut.device.notify.valid)
         hold[0] = False
         await drv.notify(3)
         await ctx.tick().repeat(3)
@@ -214,15 +215,15 @@ def test_notify_latency_is_one_clock():
     notify_valid: one clock."""
     params = EndpointParams(queues=2)
     async def body(ctx, dut, bus, drv):
-        ctx.set(dut.s_axil_awaddr, params.notify_base + 4)
-        ctx.set(dut.s_axil_wdata, 1)
-        ctx.set(dut.s_axil_wstrb, 0xF)
-        ctx.set(dut.s_axil_awvalid, 1)
-        ctx.set(dut.s_axil_wvalid, 1)
+        ctx.set(dut.bus.awaddr, params.notify_base + 4)
+        ctx.set(dut.bus.wdata, 1)
+        ctx.set(dut.bus.wstrb, 0xF)
+        ctx.set(dut.bus.awvalid, 1)
+        ctx.set(dut.bus.wvalid, 1)
         await ctx.tick()
-        ctx.set(dut.s_axil_awvalid, 0)
-        ctx.set(dut.s_axil_wvalid, 0)
-        assert ctx.get(dut.notify_valid) and ctx.get(dut.notify_queue) == 1
+        ctx.set(dut.bus.awvalid, 0)
+        ctx.set(dut.bus.wvalid, 0)
+        assert ctx.get(dut.device.notify.valid) and ctx.get(dut.device.notify.payload.queue) == 1
     simulate(params, body)
 
 

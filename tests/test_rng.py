@@ -190,23 +190,23 @@ class AxiLiteMemoryModel:
         read_answer = write_answer = None
         write_address = write_data = None
         while True:
-            ctx.set(d.m_dma_axil_arready, read_answer is None and not self._pause())
-            ctx.set(d.m_dma_axil_awready, write_address is None and not self._pause())
-            ctx.set(d.m_dma_axil_wready, write_data is None and not self._pause())
+            ctx.set(d.dma.arready, read_answer is None and not self._pause())
+            ctx.set(d.dma.awready, write_address is None and not self._pause())
+            ctx.set(d.dma.wready, write_data is None and not self._pause())
             r_out = read_answer is not None and not self._pause()
             b_out = write_answer is not None and not self._pause()
-            ctx.set(d.m_dma_axil_rvalid, r_out)
-            ctx.set(d.m_dma_axil_bvalid, b_out)
+            ctx.set(d.dma.rvalid, r_out)
+            ctx.set(d.dma.bvalid, b_out)
             if r_out:
-                ctx.set(d.m_dma_axil_rdata, read_answer[0])
-                ctx.set(d.m_dma_axil_rresp, read_answer[1])
+                ctx.set(d.dma.rdata, read_answer[0])
+                ctx.set(d.dma.rresp, read_answer[1])
             if b_out:
-                ctx.set(d.m_dma_axil_bresp, write_answer)
+                ctx.set(d.dma.bresp, write_answer)
             _, _, arv, arr, ara, awv, awr, awa, wv, wr, wd, ws, rr, br = await ctx.tick().sample(
-                d.m_dma_axil_arvalid, d.m_dma_axil_arready, d.m_dma_axil_araddr,
-                d.m_dma_axil_awvalid, d.m_dma_axil_awready, d.m_dma_axil_awaddr,
-                d.m_dma_axil_wvalid, d.m_dma_axil_wready, d.m_dma_axil_wdata,
-                d.m_dma_axil_wstrb, d.m_dma_axil_rready, d.m_dma_axil_bready)
+                d.dma.arvalid, d.dma.arready, d.dma.araddr,
+                d.dma.awvalid, d.dma.awready, d.dma.awaddr,
+                d.dma.wvalid, d.dma.wready, d.dma.wdata,
+                d.dma.wstrb, d.dma.rready, d.dma.bready)
             if r_out and rr:
                 read_answer = None
             if b_out and br:
@@ -248,7 +248,7 @@ class WishboneMemoryModel:
     def __init__(self, dut, memory, *, stall=0.0, seed=0):
         self.dut, self.memory, self.stall = dut, memory, stall
         self.rng = random.Random(seed)
-        self.pipelined = hasattr(dut, "m_dma_wb_stall")
+        self.pipelined = hasattr(dut.dma, "stall")
         self.writes = []
         self.read_hooks = []
 
@@ -260,14 +260,14 @@ class WishboneMemoryModel:
         while True:
             stall = bool(self.stall and self.rng.random() < self.stall)
             if self.pipelined:
-                ctx.set(d.m_dma_wb_stall, stall or taken)
+                ctx.set(d.dma.stall, stall or taken)
             out = answer is not None and wait == 0
-            ctx.set(d.m_dma_wb_ack, out and answer[1] == 0)
-            ctx.set(d.m_dma_wb_err, out and answer[1] != 0)
-            ctx.set(d.m_dma_wb_dat_r, answer[0] if out else 0)
+            ctx.set(d.dma.ack, out and answer[1] == 0)
+            ctx.set(d.dma.err, out and answer[1] != 0)
+            ctx.set(d.dma.dat_r, answer[0] if out else 0)
             _, _, cyc, stb, we, adr, dat, sel = await ctx.tick().sample(
-                d.m_dma_wb_cyc, d.m_dma_wb_stb, d.m_dma_wb_we, d.m_dma_wb_adr, d.m_dma_wb_dat_w,
-                d.m_dma_wb_sel)
+                d.dma.cyc, d.dma.stb, d.dma.we, d.dma.adr, d.dma.dat_w,
+                d.dma.sel)
             if out:
                 answer, taken = None, False
                 continue

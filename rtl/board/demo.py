@@ -5,19 +5,19 @@ Two variants share one address map (bridge byte addresses, regions of 64 KiB):
 ::
 
     device="demo" (default)
-    host PC ==UART==> UartBridge --Wishbone classic--> 0x0000_0000  VirtioMmioEndpoint (s_wb)
+    host PC ==UART==> UartBridge --Wishbone classic--> 0x0000_0000  VirtioMmioEndpoint (bus)
                                                        0x0001_0000  MsiSink mailbox (read, clear)
                                                        0x0002_0000  DemoDevice control
-    VirtioMmioEndpoint m_wb (MSI) ------------------>  MsiSink (accepts the MSI window)
+    VirtioMmioEndpoint msi ------------------------->  MsiSink (accepts the MSI window)
     VirtioMmioEndpoint device side <----------------->  DemoDevice (answers notifications)
 
     device="rng"
-    host PC ==UART==> UartBridge --Wishbone classic--> 0x0000_0000  VirtioRngEndpoint (s_wb)
+    host PC ==UART==> UartBridge --Wishbone classic--> 0x0000_0000  VirtioRngEndpoint (bus)
                                                        0x0001_0000  MsiSink mailbox (read, clear)
                                                        0x0002_0000  RngControl
                                                        0x0003_0000  GuestRam, host port (4 KiB)
-    VirtioRngEndpoint m_wb (MSI) ------------------->  MsiSink (accepts the MSI window)
-    VirtioRngEndpoint m_dma_wb (rng DMA) ----------->  GuestRam, guest-physical
+    VirtioRngEndpoint msi -------------------------->  MsiSink (accepts the MSI window)
+    VirtioRngEndpoint dma (rng DMA) ---------------->  GuestRam, guest-physical
                                                        0x8000_0000 + 4 KiB; elsewhere err
 
 In both, bridge addresses outside the regions answer ``err`` (the bridge NAKs with
@@ -552,12 +552,12 @@ class DemoSoC(wiring.Component):
         m.submodules.sink = sink = MsiSink(self._n_leds - 2)
         m.d.comb += [bridge.rx.eq(self.rx), self.tx.eq(bridge.tx)]
 
-        targets = [(0, {name: getattr(endpoint, f"s_wb_{name}") for name in
-                        ("adr", "dat_w", "sel", "cyc", "stb", "we", "ack", "err", "dat_r")}),
+        targets = [(0, self._flat(endpoint.bus)),
                    (MAILBOX_BASE >> REGION_SHIFT, self._flat(sink.host))]
         if self._device == "demo":
             m.submodules.endpoint = endpoint
-            m.submodules.device = device = DemoDevice(len(endpoint.cfg_addr))
+            m.submodules.device = device = DemoDevice(len(endpoint.device.config.addr))
+            state = endpoint.device
             targets.append((CONTROL_BASE >> REGION_SHIFT, self._flat(device.control)))
             self._wire_demo_device(m, endpoint, device)
             activity = device.notify_seen
@@ -572,11 +572,11 @@ class DemoSoC(wiring.Component):
             targets += [(CONTROL_BASE >> REGION_SHIFT, self._flat(control.control)),
                         (RAM_BASE >> REGION_SHIFT, self._flat(ram.host))]
             m.d.comb += [
-                ram.dma.adr.eq(endpoint.m_dma_wb_adr), ram.dma.dat_w.eq(endpoint.m_dma_wb_dat_w),
-                ram.dma.sel.eq(endpoint.m_dma_wb_sel), ram.dma.cyc.eq(endpoint.m_dma_wb_cyc),
-                ram.dma.stb.eq(endpoint.m_dma_wb_stb), ram.dma.we.eq(endpoint.m_dma_wb_we),
-                endpoint.m_dma_wb_ack.eq(ram.dma.ack), endpoint.m_dma_wb_err.eq(ram.dma.err),
-                endpoint.m_dma_wb_dat_r.eq(ram.dma.dat_r),
+                ram.dma.adr.eq(endpoint.dma.adr), ram.dma.dat_w.eq(endpoint.dma.dat_w),
+                ram.dma.sel.eq(endpoint.dma.sel), ram.dma.cyc.eq(endpoint.dma.cyc),
+                ram.dma.stb.eq(endpoint.dma.stb), ram.dma.we.eq(endpoint.dma.we),
+                endpoint.dma.ack.eq(ram.dma.ack), endpoint.dma.err.eq(ram.dma.err),
+                endpoint.dma.dat_r.eq(ram.dma.dat_r),
                 ram.clear.eq(control.restart),
                 control.buffers.eq(endpoint.rng_buffers),
                 control.flags_in.eq(Cat(endpoint.irq, endpoint.driver_ok, endpoint.msi_enabled,
@@ -586,19 +586,15 @@ class DemoSoC(wiring.Component):
             activity = endpoint.rng_busy
             counter = endpoint.rng_buffers
             device_flags = Cat(endpoint.rng_busy, endpoint.rng_broken)
+            state = endpoint        # the rng endpoint brings status and driver_ok out
 
         self._decode(m, bridge.bus, targets)
 
         # MSI manager -> sink.
-        m.d.comb += [
-            sink.msi.adr.eq(endpoint.m_wb_adr), sink.msi.dat_w.eq(endpoint.m_wb_dat_w),
-            sink.msi.sel.eq(endpoint.m_wb_sel), sink.msi.cyc.eq(endpoint.m_wb_cyc),
-            sink.msi.stb.eq(endpoint.m_wb_stb), sink.msi.we.eq(endpoint.m_wb_we),
-            endpoint.m_wb_ack.eq(sink.msi.ack), endpoint.m_wb_err.eq(sink.msi.err),
-        ]
-        m.d.comb += bridge.status.eq(Cat(endpoint.irq, endpoint.driver_ok, endpoint.msi_enabled,
+        wiring.connect(m, endpoint.msi, sink.msi)
+        m.d.comb += bridge.status.eq(Cat(endpoint.irq, state.driver_ok, endpoint.msi_enabled,
                                          endpoint.msi_error, device_flags, Const(0, 2),
-                                         counter[:8], sink.count[:8], endpoint.status))
+                                         counter[:8], sink.count[:8], state.status))
 
         # LEDs: irq, a stretched activity blink, then the MSI vectors.
         blink = Signal(range(self._pulse_cycles + 1))
@@ -640,18 +636,19 @@ class DemoSoC(wiring.Component):
 
     @staticmethod
     def _wire_demo_device(m, endpoint, device):
+        ports = endpoint.device
         m.d.comb += [
-            device.notify_valid.eq(endpoint.notify_valid),
-            device.notify_queue.eq(endpoint.notify_queue),
-            endpoint.notify_ready.eq(device.notify_ready),
-            endpoint.used_valid.eq(device.used_valid),
-            endpoint.used_queue.eq(device.used_queue),
-            endpoint.config_changed.eq(device.config_changed),
-            endpoint.needs_reset.eq(0),
-            endpoint.q_sel.eq(0),
-            device.cfg_addr.eq(endpoint.cfg_addr), device.cfg_re.eq(endpoint.cfg_re),
-            device.cfg_we.eq(endpoint.cfg_we), device.cfg_wdata.eq(endpoint.cfg_wdata),
-            device.cfg_be.eq(endpoint.cfg_be), endpoint.cfg_rdata.eq(device.cfg_rdata),
-            device.flags_in.eq(Cat(endpoint.irq, endpoint.driver_ok, endpoint.msi_enabled,
+            device.notify_valid.eq(ports.notify.valid),
+            device.notify_queue.eq(ports.notify.payload.queue),
+            ports.notify.ready.eq(device.notify_ready),
+            ports.used_valid.eq(device.used_valid),
+            ports.used_queue.eq(device.used_queue),
+            ports.config_changed.eq(device.config_changed),
+            ports.needs_reset.eq(0),
+            ports.queue.sel.eq(0),
+            device.cfg_addr.eq(ports.config.addr), device.cfg_re.eq(ports.config.re),
+            device.cfg_we.eq(ports.config.we), device.cfg_wdata.eq(ports.config.wdata),
+            device.cfg_be.eq(ports.config.be), ports.config.rdata.eq(device.cfg_rdata),
+            device.flags_in.eq(Cat(endpoint.irq, ports.driver_ok, endpoint.msi_enabled,
                                    endpoint.msi_error)),
         ]

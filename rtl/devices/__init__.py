@@ -3,9 +3,9 @@
 ``virtio-mmio generate --device``, the board demo (``build``/``host --device``), the Linux
 co-simulation's RTL device and the tests all read it: its name, the parameter defaults it
 brings, the check of parameters it cannot take, and the component that puts it behind the
-endpoint with flat ports. Adding an example device is one entry here (plus, for the boards,
-its demo SoC variant in :mod:`virtio_mmio.board.demo` and its host session in
-:mod:`virtio_mmio_sim.host`).
+endpoint (generation flattens its interfaces by its ``port_prefixes``). Adding an example
+device is one entry here (plus, for the boards, its demo SoC variant in
+:mod:`virtio_mmio.board.demo` and its host session in :mod:`virtio_mmio_sim.host`).
 """
 
 from dataclasses import dataclass

@@ -9,8 +9,9 @@
   :class:`~virtio_mmio.bus.WishboneDmaManager`, one access at a time, behind the small
   request/response interface :class:`~virtio_mmio.bus.DmaAccessSignature`.
 * :class:`VirtioRngEndpoint`: :class:`~virtio_mmio.endpoint.VirtioMmioEndpoint` and the device
-  wired together, with flat ports (``m_dma_axil_*`` or ``m_dma_wb_*``), as
-  ``virtio-mmio generate --device rng`` emits it.
+  wired together, with interfaces ``bus``, ``msi`` and ``dma`` that generation flattens to
+  ``s_*``, ``m_*`` and ``m_dma_axil_*``/``m_dma_wb_*``, as ``virtio-mmio generate --device rng``
+  emits it.
 * :func:`rng_params`, :func:`check_rng_params`: endpoint parameters that suit the device.
 """
 
@@ -22,7 +23,8 @@ from amaranth.lib.wiring import In, Out
 
 from ..bus import (AXI4LiteDmaManager, AXI4LiteSignature, WishboneDmaManager, WishboneSignature,
                   WISHBONE_MODES)
-from ..endpoint import VirtioMmioEndpoint, port_members
+from ..endpoint import DeviceSignature, VirtioMmioEndpoint
+from ..flatten import FlatPorts
 from ..params import EndpointParams
 from ..regmap import Feature
 
@@ -543,29 +545,13 @@ class VirtioRngDevice(wiring.Component):
 
 
 
-#: Endpoint ports (SPEC §9) that the rng endpoint wires to its device and does not bring out.
-_INTERNAL_PORTS = ("used_valid", "used_queue", "needs_reset", "notify_valid", "notify_ready",
-                   "notify_queue", "notify_data", "notify_has_data")
-_INTERNAL_PREFIXES = ("q_", "cfg_")
-
-
-def _dma_prefix(params):
-    return "m_dma_axil" if params.bus == "axil" else "m_dma_wb"
-
-
 def rng_port_members(params):
-    """The ports of :class:`VirtioRngEndpoint` for ``params``, as signature members."""
-    members = {name: member for name, member in port_members(params).items()
-               if name not in _INTERNAL_PORTS and not name.startswith(_INTERNAL_PREFIXES)}
-    if params.bus == "axil":
-        dma = AXI4LiteSignature(64)
-    else:
-        dma = WishboneSignature(62, mode=params.wishbone_mode)
-    members.update({f"{_dma_prefix(params)}_{name}": member
-                    for name, member in dma.members.items()})
-    members.update({"rng_busy": Out(1), "rng_broken": Out(1), "rng_buffers": Out(32),
-                    "rng_used_event": Out(1)})
-    return members
+    """The flat ports of :class:`VirtioRngEndpoint` for ``params``, as signature members."""
+    return FlatPorts(VirtioRngEndpoint(params)).signature.members
+
+
+#: The endpoint's device-side outputs the rng endpoint also brings out.
+_STATE_PORTS = ("notify_dropped", "status", "driver_ok", "device_reset", "features")
 
 
 class VirtioRngEndpoint(wiring.Component):
@@ -580,25 +566,24 @@ class VirtioRngEndpoint(wiring.Component):
     seed : int
         xorshift32 seed of the device (non-zero).
 
-    Members
+    Members (flat Verilog names in brackets)
     -------
-    The ports of :class:`~virtio_mmio.endpoint.VirtioMmioEndpoint` (SPEC §9) without the
-    device-side ones, which are wired inside (notification stream, events, queue-state and
-    config ports): ``clk``/``rst``; ``s_axil_*`` or ``s_wb_*``; the MSI manager ``m_axil_*`` or
-    ``m_wb_*``; ``irq``, ``msi_error``, ``msi_errors``, ``msi_rejected``, ``msi_enabled``,
-    ``notify_dropped``; ``status``, ``driver_ok``, ``device_reset``, ``features`` (also wired to
-    the device, which acts on the negotiated INDIRECT_DESC and EVENT_IDX bits); the
-    ``config_changed`` input (virtio-rng has no configuration space, but a one-cycle pulse still
-    raises a configuration-change event: InterruptStatus bit 1, or MSI vector 0; tie it to 0
-    otherwise). And:
+    The members of :class:`~virtio_mmio.endpoint.VirtioMmioEndpoint` but ``device``, whose
+    ports are wired inside (notification stream, events, queue-state and config ports):
+    ``bus`` [``s_axil_*`` or ``s_wb_*``]; the MSI manager ``msi`` [``m_axil_*`` or ``m_wb_*``];
+    ``irq``, ``msi_error``, ``msi_errors``, ``msi_rejected``, ``msi_enabled``. Of the device
+    side, ``notify_dropped``, ``status``, ``driver_ok``, ``device_reset``, ``features`` (also
+    wired to the device, which acts on the negotiated INDIRECT_DESC and EVENT_IDX bits) and
+    the ``config_changed`` input (virtio-rng has no configuration space, but a one-cycle pulse
+    still raises a configuration-change event: InterruptStatus bit 1, or MSI vector 0; tie it
+    to 0 otherwise). And:
 
-    m_dma_axil_* (``bus="axil"``)
+    dma [m_dma_axil_* (``bus="axil"``) or m_dma_wb_*]
         The device's DMA manager, AXI4-Lite read and write channels: ``awaddr[63:0], awprot,
         awvalid, awready, wdata[31:0], wstrb[3:0], wvalid, wready, bresp, bvalid, bready,
-        araddr[63:0], arprot, arvalid, arready, rdata[31:0], rresp, rvalid, rready``.
-    m_dma_wb_* (``bus="wishbone"``)
-        The same as a Wishbone manager of the endpoint's mode: ``adr[61:0]`` (word address),
-        ``dat_w, dat_r, sel, cyc, stb, we, ack, err`` (+ ``stall`` when pipelined).
+        araddr[63:0], arprot, arvalid, arready, rdata[31:0], rresp, rvalid, rready``; or a
+        Wishbone manager of the endpoint's mode: ``adr[61:0]`` (word address), ``dat_w, dat_r,
+        sel, cyc, stb, we, ack, err`` (+ ``stall`` when pipelined).
     rng_busy, rng_broken, rng_buffers[31:0], rng_used_event
         The device is working; it stopped on a malformed ring until a device reset; buffers
         used since ``rst``; a one-cycle pulse for every used-buffer event the device raises
@@ -617,11 +602,29 @@ class VirtioRngEndpoint(wiring.Component):
         _check_seed(seed)
         self._params = params
         self._seed = seed
-        super().__init__(rng_port_members(params))
+        endpoint = VirtioMmioEndpoint(params).signature.members
+        members = {name: member for name, member in endpoint.items() if name != "device"}
+        members["config_changed"] = In(1)
+        members.update({name: Out(DeviceSignature(params).members[name].shape)
+                        for name in _STATE_PORTS})
+        if params.bus == "axil":
+            members["dma"] = Out(AXI4LiteSignature(64))
+        else:
+            members["dma"] = Out(WishboneSignature(62, mode=params.wishbone_mode))
+        members.update({"rng_busy": Out(1), "rng_broken": Out(1), "rng_buffers": Out(32),
+                        "rng_used_event": Out(1)})
+        super().__init__(members)
 
     @property
     def params(self):
         return self._params
+
+    @property
+    def port_prefixes(self):
+        """How the interfaces flatten to Verilog names (see :mod:`virtio_mmio.flatten`)."""
+        axil = self._params.bus == "axil"
+        return {("bus",): "s_axil" if axil else "s_wb", ("msi",): "m_axil" if axil else "m_wb",
+                ("dma",): "m_dma_axil" if axil else "m_dma_wb"}
 
     @property
     def seed(self):
@@ -633,37 +636,31 @@ class VirtioRngEndpoint(wiring.Component):
         m.submodules.endpoint = endpoint = VirtioMmioEndpoint(p)
         m.submodules.device = device = VirtioRngDevice(bus=p.bus, wishbone_mode=p.wishbone_mode,
                                                        seed=self._seed)
-        for name in self.signature.members:
-            if hasattr(endpoint, name):
-                inner, outer = getattr(endpoint, name), getattr(self, name)
-                if endpoint.signature.members[name].flow == In:
-                    m.d.comb += inner.eq(outer)
-                else:
-                    m.d.comb += outer.eq(inner)
-
-        prefix = _dma_prefix(p)
-        for name, member in device.dma.signature.members.items():
-            inner, outer = getattr(device.dma, name), getattr(self, f"{prefix}_{name}")
-            if member.flow == Out:
-                m.d.comb += outer.eq(inner)
-            else:
-                m.d.comb += inner.eq(outer)
+        wiring.connect(m, wiring.flipped(self.bus), endpoint.bus)
+        wiring.connect(m, wiring.flipped(self.msi), endpoint.msi)
+        wiring.connect(m, wiring.flipped(self.dma), device.dma)
+        for name in ("irq", "msi_error", "msi_errors", "msi_rejected", "msi_enabled"):
+            m.d.comb += getattr(self, name).eq(getattr(endpoint, name))
+        ports = endpoint.device
+        m.d.comb += ports.config_changed.eq(self.config_changed)
+        for name in _STATE_PORTS:
+            m.d.comb += getattr(self, name).eq(getattr(ports, name))
 
         m.d.comb += [
-            device.notify_valid.eq(endpoint.notify_valid),
-            endpoint.notify_ready.eq(device.notify_ready),
-            device.notify_queue.eq(endpoint.notify_queue),
-            endpoint.q_sel.eq(device.q_sel),
-            device.q_ready.eq(endpoint.q_ready), device.q_num.eq(endpoint.q_num),
-            device.q_desc.eq(endpoint.q_desc), device.q_driver.eq(endpoint.q_driver),
-            device.q_device.eq(endpoint.q_device),
-            endpoint.used_valid.eq(device.used_valid),
-            endpoint.used_queue.eq(device.used_queue),
-            endpoint.needs_reset.eq(device.needs_reset),
-            endpoint.cfg_rdata.eq(0),
-            device.device_reset.eq(endpoint.device_reset),
-            device.driver_ok.eq(endpoint.driver_ok),
-            device.features.eq(endpoint.features),
+            device.notify_valid.eq(ports.notify.valid),
+            ports.notify.ready.eq(device.notify_ready),
+            device.notify_queue.eq(ports.notify.payload.queue),
+            ports.queue.sel.eq(device.q_sel),
+            device.q_ready.eq(ports.queue.ready), device.q_num.eq(ports.queue.num),
+            device.q_desc.eq(ports.queue.desc), device.q_driver.eq(ports.queue.driver),
+            device.q_device.eq(ports.queue.device),
+            ports.used_valid.eq(device.used_valid),
+            ports.used_queue.eq(device.used_queue),
+            ports.needs_reset.eq(device.needs_reset),
+            ports.config.rdata.eq(0),
+            device.device_reset.eq(ports.device_reset),
+            device.driver_ok.eq(ports.driver_ok),
+            device.features.eq(ports.features),
             self.rng_busy.eq(device.busy), self.rng_broken.eq(device.broken),
             self.rng_buffers.eq(device.buffers),
             self.rng_used_event.eq(device.used_valid),
