@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from .bus import (AXI4LiteSignature, AXI4LiteSubordinate, AXI4LiteWriteManager,
                   WishboneSignature, WishboneSubordinate, WishboneWriteManager)
-from .flatten import FlatPorts
+from .flatten import FlatPorts, inspected
 from .transport.core import (ConfigPort, NotifyLayout, QueueStatePort, RegisterCore,
                              config_addr_width)
 from .params import EndpointParams
@@ -58,7 +58,7 @@ _DEVICE_PORTS = ("used_valid", "used_queue", "config_changed", "needs_reset", "n
 
 def port_members(params):
     """The endpoint's flat ports (SPEC §9) as signature members, from the parameters alone."""
-    return FlatPorts(VirtioMmioEndpoint(params)).signature.members
+    return inspected(FlatPorts(inspected(VirtioMmioEndpoint(params)))).signature.members
 
 
 class VirtioMmioEndpoint(wiring.Component):

@@ -17,7 +17,14 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In
 
 
-__all__ = ["FlatPorts", "flat_ports"]
+__all__ = ["FlatPorts", "flat_ports", "inspected"]
+
+
+def inspected(component):
+    """``component``, marked as built only to be looked at (its ports), so Amaranth does not
+    warn that it was never elaborated."""
+    component._MustUse__silence = True
+    return component
 
 
 def _name(path, prefixes):

@@ -242,7 +242,7 @@ def test_msi_registers_only_where_the_profile_has_them(generated):
     texts = _text_of(paths)
     expected = PROFILES[params.profile].msi_registers
     for kind, text in texts.items():
-        if kind.startswith("dtsi"):
+        if kind.startswith("dtsi") or kind in ("inst", "core"):    # no register names there
             continue
         for name in MSI_REGISTERS:
             assert (name.lower() in text) == expected, (kind, name)

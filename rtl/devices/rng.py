@@ -24,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 from ..bus import (AXI4LiteDmaManager, AXI4LiteSignature, WishboneDmaManager, WishboneSignature,
                   WISHBONE_MODES)
 from ..endpoint import DeviceSignature, VirtioMmioEndpoint
-from ..flatten import FlatPorts
+from ..flatten import FlatPorts, inspected
 from ..params import EndpointParams
 from ..regmap import Feature
 
@@ -547,7 +547,7 @@ class VirtioRngDevice(wiring.Component):
 
 def rng_port_members(params):
     """The flat ports of :class:`VirtioRngEndpoint` for ``params``, as signature members."""
-    return FlatPorts(VirtioRngEndpoint(params)).signature.members
+    return inspected(FlatPorts(inspected(VirtioRngEndpoint(params)))).signature.members
 
 
 #: The endpoint's device-side outputs the rng endpoint also brings out.
@@ -602,7 +602,7 @@ class VirtioRngEndpoint(wiring.Component):
         _check_seed(seed)
         self._params = params
         self._seed = seed
-        endpoint = VirtioMmioEndpoint(params).signature.members
+        endpoint = inspected(VirtioMmioEndpoint(params)).signature.members
         members = {name: member for name, member in endpoint.items() if name != "device"}
         members["config_changed"] = In(1)
         members.update({name: Out(DeviceSignature(params).members[name].shape)

@@ -9,7 +9,9 @@ From one validated :class:`~virtio_mmio.params.EndpointParams` and the register 
   includes ``<stem>-node.dtsi``), to include after the root node;
 * ``<stem>.rdl``: a SystemRDL 2.0 description, emitted from the same data;
 * and, from the compiled ``.rdl`` through the PeakRDL exporters: a C header ``<stem>.h``,
-  Markdown ``<stem>.md``, HTML ``<stem>_html/`` and IP-XACT ``<stem>.xml``.
+  Markdown ``<stem>.md``, HTML ``<stem>_html/`` and IP-XACT ``<stem>.xml``;
+* for integration flows (:mod:`~virtio_mmio.tools.integration`): an instantiation template
+  ``<stem>_inst.vh``, a FuseSoC core ``<stem>.core`` and a CMSIS-SVD file ``<stem>.svd``.
 
 Nothing here spells an offset: everything comes from the register map and the parameters, so a
 new profile or a moved register changes every artefact at once.
@@ -25,9 +27,11 @@ from amaranth.hdl import Shape
 from amaranth.lib.wiring import In
 
 from .. import package_version
-from ..endpoint import port_members
+from ..endpoint import VirtioMmioEndpoint, port_members
+from ..flatten import inspected
 from ..params import EndpointParams
 from ..regmap import CONFIG_BASE, MAGIC_VALUE, PROFILES, Field
+from .integration import emit_fusesoc_core, emit_instance_template, emit_svd
 
 
 __all__ = ["write_artefacts", "ArtefactError", "ArtefactWarning", "ARTEFACT_KINDS",
@@ -45,6 +49,9 @@ ARTEFACT_KINDS = {
     "md": ".md",
     "html": "_html",
     "xml": ".xml",
+    "inst": "_inst.vh",
+    "core": ".core",
+    "svd": ".svd",
 }
 
 #: Device-tree placeholders. They are valid DTS so the snippet can be test-compiled as is, and
@@ -576,12 +583,13 @@ def _export_c_header(top, path):
                     + text[footer:])
 
 
-def write_artefacts(params, verilog_path, *, dma_coherent=False):
+def write_artefacts(params, verilog_path, *, dma_coherent=False, component=None):
     """Write the register artefacts of ``params`` beside ``verilog_path``.
 
     ``dma_coherent`` puts the ``dma-coherent`` property in the device-tree node (off by
     default: only the integrator knows whether the device logic's memory accesses are
-    coherent with the CPU caches). Returns ``{kind: path}`` for the kinds of
+    coherent with the CPU caches). ``component``: the generated top (for the instantiation
+    template), by default the bare endpoint of ``params``. Returns ``{kind: path}`` for the kinds of
     :data:`ARTEFACT_KINDS` (``"html"`` is a directory). Raises :class:`ArtefactError` if the SystemRDL compiler or an exporter fails;
     their warnings are passed on as :class:`ArtefactWarning`.
     """
@@ -596,6 +604,12 @@ def write_artefacts(params, verilog_path, *, dma_coherent=False):
     paths["dtsi"].write_text(emit_dtsi(params, stem.name))
     paths["dtsi_node"].write_text(emit_dtsi_node(params, stem.name, dma_coherent=dma_coherent))
     paths["rdl"].write_text(emit_rdl(params))
+    version = package_version() or "0"
+    paths["inst"].write_text(emit_instance_template(
+        component if component is not None else inspected(VirtioMmioEndpoint(params)),
+        params.name))
+    paths["core"].write_text(emit_fusesoc_core(params, verilog_path.name, version))
+    paths["svd"].write_text(emit_svd(params, register_entries(params), version))
 
     messages = _Messages()
     top = compile_rdl(paths["rdl"], messages)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .. import DISTRIBUTION, package_version
 from ..devices import BOARD_DEVICES, EXAMPLE_DEVICES
+from ..flatten import inspected
 from ..params import EndpointParams, BUSES, MAX_QUEUES, WISHBONE_MODES
 from ..regmap import PROFILES, Feature
 
@@ -260,7 +261,8 @@ def _write_generated(out, params, device, artefacts, dma_coherent=False):
         staged = {"verilog": staging / out.name}
         staged["verilog"].write_text(generate_verilog(params, device))
         if artefacts:
-            staged.update(write_artefacts(params, staged["verilog"], dma_coherent=dma_coherent))
+            staged.update(write_artefacts(params, staged["verilog"], dma_coherent=dma_coherent,
+                                          component=inspected(EXAMPLE_DEVICES[device].top(params))))
         targets = {kind: out.parent / path.name for kind, path in staged.items()}
         for kind, target in targets.items():
             _check_in_the_way(kind, target, staged[kind].is_dir())
