@@ -29,8 +29,8 @@ class Board:
     description: str
     platform_class: str             # "module:Class" in amaranth_boards
     family: str                     # "ice40" or "ecp5"
-    programmer: str                 # the command --program runs
-    programmer_package: str         # where to get it (Debian package)
+    loader_board: str               # openFPGALoader's --board name (what --program uses)
+    connection: str                 # how openFPGALoader reaches it, for messages
     leds: tuple                     # (resource name, number) of each LED used, in order
     uart_pins: tuple = None         # ((connector, number), tx pin, rx pin) if no UART
     serial_hint: str = ""
@@ -63,18 +63,19 @@ class Board:
 BOARDS = {board.name: board for board in (
     Board("icebreaker", "1BitSquared iCEBreaker (iCE40UP5K-SG48, 12 MHz)",
           "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40",
-          "iceprog", "fpga-icestorm", leds=(("led", 0), ("led", 1)),
+          "ice40_generic", "its FT2232H (writes the SPI flash)", leds=(("led", 0), ("led", 1)),
           serial_hint="the FTDI's second port, usually /dev/ttyUSB1", devices=("demo",),
           misfit="it needs more than the iCE40UP5K's 5280 logic cells "
                  "(5362 measured)"),
     Board("ulx3s-85f", "Radiona ULX3S with LFE5U-85F (25 MHz)",
           "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5",
-          "openFPGALoader", "openfpgaloader",
+          "ulx3s", "its FT231X (loads the FPGA SRAM)",
           leds=tuple(("led", i) for i in range(8)),
           serial_hint="the FTDI port, usually /dev/ttyUSB0"),
     Board("orangecrab-r0.2-25f", "Good Stuff OrangeCrab r0.2 with LFE5U-25F (48 MHz)",
           "amaranth_boards.orangecrab_r0_2:OrangeCrabR0_2_25FPlatform", "ecp5",
-          "dfu-util", "dfu-util", leds=(("rgb_led", 0),),
+          "orangeCrab", "USB DFU: hold its button while plugging it in (bootloader mode)",
+          leds=(("rgb_led", 0),),
           uart_pins=(("io", 0), "0", "1"),
           serial_hint="a 3.3 V USB-serial adapter on the Feather pins 0 (TX) and 1 (RX)"),
 )}

