@@ -9,6 +9,8 @@ import os
 import re
 from pathlib import Path
 
+from amaranth.hdl import Module
+from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
 from virtio_mmio.endpoint import VirtioMmioEndpoint
@@ -17,7 +19,28 @@ from .amaranth_bus import backend_for
 from .driver import VirtioMmioDriver
 
 
-__all__ = ["simulate", "waves_enabled", "vector_event", "settle", "random_events"]
+__all__ = ["simulate", "waves_enabled", "vector_event", "settle", "random_events",
+           "EndpointWithDevice"]
+
+
+class EndpointWithDevice(wiring.Component):
+    """The endpoint for ``params`` with ``device`` (a component with a member
+    ``port: In(DeviceSignature(params))``) joined to its device side in one
+    ``wiring.connect``, and the endpoint's ``bus`` brought out for the register-access
+    backends (:func:`~virtio_mmio_sim.amaranth_bus.backend_for`)."""
+
+    def __init__(self, params, device):
+        self.params = params
+        self.endpoint = VirtioMmioEndpoint(params)
+        self.device = device
+        super().__init__({"bus": self.endpoint.signature.members["bus"]})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.endpoint, m.submodules.device = self.endpoint, self.device
+        wiring.connect(m, self.endpoint.device, self.device.port)
+        wiring.connect(m, wiring.flipped(self.bus), self.endpoint.bus)
+        return m
 
 
 def waves_enabled():

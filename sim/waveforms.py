@@ -57,6 +57,18 @@ async def _read(ctx, dut, address):
     ctx.set(dut.bus.arvalid, 0)
 
 
+async def _write(ctx, dut, address, data):
+    """AW and W together for one clock (the endpoint takes both at once)."""
+    ctx.set(dut.bus.awaddr, address)
+    ctx.set(dut.bus.awvalid, 1)
+    ctx.set(dut.bus.wdata, data)
+    ctx.set(dut.bus.wstrb, 0xF)
+    ctx.set(dut.bus.wvalid, 1)
+    await ctx.tick()
+    ctx.set(dut.bus.awvalid, 0)
+    ctx.set(dut.bus.wvalid, 0)
+
+
 async def _axil_read(ctx, dut, driver, window):
     ctx.set(dut.bus.rready, 1)
     async def activity():
@@ -70,14 +82,7 @@ async def _axil_write(ctx, dut, driver, window):
     ctx.set(dut.bus.bready, 1)
     async def activity():
         await ctx.tick()
-        ctx.set(dut.bus.awaddr, 0x070)                  # Status = ACKNOWLEDGE
-        ctx.set(dut.bus.awvalid, 1)
-        ctx.set(dut.bus.wdata, 0x1)
-        ctx.set(dut.bus.wstrb, 0xF)
-        ctx.set(dut.bus.wvalid, 1)
-        await ctx.tick()
-        ctx.set(dut.bus.awvalid, 0)
-        ctx.set(dut.bus.wvalid, 0)
+        await _write(ctx, dut, 0x070, 0x1)              # Status = ACKNOWLEDGE
         await ctx.tick().repeat(3)
     await window(activity)
 
@@ -112,14 +117,7 @@ async def _doorbell(ctx, dut, driver, window):
     ctx.set(dut.device.notify.ready, 0)
     async def activity():
         await ctx.tick()
-        ctx.set(dut.bus.awaddr, PARAMS.notify_base + PARAMS.notify_multiplier)   # queue 1
-        ctx.set(dut.bus.awvalid, 1)
-        ctx.set(dut.bus.wdata, 0)
-        ctx.set(dut.bus.wstrb, 0xF)
-        ctx.set(dut.bus.wvalid, 1)
-        await ctx.tick()
-        ctx.set(dut.bus.awvalid, 0)
-        ctx.set(dut.bus.wvalid, 0)
+        await _write(ctx, dut, PARAMS.notify_base + PARAMS.notify_multiplier, 0)   # queue 1
         await ctx.tick().repeat(2)
         ctx.set(dut.device.notify.ready, 1)               # the device takes it
         await ctx.tick()

@@ -1,5 +1,5 @@
 """The endpoint as an Amaranth component with interfaces (``bus``, ``msi``, ``device``), a device
-joined to it with ``wiring.connect``, and the flattening to the SPEC §9 names that only
+joined to it with ``wiring.connect``, and the flattening to the docs/spec.md §9 names that only
 Verilog generation applies (:mod:`virtio_mmio.flatten`)."""
 
 import pytest
@@ -15,6 +15,7 @@ from virtio_mmio.flatten import FlatPorts, flat_ports
 from virtio_mmio.params import EndpointParams
 from virtio_mmio.regmap import Status
 from virtio_mmio_sim.amaranth_bus import backend_for
+from virtio_mmio_sim.amaranth_harness import EndpointWithDevice
 from virtio_mmio_sim.driver import VirtioMmioDriver
 
 
@@ -42,8 +43,8 @@ def _same(member, expected):
 
 @pytest.mark.parametrize("bus", ["axil", "wishbone"])
 def test_flat_names_are_the_port_contract(bus):
-    """The flat ports are SPEC §9's, in the order of its port table (stream handshakes before
-    the payload), with each one's path in the component."""
+    """The flat ports are docs/spec.md §9's, in the order of its port table (stream handshakes
+    before the payload), with each one's path in the component."""
     params = EndpointParams(bus=bus)
     ports = flat_ports(VirtioMmioEndpoint(params))
     s, mgr = ("s_axil", "m_axil") if bus == "axil" else ("s_wb", "m_wb")
@@ -104,24 +105,7 @@ def test_a_device_joins_with_wiring_connect(bus):
     driver model's initialisation through ``bus`` reaches it (notification, queue state)."""
     params = EndpointParams(bus=bus, queues=3, queue_size=16, config_size=0)
 
-    class Top(wiring.Component):
-        def __init__(self):
-            self.endpoint = VirtioMmioEndpoint(params)
-            self.device = QueueWatcher(params)
-            super().__init__({"bus": self.endpoint.signature.members["bus"]})
-
-        @property
-        def params(self):
-            return params
-
-        def elaborate(self, platform):
-            m = Module()
-            m.submodules.endpoint, m.submodules.device = self.endpoint, self.device
-            wiring.connect(m, self.endpoint.device, self.device.port)
-            wiring.connect(m, wiring.flipped(self.bus), self.endpoint.bus)
-            return m
-
-    top = Top()
+    top = EndpointWithDevice(params, QueueWatcher(params))
 
     async def bench(ctx):
         drv = VirtioMmioDriver(backend_for(ctx, top))
@@ -143,8 +127,8 @@ def test_a_device_joins_with_wiring_connect(bus):
 
 
 def test_flat_ports_wraps_for_verilog():
-    """:class:`FlatPorts` is the endpoint with the SPEC §9 ports; its flat members drive and
-    read the inner interfaces (checked through the notification stream)."""
+    """:class:`FlatPorts` is the endpoint with the docs/spec.md §9 ports; its flat members drive
+    and read the inner interfaces (checked through the notification stream)."""
     params = EndpointParams(queues=2, config_size=0)
     flat = FlatPorts(VirtioMmioEndpoint(params))
     assert flat.params is params and list(flat.signature.members) == list(port_members(params))

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
-from virtio_mmio.endpoint import VirtioMmioEndpoint
 from virtio_mmio_sim.amaranth_bus import backend_for
+from virtio_mmio_sim.amaranth_harness import EndpointWithDevice
 from virtio_mmio_sim.driver import VirtioMmioDriver
 
 
@@ -31,22 +30,7 @@ def test_notify_leds_behind_the_endpoint():
     example = _example()
     params = example.ExampleSoC(100).params
 
-    class Top(wiring.Component):
-        def __init__(self):
-            self.endpoint = VirtioMmioEndpoint(params)
-            self.device = example.NotifyLeds(params, 2)
-            super().__init__({"bus": self.endpoint.signature.members["bus"]})
-            self.params = params
-
-        def elaborate(self, platform):
-            from amaranth.hdl import Module
-            m = Module()
-            m.submodules.endpoint, m.submodules.device = self.endpoint, self.device
-            wiring.connect(m, self.endpoint.device, self.device.port)
-            wiring.connect(m, wiring.flipped(self.bus), self.endpoint.bus)
-            return m
-
-    top = Top()
+    top = EndpointWithDevice(params, example.NotifyLeds(params, 2))
 
     async def bench(ctx):
         drv = VirtioMmioDriver(backend_for(ctx, top))
