@@ -1,4 +1,4 @@
-"""The virtio-mmio endpoint (Amaranth HDL): see the README and ../shared/SPEC.md."""
+"""The virtio-mmio endpoint (Amaranth HDL): see the README and docs/spec.md."""
 
 #: The name this project is installed under (pip, importlib.metadata).
 DISTRIBUTION = "virtio-mmio-endpoint"

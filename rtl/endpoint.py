@@ -1,6 +1,6 @@
 """The endpoint: register core + bus front-end + MSI manager port, as a component with
 interfaces (``bus``, ``msi``, ``device``). Verilog generation flattens them to the port names of
-the Verilog port contract (SPEC §9, :mod:`virtio_mmio.flatten`)."""
+the Verilog port contract (docs/spec.md §9, :mod:`virtio_mmio.flatten`)."""
 
 from amaranth.hdl import *
 from amaranth.lib import stream, wiring
@@ -18,22 +18,22 @@ __all__ = ["DeviceSignature", "VirtioMmioEndpoint", "port_members"]
 
 
 class DeviceSignature(wiring.Signature):
-    """The endpoint's device side (SPEC §9), seen from the endpoint: a device logic takes
+    """The endpoint's device side (docs/spec.md §9), seen from the endpoint: a device logic takes
     ``DeviceSignature(params).flip()``, so ``wiring.connect(m, endpoint.device, device.port)``
     joins them.
 
     Members (flat Verilog names in brackets)
     -------
     used_valid, used_queue[15:0], config_changed, needs_reset : In
-        Device events (SPEC §7), accepted every cycle.
+        Device events (docs/spec.md §7), accepted every cycle.
     notify : Out(stream.Signature(NotifyLayout)) [notify_valid, notify_ready, notify_queue,
     notify_data, notify_has_data]
-        Notifications (SPEC §6): valid holds until ready; the data word as written;
+        Notifications (docs/spec.md §6): valid holds until ready; the data word as written;
         ``has_data`` when it is a notification-data word.
     notify_dropped[31:0] : Out
         Count of dropped notify writes.
     status[7:0], driver_ok, device_reset, features[63:0] : Out
-        Device state (SPEC §5); ``device_reset`` pulses for one cycle after a device reset.
+        Device state (docs/spec.md §5); ``device_reset`` pulses for one cycle after a device reset.
     queue : In(QueueStatePort) [q_sel in; q_ready, q_num, q_desc, q_driver, q_device out]
         Queue-state read port, one cycle of latency.
     config : Out(ConfigPort) [cfg_addr, cfg_re, cfg_rdata, cfg_we, cfg_wdata, cfg_be]
@@ -57,7 +57,8 @@ _DEVICE_PORTS = ("used_valid", "used_queue", "config_changed", "needs_reset", "n
 
 
 def port_members(params):
-    """The endpoint's flat ports (SPEC §9) as signature members, from the parameters alone."""
+    """The endpoint's flat ports (docs/spec.md §9) as signature members, from the parameters
+    alone."""
     return inspected(FlatPorts(inspected(VirtioMmioEndpoint(params)))).signature.members
 
 
@@ -68,7 +69,7 @@ class VirtioMmioEndpoint(wiring.Component):
     ----------
     params : :class:`EndpointParams`, or keyword arguments for one
 
-    Members (flat Verilog names in brackets, SPEC §9)
+    Members (flat Verilog names in brackets, docs/spec.md §9)
     -------
     bus : In(AXI4LiteSignature) or In(WishboneSignature) [s_axil_* or s_wb_*]
         Subordinate port (``params.bus``), see :class:`AXI4LiteSubordinate` and
@@ -119,7 +120,8 @@ class VirtioMmioEndpoint(wiring.Component):
 
     @property
     def port_prefixes(self):
-        """How the interfaces flatten to the SPEC §9 names (see :mod:`virtio_mmio.flatten`)."""
+        """How the interfaces flatten to the docs/spec.md §9 names (see
+        :mod:`virtio_mmio.flatten`)."""
         axil = self._params.bus == "axil"
         return {("bus",): "s_axil" if axil else "s_wb", ("msi",): "m_axil" if axil else "m_wb",
                 ("device",): "", ("device", "notify", "payload"): "notify",

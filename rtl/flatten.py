@@ -1,5 +1,5 @@
 """Flat port names for Verilog: a component's nested interfaces as the top-level ports of the
-Verilog port contract (SPEC §9).
+Verilog port contract (docs/spec.md §9).
 
 In Amaranth the endpoint is a component with interfaces (``bus``, ``msi``, ``device``); a
 Verilog user sees one flat list of ports (``s_axil_awaddr``, ``notify_valid``, ``q_sel``).
@@ -9,7 +9,7 @@ the Verilog: the JSON port list, the proofs' and benches' views of the top) uses
 Naming: a member's path is joined with ``_`` after replacing its longest prefix found in the
 component's ``port_prefixes`` (a dict ``{path tuple: prefix}``; an empty prefix drops the
 path's head). A port of a struct shape (a stream's payload) becomes one port per field, after
-the stream's ``valid`` and ``ready`` — the order of the SPEC's port table.
+the stream's ``valid`` and ``ready`` — the order of the port table of docs/spec.md §9.
 """
 
 from amaranth.hdl import Module

@@ -1,4 +1,4 @@
-"""Construction parameters of the endpoint, validated once (SPEC §2–4, §6, §10, §12).
+"""Construction parameters of the endpoint, validated once (docs/spec.md §2–4, §6, §10, §12).
 
 Every component and the command line take an :class:`EndpointParams`; invalid values raise
 ``TypeError``/``ValueError`` naming the parameter and what is allowed.

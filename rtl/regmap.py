@@ -1,4 +1,4 @@
-"""The virtio-mmio register map as data (SPEC §3, §4): the one source of truth.
+"""The virtio-mmio register map as data (docs/spec.md §3, §4): the one source of truth.
 
 Every offset, width, access type, reset value and per-profile difference lives here. The RTL
 decode (:mod:`virtio_mmio.transport.core`), the driver model (:mod:`virtio_mmio_sim.driver`), the generated
@@ -52,7 +52,7 @@ class Feature:
 
 
 class MsiOp:
-    """MsiCmd operations (SPEC §4, 0x0C2 bits [15:12])."""
+    """MsiCmd operations (docs/spec.md §4, 0x0C2 bits [15:12])."""
     UPDATE = 1
     ENABLE = 2
     #: What each operation does, by name: the field encoding in the register descriptions.
@@ -64,8 +64,8 @@ class MsiOp:
 
 
 class DragonballMsiOp:
-    """MsiCmd operations of the ``dragonball`` profile (SPEC §3): per-vector masks instead of
-    ENABLE (MSI is switched by writing MsiStatus bit 15)."""
+    """MsiCmd operations of the ``dragonball`` profile (docs/spec.md §3): per-vector masks instead
+    of ENABLE (MSI is switched by writing MsiStatus bit 15)."""
     UPDATE = 1
     MASK = 2
     UNMASK = 3
@@ -107,7 +107,7 @@ class Register:
     (:class:`~virtio_mmio.params.EndpointParams`) that computes it as it reads after a reset,
     every selector 0 (a feature word, a shared-memory word, MsiStatus): the one place the
     artefacts and the proofs take it from. ``full_write`` says that a write must enable every lane of the
-    register to take effect (SPEC §4: partial writes to control registers are ignored).
+    register to take effect (docs/spec.md §4: partial writes to control registers are ignored).
     """
     name: str
     offset: int

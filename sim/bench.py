@@ -1,4 +1,4 @@
-"""``virtio-mmio bench``: the bus figures of SPEC §11, measured in Amaranth's simulator.
+"""``virtio-mmio bench``: the bus figures of docs/spec.md §11, measured in Amaranth's simulator.
 
 Each figure is counted in clock cycles on the endpoint's own ports, with a manager that never
 holds back (valid always high, ready always high), so what is measured is the endpoint alone.
@@ -180,7 +180,7 @@ def _wishbone_figures(params, accesses, modes):
 
 def _msi_figures(params):
     """Event -> AWVALID, and all N+1 vectors pending at once drained with the manager always
-    ready (SPEC §11)."""
+    ready (docs/spec.md §11)."""
     n = params.queues
     if not PROFILES[params.profile].msi_registers:
         return [Figure("MSI figures", "n/a", f"profile {params.profile} has no MSI", True)]

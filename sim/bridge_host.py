@@ -1,5 +1,5 @@
-"""Host side of the UART bridge (SPEC §10): the frame codec, a :class:`RegisterAccess` client,
-and transports for a serial port and for Amaranth's simulator.
+"""Host side of the UART bridge (docs/spec.md §10): the frame codec, a :class:`RegisterAccess`
+client, and transports for a serial port and for Amaranth's simulator.
 
 The frame protocol and its constants are defined once, in :mod:`virtio_mmio.board.uart`.
 

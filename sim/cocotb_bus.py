@@ -1,13 +1,13 @@
 """Register-access backends for cocotb, driving the generated Verilog's subordinate port with
-the cocotbext bus-functional models (SPEC §9 port names).
+the cocotbext bus-functional models (docs/spec.md §9 port names).
 
 * :class:`CocotbAxiLite`: cocotbext-axi ``AxiLiteMaster`` on ``s_axil_*``. Several accesses may
   be in flight at once (start them as concurrent tasks); random pauses on all five channels.
 * :class:`CocotbWishbone`: cocotbext-wishbone ``WishboneMaster`` on ``s_wb_*``, classic or
   pipelined (the master picks pipelined when the DUT has ``s_wb_stall``); random idle cycles.
 
-Both raise :class:`BusError` on a response other than OKAY / ``ack``: SPEC §4 says every access
-completes normally.
+Both raise :class:`BusError` on a response other than OKAY / ``ack``: docs/spec.md §4 says every
+access completes normally.
 """
 
 import itertools
@@ -130,7 +130,7 @@ class CocotbWishbone(RegisterAccess):
         super().__init__()
         self.dut = dut
         self.clock = dut.clk if clock is None else clock
-        # cocotbext-wishbone's names for data in/out differ from the SPEC §9 ports.
+        # cocotbext-wishbone's names for data in/out differ from the docs/spec.md §9 ports.
         signals = {"cyc": "cyc", "stb": "stb", "we": "we", "adr": "adr",
                    "datwr": "dat_w", "datrd": "dat_r", "ack": "ack"}
         self.master = WishboneMaster(dut, prefix, self.clock, width=32, timeout=timeout,

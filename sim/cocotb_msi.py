@@ -1,6 +1,6 @@
-"""MSI on the generated Verilog under cocotb (SPEC §7, §8): real subordinate models on the
+"""MSI on the generated Verilog under cocotb (docs/spec.md §7, §8): real subordinate models on the
 endpoint's MSI manager port, an MSI receiver that turns every write into a vector, a
-cycle-accurate monitor of the port, and the reference model of SPEC §7 that the event-storm
+cycle-accurate monitor of the port, and the reference model of docs/spec.md §7 that the event-storm
 scoreboard replays.
 
 * :class:`MsiLayout`: where the tests point each vector (a mailbox per vector in a small RAM
@@ -81,7 +81,7 @@ class MsiLayout:
         return address, 0x6000_0000 | vector
 
     def accepts(self, address):
-        """Whether an UPDATE to ``address`` makes the vector valid (SPEC §7 window)."""
+        """Whether an UPDATE to ``address`` makes the vector valid (docs/spec.md §7 window)."""
         if self.window is None:
             return True
         base, size = self.window
@@ -504,8 +504,8 @@ class TargetHistory:
 
 
 def check_storm(monitor, layout, targets, checkpoints):
-    """Replay SPEC §7 cycle by cycle against what :class:`MsiPortMonitor` saw; return the list
-    of failures (empty: all good).
+    """Replay docs/spec.md §7 cycle by cycle against what :class:`MsiPortMonitor` saw; return the
+    list of failures (empty: all good).
 
     Each vector owes a message from an event while MSI is enabled (or from an enable that
     moves InterruptStatus into it) until a message for it is issued, which happens in the cycle

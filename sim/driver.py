@@ -1,5 +1,5 @@
 """A Python model of the virtio-mmio driver, following the Linux driver's register sequences
-(SPEC Appendix A; drivers/virtio/virtio_mmio.c and the December 2019 Version 3 patch).
+(docs/spec.md Appendix A; drivers/virtio/virtio_mmio.c and the December 2019 Version 3 patch).
 
 Written against :class:`~virtio_mmio_sim.access.RegisterAccess`, so the same model drives the
 RTL in Amaranth's simulator and the generated Verilog under cocotb. Every offset comes from the

@@ -179,9 +179,9 @@ class WishboneMsiEndpointProof(_EndpointProof):
 
 
 def reset_reads(params):
-    """What a read of each transport register word returns right after a device reset (SPEC
-    §5), from the register map's reset values: ``{word: value}``, ``None`` where the reset
-    does not decide it (ConfigGeneration is kept). Words not listed read 0."""
+    """What a read of each transport register word returns right after a device reset
+    (docs/spec.md §5), from the register map's reset values: ``{word: value}``, ``None`` where
+    the reset does not decide it (ConfigGeneration is kept). Words not listed read 0."""
     regmap = params.regmap
     values = {}
     for word in range(REGISTER_SPAN // 4):
@@ -201,8 +201,8 @@ def reset_reads(params):
 
 
 class EndpointInvariantsProof(_EndpointProof):
-    """The endpoint's own invariants (SPEC §5–7), with the subordinate port's checker keeping
-    the bus manager legal and every device-side input free (``notify_ready`` too, so the
+    """The endpoint's own invariants (docs/spec.md §5–7), with the subordinate port's checker
+    keeping the bus manager legal and every device-side input free (``notify_ready`` too, so the
     notify stream is back-pressured at will).
 
     * **InterruptStatus and irq**: a read of InterruptStatus returns bits 1:0 only, non-zero

@@ -1,4 +1,5 @@
-"""``virtio-mmio bench --scaling``: Fmax and area against N, the way SPEC §11 measures them.
+"""``virtio-mmio bench --scaling``: Fmax and area against N, the way docs/spec.md §11 measures
+them.
 
 * **Harness** (:class:`ShiftHarness`): the design sits out of context behind four pins — clock,
   serial in, load, serial out. Every design input (reset and device-side inputs included) is a
@@ -12,7 +13,8 @@
 * **Area**: the design alone (no harness), synthesised the same way and packed by nextpnr
   (``--pack-only``): logic cells / LUT4s, flip-flops and block RAMs.
 * **Reference**: a bare one-register AXI4-Lite subordinate (:class:`BareRegister`), measured in
-  the same run and the same way; the ratio of each Fmax to it is what SPEC §11 targets (≥ 0.8).
+  the same run and the same way; the ratio of each Fmax to it is what docs/spec.md §11
+  targets (≥ 0.8).
 
 Runs go two at a time (the machine's cores); progress is printed as they finish. The results
 land in ``build/scaling/`` as ``scaling.md`` (Markdown table), ``scaling.json`` and
@@ -112,7 +114,7 @@ def _ports(component):
 
 
 class ShiftHarness(wiring.Component):
-    """SPEC §11's out-of-context harness around ``dut`` (a wiring.Component in domain
+    """docs/spec.md §11's out-of-context harness around ``dut`` (a wiring.Component in domain
     ``sync``). Pins: ``clk``, ``sin``, ``load``, ``sout``. The first bit of the
     input chain is the design's synchronous reset."""
 
@@ -265,8 +267,8 @@ def _table(results):
     for r in sorted(results, key=lambda r: (r.device, r.design != "bare", r.queues or 0)):
         device = DEVICES[r.device]
         design = "bare AXI4-Lite register" if r.design == "bare" else "endpoint"
-        # How much logic each queue added since the previous N measured (SPEC §11: no faster
-        # than linear; flat once the state is in block RAM).
+        # How much logic each queue added since the previous N measured (docs/spec.md §11: no
+        # faster than linear; flat once the state is in block RAM).
         growth = ""
         if r.design == "endpoint" and r.logic is not None:
             if r.device in previous and r.queues > previous[r.device][0]:
@@ -312,7 +314,8 @@ def _plot(results, path):
             axes[1].axhline(0.8 * bare[0].median, linestyle="--", linewidth=1, color=colour,
                             label=f"{device.name}: 0.8 × bare register")
     for axis, title, unit in ((axes[0], "Area of the endpoint", "logic cells / LUT4"),
-                              (axes[1], "Fmax in the SPEC §11 harness", "MHz (median of seeds)")):
+                              (axes[1], "Fmax in the docs/spec.md §11 harness",
+                               "MHz (median of seeds)")):
         axis.set_xscale("log", base=2)
         axis.set_xlabel("queues N")
         axis.set_ylabel(unit)

@@ -1,4 +1,5 @@
-"""The register artefacts beside the Verilog (SPEC §10) agree with the register map data."""
+"""The register artefacts beside the Verilog (docs/spec.md §10) agree with the register map
+data."""
 
 import json
 import re
@@ -33,9 +34,9 @@ CASES = {
 
 MSI_REGISTERS = [r.name for r in RegisterMap("seed") if r.name not in RegisterMap("plain-v2")]
 
-#: SPEC §4, MsiCmd (0x0C2) bits [15:12].
+#: docs/spec.md §4, MsiCmd (0x0C2) bits [15:12].
 SPEC_MSI_OPS = {"UPDATE": 1, "ENABLE": 2}
-#: SPEC §4, MsiStatus (0x0C0): [10:0] is read-only everywhere; a write sets bit 15 only in
+#: docs/spec.md §4, MsiStatus (0x0C0): [10:0] is read-only everywhere; a write sets bit 15 only in
 #: linux-k1 (seed: the whole register is read-only).
 SPEC_MSI_STATUS_ENABLED_WRITABLE = {"seed": False, "linux-k1": True}
 #: IRQ_TYPE_LEVEL_HIGH of Linux's include/dt-bindings/interrupt-controller/irq.h.
@@ -172,7 +173,7 @@ def _c_check_source(params, header):
 @pytest.mark.parametrize("language", list(COMPILERS))
 def test_c_header_compiles_strictly(generated, language, tmp_path):
     """The header compiles warning-free as C99, C11 and C++11, and its offsets, field masks,
-    register widths and MsiCmd operations are the register map's (SPEC §4)."""
+    register widths and MsiCmd operations are the register map's (docs/spec.md §4)."""
     params, _, paths = generated
     command = COMPILERS[language]
     if shutil.which(command[0]) is None:
@@ -295,7 +296,7 @@ def test_rdl_resolves_resets(generated):
 
 
 def test_msi_status_field_access(generated):
-    """MsiStatus [10:0] is read-only; bit 15 takes writes only in linux-k1 (SPEC §4). The
+    """MsiStatus [10:0] is read-only; bit 15 takes writes only in linux-k1 (docs/spec.md §4). The
     register map says so, and the SystemRDL, IP-XACT and JSON artefacts carry it."""
     params, _, paths = generated
     if not PROFILES[params.profile].msi_registers:
@@ -330,7 +331,7 @@ def test_msi_status_field_access(generated):
 
 def test_msi_cmd_operations_are_named(generated):
     """MsiCmd's op field carries the operations as an encoding (SystemRDL enum, IP-XACT
-    enumerated values, JSON), with the values of SPEC §4."""
+    enumerated values, JSON), with the values of docs/spec.md §4."""
     params, _, paths = generated
     if not PROFILES[params.profile].msi_registers:
         return

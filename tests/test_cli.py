@@ -1,4 +1,4 @@
-"""The command line (SPEC §10): generate writes the Verilog and its artefacts; bad options
+"""The command line (docs/spec.md §10): generate writes the Verilog and its artefacts; bad options
 give one line on stderr and exit status 2."""
 
 import re

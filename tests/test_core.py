@@ -1,4 +1,5 @@
-"""Rules of SPEC §4–5 in Amaranth's simulator, through the AXI4-Lite port and the driver model."""
+"""Rules of docs/spec.md §4–5 in Amaranth's simulator, through the AXI4-Lite port and the driver
+model."""
 
 import random
 

@@ -1,4 +1,4 @@
-"""The ``dragonball`` profile (SPEC §3): Version 2 with the Dragonball VMM's extensions —
+"""The ``dragonball`` profile (docs/spec.md §3): Version 2 with the Dragonball VMM's extensions —
 VendorID bits 7:0 advertising MSI and doorbells, MsiStatus bit 15 switching MSI until
 DRIVER_OK, MsiCmd UPDATE/MASK/UNMASK with per-vector masks (others counted), staging only while
 enabled, InterruptStatus kept while MSI is on, doorbells at 0x1000 + 4q — in Amaranth's

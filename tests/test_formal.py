@@ -94,8 +94,8 @@ INVARIANT_CONFIGS = {
 
 @pytest.mark.parametrize("config", list(INVARIANT_CONFIGS))
 def test_endpoint_invariants(config):
-    """InterruptStatus/irq, no event lost, the reset state of SPEC §5, and the notify stream
-    neither dropping, altering nor reordering a notification (see
+    """InterruptStatus/irq, no event lost, the reset state of docs/spec.md §5, and the notify
+    stream neither dropping, altering nor reordering a notification (see
     :class:`EndpointInvariantsProof`), for every behaviour of the bus manager, the MSI
     subordinate, the device-side inputs and notify back-pressure. k-induction, depth 4
     (it closes at 3)."""

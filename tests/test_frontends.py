@@ -1,4 +1,5 @@
-"""Bus front-ends (SPEC §8, §12): handshakes under random timing, concurrency, back-pressure."""
+"""Bus front-ends (docs/spec.md §8, §12): handshakes under random timing, concurrency,
+back-pressure."""
 
 import random
 

@@ -1,4 +1,4 @@
-"""MSI (SPEC §4 0x0C0–0x0CC, §7): vector table, message generator, INTx/MSI transitions,
+"""MSI (docs/spec.md §4 0x0C0–0x0CC, §7): vector table, message generator, INTx/MSI transitions,
 address window, manager ports — in Amaranth's simulator, with the driver model and an MSI
 receiver on the manager port."""
 
@@ -337,7 +337,7 @@ def test_error_responses_are_counted_and_latched(bus, mode):
 def test_event_storm_scoreboard(bus, mode, profile, n):
     """Random events on every vector, random back-pressure, random enable/disable and UPDATE
     (some outside the window) while running, no INTx acks; bursts alternate with quiet
-    spells. A reference model of SPEC §7 is replayed cycle by cycle against what happened:
+    spells. A reference model of docs/spec.md §7 is replayed cycle by cycle against what happened:
     each vector owes a message from its first event (or from an enable that moves
     InterruptStatus into it) until a message for it is issued; every message must be owed
     (nothing spurious), nothing may be owed at the end of a quiet spell (nothing lost), and

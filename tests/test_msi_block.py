@@ -1,4 +1,4 @@
-"""The interrupt controller against a cycle-by-cycle model of SPEC §7, driven directly (no
+"""The interrupt controller against a cycle-by-cycle model of docs/spec.md §7, driven directly (no
 bus): with both vector-state stores of :mod:`virtio_mmio.transport.vector_state`, flip-flops and
 block RAM, the block-RAM state with one word (N = 5) and with words of 16 (N = 40, 100).
 

@@ -1,4 +1,4 @@
-"""Notifications (SPEC §6): doorbell layouts, notification data, the lossless stream."""
+"""Notifications (docs/spec.md §6): doorbell layouts, notification data, the lossless stream."""
 
 import random
 

@@ -1,4 +1,4 @@
-"""Construction-time validation (SPEC §12): wrong types raise TypeError, wrong values
+"""Construction-time validation (docs/spec.md §12): wrong types raise TypeError, wrong values
 ValueError, each naming the parameter and what is allowed."""
 
 import pytest

@@ -1,4 +1,4 @@
-"""``virtio-mmio bench --scaling``: the SPEC §11 harness and reference design behave as
+"""``virtio-mmio bench --scaling``: the docs/spec.md §11 harness and reference design behave as
 specified, and a small run produces the table, JSON and plot. (What the figures are is the
 benchmark's business, not asserted here.)"""
 

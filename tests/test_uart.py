@@ -1,5 +1,5 @@
-"""UART and UART bridge (SPEC §10): validation, the host codec, UART loopback and errors, and
-the bridge against a Wishbone subordinate model through the real host client."""
+"""UART and UART bridge (docs/spec.md §10): validation, the host codec, UART loopback and errors,
+and the bridge against a Wishbone subordinate model through the real host client."""
 
 import asyncio
 import os

@@ -1,4 +1,5 @@
-"""The board demo SoC: the endpoint driven from a host PC over a UART (boards issue, SPEC §10).
+"""The board demo SoC: the endpoint driven from a host PC over a UART (boards issue,
+docs/spec.md §10).
 
 Two variants share one address map (bridge byte addresses, regions of 64 KiB):
 

@@ -1,5 +1,5 @@
-"""UART (8N1) and the UART-to-Wishbone bridge of the board demo (SPEC §10): a host PC reads and
-writes the bus through framed, CRC-checked commands over the board's USB-UART.
+"""UART (8N1) and the UART-to-Wishbone bridge of the board demo (docs/spec.md §10): a host PC reads
+and writes the bus through framed, CRC-checked commands over the board's USB-UART.
 
 Frame protocol (host → board; every multi-byte field little-endian)::
 

@@ -1,5 +1,6 @@
-"""AXI4-Lite (SPEC §8): the subordinate in front of a :class:`~.register_bus.RegisterBus`, the
-write manager (posted 32-bit writes, the MSI port) and the DMA manager (one access at a time)."""
+"""AXI4-Lite (docs/spec.md §8): the subordinate in front of a :class:`~.register_bus.RegisterBus`,
+the write manager (posted 32-bit writes, the MSI port) and the DMA manager (one access at a
+time)."""
 
 from amaranth.hdl import *
 from amaranth.lib import wiring, stream
@@ -14,7 +15,7 @@ __all__ = ["AXI4LiteSubordinate", "AXI4LiteWriteManager", "AXI4LiteDmaManager"]
 
 
 class AXI4LiteSubordinate(wiring.Component):
-    """AXI4-Lite subordinate in front of a :class:`RegisterBus` (SPEC §8).
+    """AXI4-Lite subordinate in front of a :class:`RegisterBus` (docs/spec.md §8).
 
     Parameters
     ----------
@@ -171,8 +172,8 @@ class AXI4LiteSubordinate(wiring.Component):
 
 
 class AXI4LiteWriteManager(wiring.Component):
-    """Sends :data:`~.signatures.WriteMessage` s as AXI4-Lite writes (SPEC §8: 64-bit address, full
-    strobes); the endpoint's MSI manager port.
+    """Sends :data:`~.signatures.WriteMessage` s as AXI4-Lite writes (docs/spec.md §8: 64-bit
+    address, full strobes); the endpoint's MSI manager port.
 
     AW and W are raised together from the message and each drops on its own handshake; the
     message is taken when both are done. B is always accepted; a non-OKAY response is counted

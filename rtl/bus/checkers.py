@@ -1,4 +1,4 @@
-"""Formal property checkers for the bus ports (SPEC §8, §12), as Amaranth components.
+"""Formal property checkers for the bus ports (docs/spec.md §8, §12), as Amaranth components.
 
 A checker sits beside a port and observes every signal of it (all its members are inputs). It
 ``Assume`` s what the other side of the port owes and ``Assert`` s what the design owes, so a
@@ -69,7 +69,7 @@ class _History:
 
 
 class AXI4LiteSubordinateChecker(wiring.Component):
-    """Checks an AXI4-Lite subordinate port (SPEC §8).
+    """Checks an AXI4-Lite subordinate port (docs/spec.md §8).
 
     Assumed of the manager: AWVALID, WVALID and ARVALID low in reset and, once high, held with
     their payload until the handshake.
@@ -151,7 +151,7 @@ class AXI4LiteSubordinateChecker(wiring.Component):
 
 
 class WishboneSubordinateChecker(wiring.Component):
-    """Checks a Wishbone B4 subordinate port, classic or pipelined (SPEC §8).
+    """Checks a Wishbone B4 subordinate port, classic or pipelined (docs/spec.md §8).
 
     Assumed of the manager: ``stb`` only inside ``cyc`` and never in reset. Classic: a request
     (``stb``) and its ``adr``/``we``/``dat_w``/``sel`` held until ``ack`` or ``err``.
@@ -223,7 +223,7 @@ class WishboneSubordinateChecker(wiring.Component):
 
 
 class AXI4LiteWriteManagerChecker(wiring.Component):
-    """Checks an AXI4-Lite write-only manager port (the MSI port, SPEC §8).
+    """Checks an AXI4-Lite write-only manager port (the MSI port, docs/spec.md §8).
 
     Assumed of the subordinate: a B only for a write whose AW and W it has taken and not yet
     answered, BVALID held with BRESP until BREADY, and no more than ``max_writes`` writes
@@ -279,7 +279,7 @@ class AXI4LiteWriteManagerChecker(wiring.Component):
 
 
 class WishboneWriteManagerChecker(wiring.Component):
-    """Checks a Wishbone B4 write-only manager port (the MSI port, SPEC §8), classic or
+    """Checks a Wishbone B4 write-only manager port (the MSI port, docs/spec.md §8), classic or
     pipelined.
 
     Assumed of the subordinate: never ``ack`` and ``err`` together; classic: an answer only to

@@ -1,4 +1,4 @@
-"""Bus signatures (SPEC §8): AXI4-Lite and Wishbone B4, as seen from the manager; the
+"""Bus signatures (docs/spec.md §8): AXI4-Lite and Wishbone B4, as seen from the manager; the
 one-access-at-a-time request interface of the DMA managers and the message layout of the
 write managers."""
 

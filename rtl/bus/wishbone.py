@@ -1,4 +1,4 @@
-"""Wishbone B4 (SPEC §8), classic and pipelined: the subordinate in front of a
+"""Wishbone B4 (docs/spec.md §8), classic and pipelined: the subordinate in front of a
 :class:`~.register_bus.RegisterBus`, the write manager (the MSI port) and the DMA manager."""
 
 from amaranth.hdl import *
@@ -13,7 +13,7 @@ __all__ = ["WishboneSubordinate", "WishboneWriteManager", "WishboneDmaManager"]
 
 
 class WishboneSubordinate(wiring.Component):
-    """Wishbone B4 subordinate in front of a :class:`RegisterBus` (SPEC §8).
+    """Wishbone B4 subordinate in front of a :class:`RegisterBus` (docs/spec.md §8).
 
     Parameters
     ----------

@@ -1,5 +1,5 @@
-"""An example device on the endpoint's device-side ports (SPEC §5–7, §9): virtio-rng (device ID
-4, one queue) with its own split-virtqueue DMA engine (virtio 1.x §2.7, §5.4).
+"""An example device on the endpoint's device-side ports (docs/spec.md §5–7, §9): virtio-rng
+(device ID 4, one queue) with its own split-virtqueue DMA engine (virtio 1.x §2.7, §5.4).
 
 * :class:`VirtioRngDevice`: the device logic. It takes notifications, walks the split ring in
   guest memory through a bus manager port of its own (``dma``), fills every device-writable
@@ -146,7 +146,7 @@ class VirtioRngDevice(wiring.Component):
     needs_reset out
         One-cycle pulse when the device gives up on a malformed ring or a DMA error.
     device_reset, driver_ok, features[63:0] in
-        From the endpoint (SPEC §5): the negotiated features; the device looks at
+        From the endpoint (docs/spec.md §5): the negotiated features; the device looks at
         VIRTIO_RING_F_INDIRECT_DESC (bit 28) and VIRTIO_RING_F_EVENT_IDX (bit 29).
     dma : AXI4-Lite manager (64-bit address, read and write channels) or Wishbone manager
         (62-bit word address, ``dat_r``, ``sel``; ``stall`` when pipelined).

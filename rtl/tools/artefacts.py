@@ -1,4 +1,4 @@
-"""Register artefacts written beside the generated Verilog (SPEC §10).
+"""Register artefacts written beside the generated Verilog (docs/spec.md §10).
 
 From one validated :class:`~virtio_mmio.params.EndpointParams` and the register map data of
 :mod:`virtio_mmio.regmap`, :func:`write_artefacts` writes, with the stem of the Verilog file:
@@ -158,14 +158,15 @@ def _doorbells(params):
         "multiplier": params.notify_multiplier,
         "count": params.queues if per_queue else 1,
         "end": params.doorbell_end,
-        # With multiplier 0 the single doorbell takes the queue from the data word (SPEC §6).
+        # With multiplier 0 the single doorbell takes the queue from the data word
+        # (docs/spec.md §6).
         "queue_from": "address" if per_queue else "data",
     }
 
 
 def _ports(params):
     # The endpoint's own port members, so the JSON cannot drift from the Verilog. Amaranth
-    # adds the sync domain's clock and reset under these names (SPEC §9).
+    # adds the sync domain's clock and reset under these names (docs/spec.md §9).
     ports = {"clk": {"direction": "in", "width": 1}, "rst": {"direction": "in", "width": 1}}
     for name, member in port_members(params).items():
         ports[name] = {"direction": "in" if member.flow == In else "out",

@@ -1,4 +1,4 @@
-"""The ``virtio-mmio`` command line (SPEC §10).
+"""The ``virtio-mmio`` command line (docs/spec.md §10).
 
 Bad options print one line on stderr naming the option and what is allowed, and exit with
 status 2; no traceback.
@@ -457,17 +457,17 @@ def build_parser():
     generate.set_defaults(handler=_cmd_generate)
 
     bench = commands.add_parser(
-        "bench", help="measure the performance figures of SPEC §11 in simulation",
+        "bench", help="measure the performance figures of docs/spec.md §11 in simulation",
         description="Measure clocks per access, read latency and concurrency on both buses "
                     "(or the one --bus names) in Amaranth's simulator and print a table "
-                    "against the SPEC §11 targets.")
+                    "against the docs/spec.md §11 targets.")
     bench.add_argument("--accesses", type=_integer, default=None, metavar="K",
                        help="back-to-back accesses per measurement, at least 2 (default: "
                             f"{_MEASURE_OPTIONS['--accesses']})")
     bench.add_argument("--scaling", action="store_true",
                        help="instead: synthesise and place the endpoint for each N in the "
-                            "SPEC §11 harness (Fmax, area, ratio to a bare AXI4-Lite register; "
-                            "minutes)")
+                            "docs/spec.md §11 harness (Fmax, area, ratio to a bare AXI4-Lite "
+                            "register; minutes)")
     bench.add_argument("--devices", default=None, metavar="LIST",
                        help="--scaling: devices, of ice40, ecp5 (default: "
                             f"{_SCALING_OPTIONS['--devices']})")

@@ -1,4 +1,4 @@
-"""Verilog generation (SPEC §9–10)."""
+"""Verilog generation (docs/spec.md §9–10)."""
 
 import os
 import re
@@ -66,7 +66,7 @@ def _rename_functions(text):
 
 def generate_verilog(params, device="none"):
     """Verilog text of the endpoint for ``params``, module name ``params.name``, with the flat
-    port names of SPEC §9.
+    port names of docs/spec.md §9.
 
     ``device``: a name of :data:`~virtio_mmio.devices.EXAMPLE_DEVICES`, e.g. ``"rng"``: the
     endpoint and the virtio-rng device as one module (``params`` must suit the device, which

@@ -1,5 +1,5 @@
-"""Device-specific configuration (SPEC §4 0x0FC, 0x100…, §9 config port): ConfigGeneration and
-the config-space window passed through to the device logic."""
+"""Device-specific configuration (docs/spec.md §4 0x0FC, 0x100…, §9 config port):
+ConfigGeneration and the config-space window passed through to the device logic."""
 
 from dataclasses import dataclass
 
@@ -15,7 +15,7 @@ __all__ = ["ConfigPort", "config_addr_width", "ConfigSpace"]
 
 
 class ConfigPort(wiring.Signature):
-    """Config-space pass-through (SPEC §4 0x100…, §9), seen from the core (it drives the
+    """Config-space pass-through (docs/spec.md §4 0x100…, §9), seen from the core (it drives the
     requests, the device logic answers).
 
     ``addr`` is the byte offset of the 32-bit word inside config space (bits 1:0 zero).

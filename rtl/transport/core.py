@@ -1,4 +1,5 @@
-"""The virtio-mmio register core (SPEC §4, §5, §6 QueueNotify, §7 INTx, §9 device ports).
+"""The virtio-mmio register core (docs/spec.md §4, §5, §6 QueueNotify, §7 INTx, §9 device
+ports).
 
 One core serves every bus subordinate of the bus layer (:mod:`virtio_mmio.bus`) through
 :class:`~virtio_mmio.bus.RegisterBus`, a minimal word-addressed request interface with fixed
@@ -40,7 +41,8 @@ class RegisterCore(wiring.Component):
     bus : ``In(RegisterBus)``
         Requests from a bus front-end.
     used_valid, used_queue, config_changed, needs_reset : ``In``
-        Device events, accepted every cycle (SPEC §7). Used events for queues >= N are ignored.
+        Device events, accepted every cycle (docs/spec.md §7). Used events for queues >= N are
+        ignored.
     notify : ``Out(stream.Signature(NotifyLayout))``
         Notifications (QueueNotify and doorbells, see :class:`DoorbellDecoder`) in write order,
         through a :class:`NotifyQueue` of ``params.notify_fifo_depth`` entries; while it is
@@ -49,8 +51,8 @@ class RegisterCore(wiring.Component):
     notify_dropped : ``Out(32)``
         Count of notify writes dropped (partial writes, queues >= N); cleared by ``rst`` only.
     status, driver_ok, device_reset, features, irq : ``Out``
-        Device state (SPEC §5, §9); ``features`` is the accepted set once FEATURES_OK is set,
-        otherwise 0.
+        Device state (docs/spec.md §5, §9); ``features`` is the accepted set once FEATURES_OK is
+        set, otherwise 0.
     queue : ``In(QueueStatePort)``
     config : ``Out(ConfigPort)``
     msi_message : ``Out(stream.Signature(MsiMessage))``

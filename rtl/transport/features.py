@@ -1,5 +1,5 @@
-"""Feature negotiation (SPEC §4 0x010–0x024): DeviceFeatures and DriverFeatures with their
-selectors."""
+"""Feature negotiation (docs/spec.md §4 0x010–0x024): DeviceFeatures and DriverFeatures with
+their selectors."""
 
 from dataclasses import dataclass
 

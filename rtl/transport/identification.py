@@ -1,4 +1,4 @@
-"""Identification (SPEC §4 0x000–0x00C): MagicValue, Version, DeviceID, VendorID."""
+"""Identification (docs/spec.md §4 0x000–0x00C): MagicValue, Version, DeviceID, VendorID."""
 
 from dataclasses import dataclass
 

@@ -1,5 +1,5 @@
-"""Interrupts (SPEC §7, §4 0x060, 0x064, 0x0C0–0x0CC): InterruptStatus and InterruptACK, and in
-profiles with MSI the MSI registers, their command decode and the interrupt controller
+"""Interrupts (docs/spec.md §7, §4 0x060, 0x064, 0x0C0–0x0CC): InterruptStatus and InterruptACK,
+and in profiles with MSI the MSI registers, their command decode and the interrupt controller
 (:mod:`virtio_mmio.transport.msi`, :mod:`virtio_mmio.transport.vector_state`)."""
 
 from dataclasses import dataclass

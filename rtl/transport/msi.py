@@ -1,5 +1,5 @@
-"""Interrupts (SPEC §7): InterruptStatus for INTx, the MSI vector table and message generator.
-The MSI manager ports are the bus layer's write managers (:mod:`virtio_mmio.bus`).
+"""Interrupts (docs/spec.md §7): InterruptStatus for INTx, the MSI vector table and message
+generator. The MSI manager ports are the bus layer's write managers (:mod:`virtio_mmio.bus`).
 
 :class:`InterruptController` writes the rules that do not depend on N once: InterruptStatus,
 ``irq`` and the MSI enable, the vector table and its refusals, the message register. What
@@ -44,7 +44,7 @@ class MsiCommand(wiring.Signature):
 
 
 class InterruptController(wiring.Component):
-    """InterruptStatus, the MSI vector table and the message generator (SPEC §7).
+    """InterruptStatus, the MSI vector table and the message generator (docs/spec.md §7).
 
     Parameters
     ----------
@@ -134,7 +134,8 @@ class InterruptController(wiring.Component):
         return used, Cat(used, self.config_event)
 
     def _status_and_enable(self, m, status, enabled, *, back_queue, back_config):
-        """InterruptStatus, ``irq`` and the MSI enable (SPEC §7), whichever the vector state.
+        """InterruptStatus, ``irq`` and the MSI enable (docs/spec.md §7), whichever the vector
+        state.
 
         ``back_queue``/``back_config``: a queue vector / vector 0 is pending, this cycle's
         events included — what switching MSI off moves back into InterruptStatus. Returns

@@ -1,5 +1,5 @@
-"""Notifications (SPEC §6): QueueNotify and the doorbells, their address decode, and the queue
-of notifications waiting for the device logic."""
+"""Notifications (docs/spec.md §6): QueueNotify and the doorbells, their address decode, and the
+queue of notifications waiting for the device logic."""
 
 from dataclasses import dataclass
 
@@ -16,7 +16,7 @@ from .block import Block, BlockLogic
 __all__ = ["NotifyLayout", "DoorbellAddresses", "DoorbellDecoder", "NotifyQueue", "Notify"]
 
 
-#: Payload of the notification stream (SPEC §6, §9): the queue (decoded from the doorbell
+#: Payload of the notification stream (docs/spec.md §6, §9): the queue (decoded from the doorbell
 #: address, or taken from the data word), the word as written, and whether it is a
 #: notification-data word (VIRTIO_F_NOTIFICATION_DATA negotiated).
 NotifyLayout = data.StructLayout({"queue": 16, "data": 32, "has_data": 1})

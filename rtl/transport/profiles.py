@@ -1,4 +1,4 @@
-"""Profiles (SPEC §3): a profile is a version and a list of configured transport blocks.
+"""Profiles (docs/spec.md §3): a profile is a version and a list of configured transport blocks.
 
 The register map of a profile is the union of its blocks' rows
 (:class:`~virtio_mmio.regmap.RegisterMap`); its gateware is the union of their logic
@@ -31,8 +31,8 @@ def transport_blocks(*, notify, interrupts, identification=Identification()):
 
 @dataclass(frozen=True)
 class Profile:
-    """One row of the profile table (SPEC §3): a name, the Version register's value, and the
-    configured blocks."""
+    """One row of the profile table (docs/spec.md §3): a name, the Version register's value, and
+    the configured blocks."""
 
     name: str
     version: int

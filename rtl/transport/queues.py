@@ -1,5 +1,5 @@
-"""The virtqueues (SPEC §4 0x030–0x044, 0x080–0x0A4, §9 queue-state port): QueueSel, the
-per-queue registers, the queue table and the device-side read port."""
+"""The virtqueues (docs/spec.md §4 0x030–0x044, 0x080–0x0A4, §9 queue-state port): QueueSel,
+the per-queue registers, the queue table and the device-side read port."""
 
 from dataclasses import dataclass
 
@@ -17,7 +17,7 @@ __all__ = ["QueueStatePort", "Queues"]
 
 
 class QueueStatePort(wiring.Signature):
-    """Device-side queue-state read port (SPEC §9), seen from the device logic.
+    """Device-side queue-state read port (docs/spec.md §9), seen from the device logic.
 
     ``q_sel`` is sampled every cycle; one cycle later ``q_ready``, ``q_num``, ``q_desc``,
     ``q_driver`` and ``q_device`` show that queue's state as it was when ``q_sel`` was sampled

@@ -1,5 +1,5 @@
-"""Shared-memory regions (SPEC §4 0x0AC–0x0BC): SHMSel and the selected region's length and
-base, constants from the parameters (all ones when there is no such region)."""
+"""Shared-memory regions (docs/spec.md §4 0x0AC–0x0BC): SHMSel and the selected region's length
+and base, constants from the parameters (all ones when there is no such region)."""
 
 from dataclasses import dataclass
 
@@ -17,7 +17,8 @@ _M32 = 0xFFFF_FFFF
 
 def _shm_word_reset(attr, high):
     def reset(params):
-        # SHMSel resets to 0: region 0, or all ones (SPEC §4) in both halves when there is none.
+        # SHMSel resets to 0: region 0, or all ones (docs/spec.md §4) in both halves when there is
+        # none.
         region = next((r for r in params.shm if r.id == 0), None)
         word = _M32 if region is None else getattr(region, attr) >> (32 if high else 0)
         return word & _M32

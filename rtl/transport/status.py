@@ -1,4 +1,4 @@
-"""Device status and device reset (SPEC §5, §4 0x070)."""
+"""Device status and device reset (docs/spec.md §5, §4 0x070)."""
 
 from dataclasses import dataclass
 

@@ -1,5 +1,5 @@
-"""Per-vector MSI state (SPEC §7, §11): which vectors are pending, valid and masked, and which
-one is issued next — the part of the interrupt controller that grows with N.
+"""Per-vector MSI state (docs/spec.md §7, §11): which vectors are pending, valid and masked, and
+which one is issued next — the part of the interrupt controller that grows with N.
 
 The interrupt controller (:class:`~virtio_mmio.transport.msi.InterruptController`) owns the
 rules that do not depend on N: InterruptStatus and ``irq``, the MSI enable, the vector table
@@ -13,8 +13,8 @@ and its refusals, the message register. It drives a *vector-state store* through
 * :class:`BlockVectorState` (larger N): the queue vectors' bits in block RAM, so logic does not
   grow with N but for a few flip-flops per word of 16 vectors.
 
-Both give the SPEC §7 behaviour and the latency and throughput the controller documents (event
-to ``message.valid`` in 2 cycles, N+1 pending vectors sent in N+2 cycles); the block version
+Both give the docs/spec.md §7 behaviour and the latency and throughput the controller documents
+(event to ``message.valid`` in 2 cycles, N+1 pending vectors sent in N+2 cycles); the block version
 differs only in the order it serves vectors of different words (see its documentation).
 """
 
@@ -217,7 +217,7 @@ class BlockVectorState(wiring.Component):
       A hint is also set by an UPDATE, so a pending vector that was invalid is looked at again.
     * A count of pending queue vectors answers "is any pending" when MSI is switched off.
 
-    Differences from the flip-flop version, all within SPEC §7: messages of vectors in
+    Differences from the flip-flop version, all within docs/spec.md §7: messages of vectors in
     different words are issued in word order rather than strictly round-robin per vector (every
     word is visited in turn, so none starves); a vector may be issued in the cycle MSI is
     switched off (it is then not moved back into InterruptStatus); the observation members

@@ -1,4 +1,4 @@
-"""End-to-end tests of the ``dragonball`` profile on the generated Verilog (SPEC §3's
+"""End-to-end tests of the ``dragonball`` profile on the generated Verilog (docs/spec.md §3's
 Dragonball row); tests/test_cocotb.py runs this module on the Dragonball configurations.
 
 The same real subordinate models as :mod:`.test_msi` sit on the MSI manager port (cocotbext-axi's

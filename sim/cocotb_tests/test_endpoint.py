@@ -1,9 +1,10 @@
-"""End-to-end cocotb tests of the generated Verilog (SPEC §4–9, §12); tests/test_cocotb.py
-builds each configuration with Verilator and runs this module on it.
+"""End-to-end cocotb tests of the generated Verilog (docs/spec.md §4–9, §12);
+tests/test_cocotb.py builds each configuration with Verilator and runs this module on it.
 
 The DUT's construction parameters arrive as JSON in the environment variable
 :data:`PARAMS_ENV` (``EndpointParams.as_dict()``); every test adapts to them. The register
-offsets come from :class:`virtio_mmio.regmap.RegisterMap`, the port names are those of SPEC §9.
+offsets come from :class:`virtio_mmio.regmap.RegisterMap`, the port names are those of
+docs/spec.md §9.
 
 The device side is a Python model (:class:`DeviceModel`) that runs on the falling clock edge:
 inputs it drives there are stable at the next rising edge, and the DUT outputs it samples there
@@ -66,7 +67,8 @@ class QueueState:
 
 
 class DeviceModel:
-    """The device logic behind the device-side ports of SPEC §9, plus a passive bus monitor.
+    """The device logic behind the device-side ports of docs/spec.md §9, plus a passive bus
+    monitor.
 
     * Config space: answers ``cfg_re`` from :attr:`config` on ``cfg_rdata`` in the next cycle
       (and drives junk in every other cycle, so a wrong read latency shows), applies ``cfg_we``
@@ -417,7 +419,7 @@ class Testbench:
         return state
 
     def doorbells(self):
-        """The doorbell offsets (SPEC §6)."""
+        """The doorbell offsets (docs/spec.md §6)."""
         p = self.p
         if not p.has_doorbells:
             return set()
@@ -445,7 +447,7 @@ class Testbench:
 
 def expected_notification(tb, word):
     """The (queue, data) a full QueueNotify write of ``word`` must produce, or None if it must
-    be dropped (SPEC §6)."""
+    be dropped (docs/spec.md §6)."""
     if tb.driver.features >> Feature.NOTIFICATION_DATA & 1:
         queue = word & 0xFFFF
     else:
@@ -947,7 +949,7 @@ async def test_status_rules(dut, timing):
 @cocotb.parametrize(timing=TIMINGS)
 async def test_device_reset_mid_setup(dut, timing):
     """Status = 0 in the middle of a queue setup clears every piece of driver-visible state
-    (SPEC §5) before the next access, keeps ConfigGeneration, pulses device_reset once."""
+    (docs/spec.md §5) before the next access, keeps ConfigGeneration, pulses device_reset once."""
     tb = await Testbench.start(dut, timing=timing)
     p, device = tb.p, tb.device
     await tb.driver.probe()
@@ -1160,8 +1162,8 @@ async def test_reset_during_traffic(dut, timing):
 @cocotb.test(timeout_time=TIMEOUT_MS, timeout_unit="ms")
 async def test_doorbells(dut):
     """seed: a full write at notify_base + q * notify_multiplier is a notification for queue q
-    with the word as written (SPEC §6); doorbells read 0. Then every queue's doorbell through
-    the driver (which read the layout at probe) while the device holds the stream back for
+    with the word as written (docs/spec.md §6); doorbells read 0. Then every queue's doorbell
+    through the driver (which read the layout at probe) while the device holds the stream back for
     long random stretches: nothing lost, nothing duplicated, order kept, and on AXI reads of
     other registers complete while a notification waits on the bus."""
     tb = await Testbench.start(dut)

@@ -1,12 +1,12 @@
-"""End-to-end MSI tests of the generated Verilog (SPEC §4 0x0C0–0x0CC, §7, §11, Appendix A
-items 10–11); tests/test_cocotb.py runs this module on every configuration's build.
+"""End-to-end MSI tests of the generated Verilog (docs/spec.md §4 0x0C0–0x0CC, §7, §11,
+Appendix A items 10–11); tests/test_cocotb.py runs this module on every configuration's build.
 
 Real subordinate models sit on the MSI manager port (:mod:`virtio_mmio_sim.cocotb_msi`):
 cocotbext-axi's write-side RAM on ``m_axil_*``, a Wishbone subordinate on ``m_wb_*``. Every
 write they take is decoded into a vector by an MSI receiver; a monitor records, cycle by cycle,
 the device's events, ``msi_enabled`` and each request on the port, which the event-storm
-scoreboard replays against a reference model of SPEC §7. In a profile without MSI the port must
-stay idle and the 2019 driver falls back to INTx.
+scoreboard replays against a reference model of docs/spec.md §7. In a profile without MSI the port
+must stay idle and the 2019 driver falls back to INTx.
 """
 
 import logging
@@ -286,7 +286,7 @@ async def test_driver_sequences(dut, style, timing):
 @needs_msi
 @cocotb.test(timeout_time=TIMEOUT_MS, timeout_unit="ms")
 async def test_latency_and_drain(dut):
-    """SPEC §11 with the manager always ready: event input to AWVALID (stb) in at most 2
+    """docs/spec.md §11 with the manager always ready: event input to AWVALID (stb) in at most 2
     clocks; with all N+1 vectors pending at once (both InterruptStatus bits set under INTx,
     then MSI enabled) every vector's message is taken within N + 5 clocks of the enable, once
     each."""
@@ -468,9 +468,9 @@ async def test_window_and_waiting(dut, timing):
 @cocotb.test(timeout_time=TIMEOUT_MS, timeout_unit="ms")
 @cocotb.parametrize(timing=TIMINGS)
 async def test_device_reset(dut, timing):
-    """Status = 0 clears MSI enable, every vector and every pending event (SPEC §5): a request
-    already on the bus completes, nothing else is sent; after the reset the vectors are invalid
-    and the staging registers 0; the K1 teardown after the reset is harmless."""
+    """Status = 0 clears MSI enable, every vector and every pending event (docs/spec.md §5): a
+    request already on the bus completes, nothing else is sent; after the reset the vectors are
+    invalid and the staging registers 0; the K1 teardown after the reset is harmless."""
     bench = await MsiBench.start(dut, timing=timing)
     tb, p, rng, layout, monitor = bench.tb, bench.p, bench.tb.rng, bench.layout, bench.monitor
     await tb.bring_up()

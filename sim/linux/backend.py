@@ -20,7 +20,7 @@ DESC_F_NEXT = 1
 DESC_F_WRITE = 2
 DESC_F_INDIRECT = 4
 
-#: The endpoint's device-side inputs a back-end drives (SPEC §9).
+#: The endpoint's device-side inputs a back-end drives (docs/spec.md §9).
 _DEVICE_INPUTS = ("notify_ready", "used_valid", "used_queue", "config_changed", "needs_reset",
                   "q_sel", "cfg_rdata")
 

@@ -1,5 +1,5 @@
 """A virtio-console device (DeviceID 3) with VIRTIO_CONSOLE_F_MULTIPORT, in Python behind the
-endpoint's device-side ports (SPEC §9), for the Linux co-simulation (:mod:`.cosim`).
+endpoint's device-side ports (docs/spec.md §9), for the Linux co-simulation (:mod:`.cosim`).
 
 Queues (virtio 1.x §5.3.2 with MULTIPORT): 0/1 port 0 receiveq/transmitq, 2/3 control
 receiveq/transmitq, 4/5 port 1 receiveq/transmitq. Config space (served on ``cfg_*``): cols and

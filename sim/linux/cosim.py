@@ -10,9 +10,9 @@ Verilog by :mod:`virtio_mmio_sim.linux.run`.
   two samples, or an event in the very cycle of an InterruptACK, leaves the line high and the
   interrupt pending, where an edge-triggered input would lose it.
 * The device behind the endpoint (:data:`DEVICE_ENV`) is either ``model``,
-  :class:`RngBackend`, a virtio-rng device in Python on the endpoint's device-side ports (SPEC
-  §9): it takes each notification from the notify stream, reads the queue's addresses from the
-  queue-state port, walks the split ring in guest memory over the socket, fills every
+  :class:`RngBackend`, a virtio-rng device in Python on the endpoint's device-side ports
+  (docs/spec.md §9): it takes each notification from the notify stream, reads the queue's addresses
+  from the queue-state port, walks the split ring in guest memory over the socket, fills every
   device-writable buffer with bytes from a seeded generator, publishes the used element, and
   only after the used index is written raises a used-buffer event; or ``rtl``, the RTL
   virtio-rng device of :mod:`virtio_mmio.devices.rng` inside the generated module, whose DMA manager
@@ -79,7 +79,7 @@ CLOCK_NS = 10
 TIMEOUT_MS = 200
 #: Clock cycles the simulation keeps running after an access or MSI-port activity before it
 #: waits for QEMU without a clock: room for an event (or an MSI switch-on that moves
-#: InterruptStatus into pending vectors) to reach the MSI manager port (SPEC §11: <= 2).
+#: InterruptStatus into pending vectors) to reach the MSI manager port (docs/spec.md §11: <= 2).
 GRACE_CYCLES = 8
 #: Clock cycles a MARK waits at most for the device to go idle before it is answered.
 MARK_DRAIN_CYCLES = 20000
@@ -248,7 +248,7 @@ class RtlDataRecorder:
 
 class MsiTargets:
     """The MSI target of every vector as the driver programs it, followed in the stream of
-    register writes (SPEC §4: MsiAddrLow/High and MsiData staged, UPDATE ``0x1000 | v`` at
+    register writes (docs/spec.md §4: MsiAddrLow/High and MsiData staged, UPDATE ``0x1000 | v`` at
     0x0C2, a 16-bit write or the upper half of a 32-bit one at 0x0C0; Status = 0 resets).
     Targets once programmed stay known after a reset or a re-targeting, so a message issued
     just before either is still attributed."""
