@@ -4,7 +4,8 @@ Verilog port contract (docs/spec.md §9).
 In Amaranth the endpoint is a component with interfaces (``bus``, ``msi``, ``device``); a
 Verilog user sees one flat list of ports (``s_axil_awaddr``, ``notify_valid``, ``q_sel``).
 :class:`FlatPorts` turns one into the other, and only Verilog generation (and what must match
-the Verilog: the JSON port list, the proofs' and benches' views of the top) uses it.
+the Verilog: the JSON port list, the instantiation template, the scaling harness) uses it;
+simulations and proofs drive the interfaces.
 
 Naming: a member's path is joined with ``_`` after replacing its longest prefix found in the
 component's ``port_prefixes`` (a dict ``{path tuple: prefix}``; an empty prefix drops the
