@@ -23,7 +23,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..bus import (AXI4LiteDmaManager, AXI4LiteSignature, WishboneDmaManager, WishboneSignature,
                   WISHBONE_MODES)
-from ..endpoint import DeviceSignature, VirtioMmioEndpoint
+from ..endpoint import VirtioMmioEndpoint
 from ..flatten import FlatPorts, inspected
 from ..params import EndpointParams
 from ..regmap import Feature
@@ -602,15 +602,17 @@ class VirtioRngEndpoint(wiring.Component):
         _check_seed(seed)
         self._params = params
         self._seed = seed
-        endpoint = inspected(VirtioMmioEndpoint(params)).signature.members
+        # The two parts are made once: their signatures give this component's members, and
+        # elaborate() puts these same objects in the design.
+        self._endpoint = inspected(VirtioMmioEndpoint(params))
+        self._device = inspected(VirtioRngDevice(bus=params.bus,
+                                                 wishbone_mode=params.wishbone_mode, seed=seed))
+        endpoint = self._endpoint.signature.members
         members = {name: member for name, member in endpoint.items() if name != "device"}
         members["config_changed"] = In(1)
-        members.update({name: Out(DeviceSignature(params).members[name].shape)
+        members.update({name: Out(endpoint["device"].signature.members[name].shape)
                         for name in _STATE_PORTS})
-        if params.bus == "axil":
-            members["dma"] = Out(AXI4LiteSignature(64))
-        else:
-            members["dma"] = Out(WishboneSignature(62, mode=params.wishbone_mode))
+        members["dma"] = self._device.signature.members["dma"]
         members.update({"rng_busy": Out(1), "rng_broken": Out(1), "rng_buffers": Out(32),
                         "rng_used_event": Out(1)})
         super().__init__(members)
@@ -622,9 +624,10 @@ class VirtioRngEndpoint(wiring.Component):
     @property
     def port_prefixes(self):
         """How the interfaces flatten to Verilog names (see :mod:`virtio_mmio.flatten`)."""
-        axil = self._params.bus == "axil"
-        return {("bus",): "s_axil" if axil else "s_wb", ("msi",): "m_axil" if axil else "m_wb",
-                ("dma",): "m_dma_axil" if axil else "m_dma_wb"}
+        prefixes = {path: name for path, name in self._endpoint.port_prefixes.items()
+                    if path[0] in ("bus", "msi")}
+        prefixes[("dma",)] = "m_dma_axil" if self._params.bus == "axil" else "m_dma_wb"
+        return prefixes
 
     @property
     def seed(self):
@@ -632,10 +635,8 @@ class VirtioRngEndpoint(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        p = self._params
-        m.submodules.endpoint = endpoint = VirtioMmioEndpoint(p)
-        m.submodules.device = device = VirtioRngDevice(bus=p.bus, wishbone_mode=p.wishbone_mode,
-                                                       seed=self._seed)
+        m.submodules.endpoint = endpoint = self._endpoint
+        m.submodules.device = device = self._device
         wiring.connect(m, wiring.flipped(self.bus), endpoint.bus)
         wiring.connect(m, wiring.flipped(self.msi), endpoint.msi)
         wiring.connect(m, wiring.flipped(self.dma), device.dma)
