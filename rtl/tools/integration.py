@@ -8,9 +8,13 @@
   lint <vlnv>`` works on the output directory.
 * ``<stem>.svd``: a CMSIS-SVD description of the register map (one peripheral, every register
   and field with its access and reset, the doorbells as a register array), for debuggers and
-  SVD-driven code generators.
+  SVD-driven code generators;
+* ``<stem>.xml``: an IP-XACT (IEEE 1685-2014) component: PeakRDL's memory map completed with the
+  ports, the bus interfaces (clock, reset, interrupt, the CPU bus as a subordinate on the memory
+  map, the MSI and DMA managers on 64-bit address spaces) and the Verilog model and file set,
+  so IP packagers and IP-XACT tools import the endpoint as a component.
 
-All three come from the same data as the other artefacts: the component's flat ports
+All of them come from the same data as the other artefacts: the component's flat ports
 (:mod:`virtio_mmio.flatten`) and the register entries of :mod:`~virtio_mmio.tools.artefacts`.
 """
 
@@ -24,7 +28,8 @@ from ..flatten import flat_ports
 from ..regmap import CONFIG_BASE
 
 
-__all__ = ["port_groups", "emit_instance_template", "emit_fusesoc_core", "emit_svd"]
+__all__ = ["port_groups", "emit_instance_template", "emit_fusesoc_core", "emit_svd",
+           "emit_ipxact_component", "IPXACT_VENDOR", "IPXACT_LIBRARY", "IPXACT_BUS_TYPES"]
 
 
 #: Port groups of the template, in order: (title, test on the flat name and its path).
@@ -258,3 +263,187 @@ def _svd_register(entry, dim=None):
 
 def _one_line(text):
     return " ".join((text or "").split()) or "-"
+
+
+# IP-XACT (IEEE 1685-2014) component ------------------------------------------------------
+
+IPXACT_NS = "http://www.accellera.org/XMLSchema/IPXACT/1685-2014"
+_XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+
+#: The component's vendor and library (its VLNV is vendor:library:module name:version, the
+#: same as the FuseSoC core's name).
+IPXACT_VENDOR, IPXACT_LIBRARY = "virtio-mmio", "endpoint"
+
+#: Bus definitions: (busType VLNV, abstractionType VLNV) by ``params.bus``. AXI4-Lite is Arm's
+#: AMBA 4 definition; its logical ports are the AXI signal names (AWADDR, ...). No
+#: standards body publishes a Wishbone definition; this one is named after its home,
+#: opencores.org, and its logical ports are the endpoint's own field names in capitals (ADR,
+#: DAT_W, DAT_R, SEL, CYC, STB, WE, ACK, ERR, STALL).
+IPXACT_BUS_TYPES = {
+    "axil": (("amba.com", "AMBA4", "AXI4-Lite", "r0p0_0"),
+             ("amba.com", "AMBA4", "AXI4-Lite_rtl", "r0p0_0")),
+    "wishbone": (("opencores.org", "interface", "wishbone", "b4"),
+                 ("opencores.org", "interface", "wishbone_rtl", "b4")),
+}
+
+#: Single-signal interfaces: (name = physical port, kind, logical port, interface mode,
+#: description, parameters). The bus definitions are the widely used Xilinx signal ones,
+#: ``xilinx.com:signal:<kind>:1.0``; their parameters tell a packager the polarity, the
+#: sensitivity and which interfaces the clock drives.
+_IPXACT_SIGNALS = (
+    ("clk", "clock", "CLK", "slave", "the clock: every port is synchronous to it",
+     (("ASSOCIATED_RESET", "rst"),)),
+    ("rst", "reset", "RST", "slave", "the reset: synchronous, active high",
+     (("POLARITY", "ACTIVE_HIGH"),)),
+    ("irq", "interrupt", "INTERRUPT", "master", "the interrupt: level, active high",
+     (("SENSITIVITY", "LEVEL_HIGH"),)),
+)
+
+#: Manager interfaces of the flat ports: path[0] -> (description, address space name).
+_IPXACT_MANAGERS = {
+    "msi": "MSI manager: one write per MSI message, writes only (its inputs tied off where "
+           "the profile has no MSI)",
+    "dma": "the example device's DMA manager: descriptor and buffer reads and writes",
+}
+
+
+def _ipxact(parent, tag, text=None, **attributes):
+    element = parent.makeelement(f"{{{IPXACT_NS}}}{tag}",
+                                 {f"{{{IPXACT_NS}}}{key}": value
+                                  for key, value in attributes.items()})
+    parent.append(element)
+    if text is not None:
+        element.text = str(text)
+    return element
+
+
+def _ipxact_vlnv(parent, tag, vlnv):
+    element = _ipxact(parent, tag)
+    for key, value in zip(("vendor", "library", "name", "version"), vlnv):
+        element.set(key, value)
+    return element
+
+
+def _ipxact_interface(parent, name, description, bus_type, abstraction, port_map):
+    """A ``busInterface`` up to its port maps (the caller adds the interface mode)."""
+    interface = _ipxact(parent, "busInterface")
+    _ipxact(interface, "name", name)
+    _ipxact(interface, "description", description)
+    _ipxact_vlnv(interface, "busType", bus_type)
+    abstraction_type = _ipxact(_ipxact(interface, "abstractionTypes"), "abstractionType")
+    _ipxact_vlnv(abstraction_type, "abstractionRef", abstraction)
+    maps = _ipxact(abstraction_type, "portMaps")
+    for logical, physical in port_map:
+        port_map_element = _ipxact(maps, "portMap")
+        _ipxact(_ipxact(port_map_element, "logicalPort"), "name", logical)
+        _ipxact(_ipxact(port_map_element, "physicalPort"), "name", physical)
+    return interface
+
+
+def _ipxact_parameters(parent, parameters):
+    element = _ipxact(parent, "parameters")
+    for name, value in parameters:
+        parameter = _ipxact(element, "parameter")
+        parameter.set("parameterId", name)
+        _ipxact(parameter, "name", name)
+        _ipxact(parameter, "value", f'"{value}"')
+
+
+def emit_ipxact_component(memory_map_xml, component, verilog_name, version):
+    """The IP-XACT component of ``component`` generated into ``verilog_name``: PeakRDL's
+    component (``memory_map_xml``, the register map as a memory map) completed with the bus
+    interfaces (clock, reset, the CPU bus as a subordinate on that memory map, the MSI manager
+    and, with ``--device rng``, the DMA manager, each on its own 64-bit address space, the
+    interrupt), the ports, the Verilog model and its file set. IEEE 1685-2014."""
+    import xml.etree.ElementTree as ET
+
+    ET.register_namespace("ipxact", IPXACT_NS)
+    ET.register_namespace("xsi", _XSI_NS)
+    root = ET.fromstring(memory_map_xml)
+    params = component.params
+    top = params.name
+    root.find(f"{{{IPXACT_NS}}}vendor").text = IPXACT_VENDOR
+    root.find(f"{{{IPXACT_NS}}}library").text = IPXACT_LIBRARY
+    memory_maps = root.find(f"{{{IPXACT_NS}}}memoryMaps")
+    memory_map = memory_maps.find(f"{{{IPXACT_NS}}}memoryMap/{{{IPXACT_NS}}}name").text
+    ports = flat_ports(component)
+    bus_type, abstraction = IPXACT_BUS_TYPES[params.bus]
+    bus_name = "AXI4-Lite" if params.bus == "axil" else f"Wishbone B4 {params.wishbone_mode}"
+
+    # busInterfaces, addressSpaces: built detached, then placed in the schema's order.
+    interfaces = ET.Element(f"{{{IPXACT_NS}}}busInterfaces")
+    spaces = ET.Element(f"{{{IPXACT_NS}}}addressSpaces")
+    managers = [path for path in _IPXACT_MANAGERS
+                if any(p[0] == path for p, _, _ in ports.values())]
+    for name, kind, logical, mode, description, parameters in _IPXACT_SIGNALS:
+        interface = _ipxact_interface(
+            interfaces, name, description, ("xilinx.com", "signal", kind, "1.0"),
+            ("xilinx.com", "signal", f"{kind}_rtl", "1.0"), [(logical, name)])
+        _ipxact(interface, mode)
+        if kind == "clock":
+            parameters += (("ASSOCIATED_BUSIF", ":".join(["bus", *managers])),)
+        _ipxact_parameters(interface, parameters)
+
+    def port_map(which):
+        return [(path[1].upper(), name) for name, (path, _, _) in ports.items()
+                if path[0] == which]
+
+    interface = _ipxact_interface(
+        interfaces, "bus", f"CPU bus: {bus_name} subordinate, the transport registers",
+        bus_type, abstraction, port_map("bus"))
+    _ipxact(_ipxact(interface, "slave"), "memoryMapRef").set("memoryMapRef", memory_map)
+    for which in managers:
+        interface = _ipxact_interface(interfaces, which,
+                                      f"{_IPXACT_MANAGERS[which]}; {bus_name} manager",
+                                      bus_type, abstraction, port_map(which))
+        _ipxact(_ipxact(interface, "master"), "addressSpaceRef").set(
+            "addressSpaceRef", f"{which}_space")
+        space = _ipxact(spaces, "addressSpace")
+        _ipxact(space, "name", f"{which}_space")
+        _ipxact(space, "description", f"what the {which} manager addresses: 64-bit bus "
+                                      "addresses (Wishbone: word addresses of 32-bit words)")
+        _ipxact(space, "range", "'h10000000000000000")
+        _ipxact(space, "width", 32)
+
+    index = list(root).index(memory_maps)
+    root.insert(index, spaces)
+    root.insert(index, interfaces)
+
+    model = _ipxact(root, "model")
+    view = _ipxact(_ipxact(model, "views"), "view")
+    _ipxact(view, "name", "rtl")
+    _ipxact(view, "envIdentifier", "verilogSource:*:*")
+    _ipxact(view, "componentInstantiationRef", "verilog_rtl")
+    instantiation = _ipxact(_ipxact(model, "instantiations"), "componentInstantiation")
+    _ipxact(instantiation, "name", "verilog_rtl")
+    _ipxact(instantiation, "language", "verilog")
+    _ipxact(instantiation, "moduleName", top)
+    _ipxact(_ipxact(instantiation, "fileSetRef"), "localName", "rtl")
+    port_list = _ipxact(model, "ports")
+    for title, group in port_groups(component):
+        for name, direction, width in group:
+            port = _ipxact(port_list, "port")
+            _ipxact(port, "name", name)
+            _ipxact(port, "description", title)
+            wire = _ipxact(port, "wire")
+            _ipxact(wire, "direction", "in" if direction == "input" else "out")
+            if width > 1:
+                vector = _ipxact(_ipxact(wire, "vectors"), "vector")
+                _ipxact(vector, "left", width - 1)
+                _ipxact(vector, "right", 0)
+
+    file_set = _ipxact(_ipxact(root, "fileSets"), "fileSet")
+    _ipxact(file_set, "name", "rtl")
+    file = _ipxact(file_set, "file")
+    _ipxact(file, "name", verilog_name)
+    _ipxact(file, "fileType", "verilogSource")
+    _ipxact(root, "description",
+            f"virtio-mmio endpoint {top} (profile {params.profile}, {bus_name}, "
+            f"{params.queues} queue(s)), generated by virtio-mmio {version}")
+
+    ET.indent(root, space="  ")
+    comment = (f"<!-- {top}: IP-XACT component written by virtio-mmio generate {version}: "
+               "ports, bus interfaces, memory map (from the SystemRDL description through "
+               "PeakRDL IP-XACT) and the Verilog file set. -->\n")
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n' + comment
+            + ET.tostring(root, encoding="unicode") + "\n")
