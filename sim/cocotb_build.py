@@ -27,7 +27,7 @@ from .verilator import ensure_verilator, make_variables, verilator_root
 
 
 __all__ = ["SIMULATORS", "fst_supported", "waves_file", "prepare_simulator", "build",
-           "failures"]
+           "build_sources", "failures"]
 
 SIMULATORS = ("verilator", "icarus")
 
@@ -106,26 +106,36 @@ def build(params, build_dir, *, simulator="verilator", waves=False, log_file=Non
     :func:`virtio_mmio.tools.generate.generate_verilog`) and build it for ``simulator`` in
     ``build_dir``, unless the same text was built there with the same options before. Returns a
     runner whose ``test`` takes the same ``build_dir``."""
+    return build_sources({f"{params.name}.v": generate_verilog(params, device)}, params.name,
+                         build_dir, simulator=simulator, waves=waves, log_file=log_file)
+
+
+def build_sources(sources, toplevel, build_dir, *, simulator="verilator", waves=False,
+                  log_file=None):
+    """Build the Verilog ``sources`` (``{file name: text}``, written into ``build_dir``) with
+    top module ``toplevel`` for ``simulator``, unless the same texts were built there with the
+    same options before (a lock serialises concurrent builds of one directory). Returns a
+    runner whose ``test`` takes the same ``build_dir``."""
     _check_simulator(simulator)
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     runner = get_runner(simulator)
     with open(build_dir / "build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        verilog = generate_verilog(params, device)
         key = hashlib.sha256(json.dumps(
-            [verilog, simulator, _build_args(simulator, waves), waves,
+            [sorted(sources.items()), toplevel, simulator, _build_args(simulator, waves), waves,
              _tool_identity(simulator)]).encode()).hexdigest()
         stamp = build_dir / "build.sha256"
-        source = build_dir / f"{params.name}.v"
-        product = build_dir / (params.name if simulator == "verilator" else "sim.vvp")
+        paths = [build_dir / name for name in sources]
+        product = build_dir / (toplevel if simulator == "verilator" else "sim.vvp")
         if not (stamp.exists() and stamp.read_text() == key and product.exists() and
-                source.exists()):
+                all(path.exists() for path in paths)):
             # Nothing of an earlier or failed build is trusted: make would take its leftovers
             # (an empty Vtop__ALL.cpp, say) as up to date.
             _clear(build_dir, keep="build.lock")
-            source.write_text(verilog)
-            runner.build(sources=[source], hdl_toplevel=params.name, build_dir=build_dir,
+            for path, text in zip(paths, sources.values()):
+                path.write_text(text)
+            runner.build(sources=paths, hdl_toplevel=toplevel, build_dir=build_dir,
                          build_args=_build_args(simulator, waves), waves=waves,
                          timescale=("1ns", "1ps") if simulator == "icarus" else None,
                          log_file=log_file)
