@@ -27,7 +27,7 @@ from .verilator import ensure_verilator, make_variables, verilator_root
 
 
 __all__ = ["SIMULATORS", "fst_supported", "waves_file", "prepare_simulator", "build",
-           "build_sources", "failures"]
+           "build_sources", "run_module", "CocotbError", "failures"]
 
 SIMULATORS = ("verilator", "icarus")
 
@@ -152,6 +152,39 @@ def _clear(directory, keep):
             shutil.rmtree(entry)
         else:
             entry.unlink()
+
+
+class CocotbError(Exception):
+    """A cocotb run that failed: its message names the configuration and every failed test."""
+
+
+def run_module(runner, module, toplevel, build_dir, test_dir, *, label, env=None,
+               waves=False, min_tests=1):
+    """Run the cocotb test module ``module`` on the build in ``build_dir`` (top module
+    ``toplevel``), its results in ``test_dir/results.xml``; ``env``: extra environment. Raises
+    :class:`CocotbError`, its message starting with ``label``, when the simulation ends without
+    results, a test fails, or fewer than ``min_tests`` tests ran. Returns the number of tests."""
+    from cocotb_tools.check_results import get_results
+
+    test_dir = Path(test_dir)
+    results = test_dir / "results.xml"
+    results.unlink(missing_ok=True)
+    try:
+        runner.test(test_module=module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
+                    build_dir=build_dir, test_dir=test_dir, results_xml=str(results),
+                    waves=waves, extra_env=env or {})
+    except SystemExit as stop:
+        # The runner exits when a test fails; the results say which.
+        if not results.exists():
+            raise CocotbError(f"{label}: the simulation ended without results "
+                              f"(exit {stop.code})") from None
+    tests, failed = get_results(results)
+    if failed:
+        raise CocotbError(f"{label}: {failed} of {tests} cocotb tests failed:\n"
+                          + "\n".join(failures(results)))
+    if tests < min_tests:
+        raise CocotbError(f"{label}: only {tests} cocotb tests ran, {min_tests} expected")
+    return tests
 
 
 def failures(results):

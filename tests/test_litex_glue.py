@@ -17,13 +17,13 @@ import os
 from pathlib import Path
 
 import pytest
-from cocotb_tools.check_results import get_results
 from migen.fhdl.verilog import convert
 
 from virtio_mmio.litex import VirtioMmioLiteX
 from virtio_mmio.params import EndpointParams
 from virtio_mmio.regmap import Feature
-from virtio_mmio_sim.cocotb_build import build_sources, failures, prepare_simulator, waves_file
+from virtio_mmio_sim.cocotb_build import (CocotbError, build_sources, prepare_simulator,
+                                          run_module, waves_file)
 from virtio_mmio_sim.cocotb_tests.test_litex_glue import PARAMS_ENV, TOPLEVEL, WISHBONE_FIELDS
 
 
@@ -118,21 +118,12 @@ def test_litex_glue(name, verilator_on_path, tmp_path, capsys):
     params = CONFIGS[name]
     runner, build_dir = build_glue(name, tmp_path, waves=WAVES)
     test_dir = build_dir / "run"
-    results = test_dir / "results.xml"
-    if results.exists():
-        results.unlink()
     try:
-        runner.test(test_module=MODULE, hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog",
-                    build_dir=build_dir, test_dir=test_dir, results_xml=str(results),
-                    waves=WAVES, extra_env={PARAMS_ENV: json.dumps(params.as_dict())})
-    except SystemExit as stop:
-        if not results.exists():
-            pytest.fail(f"{name}: the simulation ended without results (exit {stop.code})")
+        run_module(runner, MODULE, TOPLEVEL, build_dir, test_dir, label=name, min_tests=3,
+                   env={PARAMS_ENV: json.dumps(params.as_dict())}, waves=WAVES)
+    except CocotbError as error:
+        pytest.fail(str(error))
     finally:
         if WAVES:
             with capsys.disabled():
                 print(f"\n{name}: waveform {test_dir / waves_file()}")
-    tests, failed = get_results(results)
-    assert failed == 0, f"{name}: {failed} of {tests} cocotb tests failed:\n" + \
-        "\n".join(failures(results))
-    assert tests >= 3, f"{name}: only {tests} cocotb tests ran"

@@ -707,7 +707,8 @@ def test_event_scoreboard():
 
 # ------------------------------------------------------------------------------ cocotb
 
-from virtio_mmio_sim.cocotb_build import build, failures, prepare_simulator  # noqa: E402
+from virtio_mmio_sim.cocotb_build import (CocotbError, build, prepare_simulator,  # noqa: E402
+                                          run_module)
 from virtio_mmio_sim.cocotb_tests.test_rng import (BUFFERS_ENV, FEATURES_ENV,  # noqa: E402
                                                    MSI_ENV, PARAMS_ENV)
 
@@ -737,25 +738,13 @@ def verilator_ready():
 @pytest.mark.cocotb
 @pytest.mark.parametrize("name", list(COCOTB_CONFIGS))
 def test_cocotb_rng(name, verilator_ready):
-    from cocotb_tools.check_results import get_results
-
     params, buffers, msi, features = COCOTB_CONFIGS[name]
     build_dir = BUILD / "cocotb" / name
     runner = build(params, build_dir, device="rng")
-    test_dir = build_dir / "rng"
-    results = test_dir / "results.xml"
-    results.unlink(missing_ok=True)
     try:
-        runner.test(test_module="virtio_mmio_sim.cocotb_tests.test_rng",
-                    hdl_toplevel=params.name, hdl_toplevel_lang="verilog", build_dir=build_dir,
-                    test_dir=test_dir, results_xml=str(results),
-                    extra_env={PARAMS_ENV: json.dumps(params.as_dict()),
-                               BUFFERS_ENV: str(buffers), MSI_ENV: "1" if msi else "0",
-                               FEATURES_ENV: hex(features)})
-    except SystemExit as stop:
-        if not results.exists():
-            pytest.fail(f"{name}: the simulation ended without results (exit {stop.code})")
-    tests, failed = get_results(results)
-    assert failed == 0, f"{name}: {failed} of {tests} cocotb tests failed:\n" + \
-        "\n".join(failures(results))
-    assert tests >= 4, f"{name}: only {tests} cocotb tests ran"
+        run_module(runner, "virtio_mmio_sim.cocotb_tests.test_rng", params.name, build_dir,
+                   build_dir / "rng", label=name, min_tests=4,
+                   env={PARAMS_ENV: json.dumps(params.as_dict()), BUFFERS_ENV: str(buffers),
+                        MSI_ENV: "1" if msi else "0", FEATURES_ENV: hex(features)})
+    except CocotbError as error:
+        pytest.fail(str(error))
