@@ -289,8 +289,10 @@ class VirtioMmioLiteX(LiteXModule):
                               self.params.name, interrupt_parent)
 
 
-def _replace_once(text, old, new):
-    if text.count(old) < 1:
+def _fill_in(text, old, new):
+    """``text`` with every ``old`` replaced by ``new``; there must be one at least (else the
+    generated node no longer has the placeholder this module fills in)."""
+    if old not in text:
         raise AssertionError(f"{old!r} not found in the generated device-tree node")
     return text.replace(old, new)
 
@@ -300,8 +302,8 @@ def _place_dt_node(text, origin, irq, module, interrupt_parent):
     fill them in replaced by one that says where they came from."""
     node = text[text.index("*/\n") + 3:]
     placeholder = DT_PLACEHOLDER_BASE
-    node = _replace_once(node, f"@{placeholder:x} {{", f"@{origin:x} {{")
-    node = _replace_once(node, f"{placeholder:#x}", f"{origin:#x}")      # in reg
+    node = _fill_in(node, f"@{placeholder:x} {{", f"@{origin:x} {{")
+    node = _fill_in(node, f"{placeholder:#x}", f"{origin:#x}")      # in reg
     interrupts = f"interrupts = <{irq}>;"
     if interrupt_parent is not None:
         interrupts = f"interrupt-parent = <&{interrupt_parent}>;\n\t" + interrupts

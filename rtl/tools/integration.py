@@ -19,6 +19,7 @@ All of them come from the same data as the other artefacts: the component's flat
 """
 
 import re
+import xml.etree.ElementTree as ET
 from xml.sax.saxutils import escape
 
 from amaranth.hdl import Shape
@@ -53,11 +54,14 @@ _GROUPS = (
 )
 
 
+def _bus_name(params):
+    return "AXI4-Lite" if params.bus == "axil" else f"Wishbone B4 {params.wishbone_mode}"
+
+
 def port_groups(component):
     """``[(title, [(name, direction, width)])]``: the component's flat ports by group, clock
     and reset first (the order of the port table)."""
-    params = component.params
-    bus = "AXI4-Lite" if params.bus == "axil" else f"Wishbone B4 {params.wishbone_mode}"
+    bus = _bus_name(component.params)
     groups = {title.format(bus=bus): [] for title, _ in _GROUPS}
     other = []
     for name, (path, field, member) in flat_ports(component).items():
@@ -299,18 +303,18 @@ _IPXACT_SIGNALS = (
      (("SENSITIVITY", "LEVEL_HIGH"),)),
 )
 
-#: Manager interfaces of the flat ports: path[0] -> (description, address space name).
+#: Manager interfaces of the flat ports: path[0] -> description. Each gets an address space
+#: ``<path[0]>_space``.
 _IPXACT_MANAGERS = {
-    "msi": "MSI manager: one write per MSI message, writes only (its inputs tied off where "
-           "the profile has no MSI)",
+    "msi": "MSI manager: one write per MSI message, writes only (tie its inputs off where the "
+           "profile has no MSI)",
     "dma": "the example device's DMA manager: descriptor and buffer reads and writes",
 }
 
 
-def _ipxact(parent, tag, text=None, **attributes):
-    element = parent.makeelement(f"{{{IPXACT_NS}}}{tag}",
-                                 {f"{{{IPXACT_NS}}}{key}": value
-                                  for key, value in attributes.items()})
+def _ipxact(parent, tag, text=None):
+    """A new ``ipxact:<tag>`` element at the end of ``parent``, with ``text``."""
+    element = parent.makeelement(f"{{{IPXACT_NS}}}{tag}", {})
     parent.append(element)
     if text is not None:
         element.text = str(text)
@@ -355,8 +359,6 @@ def emit_ipxact_component(memory_map_xml, component, verilog_name, version):
     interfaces (clock, reset, the CPU bus as a subordinate on that memory map, the MSI manager
     and, with ``--device rng``, the DMA manager, each on its own 64-bit address space, the
     interrupt), the ports, the Verilog model and its file set. IEEE 1685-2014."""
-    import xml.etree.ElementTree as ET
-
     ET.register_namespace("ipxact", IPXACT_NS)
     ET.register_namespace("xsi", _XSI_NS)
     root = ET.fromstring(memory_map_xml)
@@ -368,7 +370,7 @@ def emit_ipxact_component(memory_map_xml, component, verilog_name, version):
     memory_map = memory_maps.find(f"{{{IPXACT_NS}}}memoryMap/{{{IPXACT_NS}}}name").text
     ports = flat_ports(component)
     bus_type, abstraction = IPXACT_BUS_TYPES[params.bus]
-    bus_name = "AXI4-Lite" if params.bus == "axil" else f"Wishbone B4 {params.wishbone_mode}"
+    bus_name = _bus_name(params)
 
     # busInterfaces, addressSpaces: built detached, then placed in the schema's order.
     interfaces = ET.Element(f"{{{IPXACT_NS}}}busInterfaces")
