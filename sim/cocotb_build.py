@@ -159,11 +159,13 @@ class CocotbError(Exception):
 
 
 def run_module(runner, module, toplevel, build_dir, test_dir, *, label, env=None,
-               waves=False, min_tests=1):
+               waves=False, announce=None, min_tests=1):
     """Run the cocotb test module ``module`` on the build in ``build_dir`` (top module
-    ``toplevel``), its results in ``test_dir/results.xml``; ``env``: extra environment. Raises
-    :class:`CocotbError`, its message starting with ``label``, when the simulation ends without
-    results, a test fails, or fewer than ``min_tests`` tests ran. Returns the number of tests."""
+    ``toplevel``), its results in ``test_dir/results.xml``; ``env``: extra environment. With
+    ``waves``, ``announce`` (if given) is called with the waveform's path, failed or not.
+    Raises :class:`CocotbError`, its message starting with ``label``, when the simulation ends
+    without results, a test fails, or fewer than ``min_tests`` tests ran. Returns the number of
+    tests."""
     from cocotb_tools.check_results import get_results
 
     test_dir = Path(test_dir)
@@ -178,6 +180,9 @@ def run_module(runner, module, toplevel, build_dir, test_dir, *, label, env=None
         if not results.exists():
             raise CocotbError(f"{label}: the simulation ended without results "
                               f"(exit {stop.code})") from None
+    finally:
+        if waves and announce is not None:
+            announce(test_dir / waves_file())
     tests, failed = get_results(results)
     if failed:
         raise CocotbError(f"{label}: {failed} of {tests} cocotb tests failed:\n"

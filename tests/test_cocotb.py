@@ -20,7 +20,7 @@ import pytest
 from virtio_mmio.params import EndpointParams
 from virtio_mmio.regmap import Feature
 from virtio_mmio_sim.cocotb_build import (CocotbError, build, fst_supported, prepare_simulator,
-                                          run_module, waves_file)
+                                          run_module)
 from virtio_mmio_sim.cocotb_tests.test_endpoint import PARAMS_ENV
 
 
@@ -102,19 +102,20 @@ def _run(name, module, capsys):
     params = CONFIGS[name]
     build_dir = BUILD / "cocotb" / name
     runner = build(params, build_dir, waves=WAVES)
-    test_dir = build_dir / module
+
+    def announce(path):
+        with capsys.disabled():
+            print(f"\n{name} ({module}): waveform {path}")
+            if not fst_supported():
+                print("  (VCD: FST needs the lz4 and zlib headers; Debian: liblz4-dev, "
+                      "zlib1g-dev)")
+
     try:
-        run_module(runner, TEST_MODULES[module], params.name, build_dir, test_dir, label=name,
-                   env={PARAMS_ENV: json.dumps(params.as_dict())}, waves=WAVES)
+        run_module(runner, TEST_MODULES[module], params.name, build_dir, build_dir / module,
+                   label=name, env={PARAMS_ENV: json.dumps(params.as_dict())}, waves=WAVES,
+                   announce=announce)
     except CocotbError as error:
         pytest.fail(str(error))
-    finally:
-        if WAVES:
-            with capsys.disabled():
-                print(f"\n{name} ({module}): waveform {test_dir / waves_file()}")
-                if not fst_supported():
-                    print("  (VCD: FST needs the lz4 and zlib headers; Debian: liblz4-dev, "
-                          "zlib1g-dev)")
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))

@@ -23,7 +23,7 @@ from virtio_mmio.litex import VirtioMmioLiteX
 from virtio_mmio.params import EndpointParams
 from virtio_mmio.regmap import Feature
 from virtio_mmio_sim.cocotb_build import (CocotbError, build_sources, prepare_simulator,
-                                          run_module, waves_file)
+                                          run_module)
 from virtio_mmio_sim.cocotb_tests.test_litex_glue import PARAMS_ENV, TOPLEVEL, WISHBONE_FIELDS
 
 
@@ -117,13 +117,14 @@ def test_glue_ports(tmp_path):
 def test_litex_glue(name, verilator_on_path, tmp_path, capsys):
     params = CONFIGS[name]
     runner, build_dir = build_glue(name, tmp_path, waves=WAVES)
-    test_dir = build_dir / "run"
+
+    def announce(path):
+        with capsys.disabled():
+            print(f"\n{name}: waveform {path}")
+
     try:
-        run_module(runner, MODULE, TOPLEVEL, build_dir, test_dir, label=name, min_tests=3,
-                   env={PARAMS_ENV: json.dumps(params.as_dict())}, waves=WAVES)
+        run_module(runner, MODULE, TOPLEVEL, build_dir, build_dir / "run", label=name,
+                   min_tests=3, env={PARAMS_ENV: json.dumps(params.as_dict())}, waves=WAVES,
+                   announce=announce)
     except CocotbError as error:
         pytest.fail(str(error))
-    finally:
-        if WAVES:
-            with capsys.disabled():
-                print(f"\n{name}: waveform {test_dir / waves_file()}")
