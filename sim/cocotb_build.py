@@ -19,6 +19,7 @@ import subprocess
 from pathlib import Path
 from xml.etree import ElementTree
 
+from cocotb_tools.check_results import get_results
 from cocotb_tools.runner import get_runner
 
 from virtio_mmio.tools.generate import generate_verilog
@@ -166,8 +167,6 @@ def run_module(runner, module, toplevel, build_dir, test_dir, *, label, env=None
     Raises :class:`CocotbError`, its message starting with ``label``, when the simulation ends
     without results, a test fails, or fewer than ``min_tests`` tests ran. Returns the number of
     tests."""
-    from cocotb_tools.check_results import get_results
-
     test_dir = Path(test_dir)
     results = test_dir / "results.xml"
     results.unlink(missing_ok=True)
