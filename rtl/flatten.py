@@ -18,7 +18,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In
 
 
-__all__ = ["FlatPorts", "flat_ports", "inspected"]
+__all__ = ["FlatPorts", "flat_ports", "port_signal", "inspected"]
 
 
 def inspected(component):
@@ -70,6 +70,15 @@ def flat_ports(component):
     return ports
 
 
+def port_signal(component, path, field=None):
+    """The value of ``component`` a flat port stands for: the member at ``path`` (a
+    :func:`flat_ports` path) and, for a stream payload's field, its ``field``."""
+    value = component
+    for part in path:
+        value = getattr(value, part)
+    return value if field is None else getattr(value, field)
+
+
 class FlatPorts(wiring.Component):
     """``component`` with flat ports (see the module documentation), as the top of generated
     Verilog. The component is a submodule named ``inner``; ``inner`` is also an attribute."""
@@ -87,11 +96,7 @@ class FlatPorts(wiring.Component):
         m = Module()
         m.submodules.inner = self.inner
         for name, (path, field, member) in self._ports.items():
-            inner = self.inner
-            for part in path:
-                inner = getattr(inner, part)
-            if field is not None:
-                inner = getattr(inner, field)
+            inner = port_signal(self.inner, path, field)
             outer = getattr(self, name)
             if member.flow == In:
                 m.d.comb += inner.eq(outer)

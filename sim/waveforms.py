@@ -16,6 +16,7 @@ from pathlib import Path
 from amaranth.sim import Simulator
 
 from virtio_mmio.endpoint import VirtioMmioEndpoint
+from virtio_mmio.flatten import flat_ports, port_signal
 from virtio_mmio.params import EndpointParams
 
 from .amaranth_bus import AmaranthAxiLite
@@ -32,8 +33,8 @@ PARAMS = EndpointParams(queues=2, queue_size=16, config_size=8)
 
 @dataclass(frozen=True)
 class Scenario:
-    """One diagram: ``title``, the ports shown (``(label, path)``: a path of attribute names
-    from the endpoint, e.g. ``"bus.arvalid"``; data ports are shown as hexadecimal values) and
+    """One diagram: ``title``, the ports shown (their flat Verilog names, docs/spec.md §9; data
+    ports are shown as hexadecimal values) and
     the stimulus ``run(ctx, dut, driver, window)``: an async function that sets up through
     ``driver`` and calls ``await window(cycles)`` around the activity to record."""
 
@@ -41,13 +42,6 @@ class Scenario:
     title: str
     ports: tuple
     run: object
-
-
-def _path(dut, path):
-    value = dut
-    for part in path.split("."):
-        value = getattr(value, part)
-    return value
 
 
 async def _read(ctx, dut, address):
@@ -168,48 +162,33 @@ async def _device_ports(ctx, dut, driver, window):
 SCENARIOS = {scenario.name: scenario for scenario in (
     Scenario("axil-read", "AXI4-Lite read: RVALID with the data one clock after the AR "
              "handshake (read latency 1)",
-             (("s_axil_araddr", "bus.araddr"), ("s_axil_arvalid", "bus.arvalid"),
-              ("s_axil_arready", "bus.arready"), ("s_axil_rvalid", "bus.rvalid"),
-              ("s_axil_rready", "bus.rready"), ("s_axil_rdata", "bus.rdata")),
+             ("s_axil_araddr", "s_axil_arvalid", "s_axil_arready", "s_axil_rvalid", "s_axil_rready",
+              "s_axil_rdata"),
              _axil_read),
     Scenario("axil-write", "AXI4-Lite write: AW and W together; the register (Status) "
              "changes and BVALID rises two clocks after the handshake",
-             (("s_axil_awaddr", "bus.awaddr"), ("s_axil_awvalid", "bus.awvalid"),
-              ("s_axil_awready", "bus.awready"), ("s_axil_wdata", "bus.wdata"),
-              ("s_axil_wvalid", "bus.wvalid"), ("s_axil_wready", "bus.wready"),
-              ("s_axil_bvalid", "bus.bvalid"), ("s_axil_bready", "bus.bready"),
-              ("status", "device.status")),
+             ("s_axil_awaddr", "s_axil_awvalid", "s_axil_awready", "s_axil_wdata", "s_axil_wvalid",
+              "s_axil_wready", "s_axil_bvalid", "s_axil_bready", "status"),
              _axil_write),
     Scenario("axil-back-to-back", "Back to back: one read and one write every clock, "
              "concurrently",
-             (("s_axil_araddr", "bus.araddr"), ("s_axil_arvalid", "bus.arvalid"),
-              ("s_axil_arready", "bus.arready"), ("s_axil_rvalid", "bus.rvalid"),
-              ("s_axil_rdata", "bus.rdata"), ("s_axil_awvalid", "bus.awvalid"),
-              ("s_axil_wdata", "bus.wdata"), ("s_axil_awready", "bus.awready"),
-              ("s_axil_bvalid", "bus.bvalid")),
+             ("s_axil_araddr", "s_axil_arvalid", "s_axil_arready", "s_axil_rvalid", "s_axil_rdata",
+              "s_axil_awvalid", "s_axil_wdata", "s_axil_awready", "s_axil_bvalid"),
              _back_to_back),
     Scenario("doorbell-notify", "A doorbell write (queue 1) → notify_valid one clock later, "
              "held until notify_ready",
-             (("s_axil_awaddr", "bus.awaddr"), ("s_axil_awvalid", "bus.awvalid"),
-              ("s_axil_awready", "bus.awready"), ("s_axil_wvalid", "bus.wvalid"),
-              ("notify_valid", "device.notify.valid"), ("notify_ready", "device.notify.ready"),
-              ("notify_queue", "device.notify.payload.queue"),
-              ("s_axil_bvalid", "bus.bvalid")),
+             ("s_axil_awaddr", "s_axil_awvalid", "s_axil_awready", "s_axil_wvalid", "notify_valid",
+              "notify_ready", "notify_queue", "s_axil_bvalid"),
              _doorbell),
     Scenario("event-msi", "A used-buffer event (queue 0, MSI vector 1) → the MSI write's "
              "AWVALID two clocks later",
-             (("used_valid", "device.used_valid"), ("used_queue", "device.used_queue"),
-              ("m_axil_awvalid", "msi.awvalid"), ("m_axil_awaddr", "msi.awaddr"),
-              ("m_axil_wvalid", "msi.wvalid"), ("m_axil_wdata", "msi.wdata"),
-              ("m_axil_bvalid", "msi.bvalid"), ("irq", "irq")),
+             ("used_valid", "used_queue", "m_axil_awvalid", "m_axil_awaddr", "m_axil_wvalid",
+              "m_axil_wdata", "m_axil_bvalid", "irq"),
              _event_msi),
     Scenario("device-ports", "q_sel → that queue's state one clock later; a config-space "
              "read: cfg_re, the device's cfg_rdata the next clock, then RVALID",
-             (("q_sel", "device.queue.sel"), ("q_ready", "device.queue.ready"),
-              ("q_num", "device.queue.num"), ("q_desc", "device.queue.desc"),
-              ("s_axil_arvalid", "bus.arvalid"), ("cfg_re", "device.config.re"),
-              ("cfg_addr", "device.config.addr"), ("cfg_rdata", "device.config.rdata"),
-              ("s_axil_rvalid", "bus.rvalid"), ("s_axil_rdata", "bus.rdata")),
+             ("q_sel", "q_ready", "q_num", "q_desc", "s_axil_arvalid", "cfg_re", "cfg_addr",
+              "cfg_rdata", "s_axil_rvalid", "s_axil_rdata"),
              _device_ports),
 )}
 
@@ -217,7 +196,8 @@ SCENARIOS = {scenario.name: scenario for scenario in (
 def trace(scenario):
     """Run ``scenario``; ``[(label, [value per clock])]`` over its window."""
     dut = VirtioMmioEndpoint(PARAMS)
-    signals = [_path(dut, path) for _, path in scenario.ports]
+    ports = flat_ports(dut)
+    signals = [port_signal(dut, *ports[name][:2]) for name in scenario.ports]
     rows = []
     state = {"recording": False, "done": False}
 
@@ -244,8 +224,8 @@ def trace(scenario):
     sim.run_until(1e-4)
     if not state["done"]:
         raise RuntimeError(f"waveform scenario {scenario.name} did not finish")
-    return [(label, [int(row[index]) for row in rows])
-            for index, (label, _) in enumerate(scenario.ports)]
+    return [(name, [int(row[index]) for row in rows])
+            for index, name in enumerate(scenario.ports)]
 
 
 def wavejson(scenario, rows):
