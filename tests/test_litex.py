@@ -232,4 +232,5 @@ def test_program_without_a_board_says_so_in_one_line(tmp_path, capsys):
     assert _example().program(bitstream) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert err.startswith("error: no ULX3S answered on USB; openFPGALoader: ")
+    assert err.startswith("error: no ULX3S answered on USB (its FT231X")
+    assert "openFPGALoader: " in err
