@@ -1,7 +1,6 @@
 """The command line (docs/spec.md §10): generate writes the Verilog and its artefacts; bad options
 give one line on stderr and exit status 2."""
 
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from virtio_mmio.tools.cli import main
+from virtio_mmio_sim.verilog import module_ports
 
 
 def run_cli(*args):
@@ -39,15 +39,6 @@ WIDTHS = {"m_axil_awaddr": 64, "notify_queue": 16, "notify_data": 32, "status": 
           "cfg_rdata": 32, "cfg_wdata": 32, "cfg_be": 4, "m_wb_adr": 62}
 
 
-def ports_of(verilog, module):
-    body = verilog[verilog.index(f"module {module}("):]
-    body = body[:body.index("endmodule")]
-    ports = {}
-    for match in re.finditer(r"^\s*(input|output)\s+(?:\[(\d+):0\]\s+)?(\w+);", body, re.M):
-        ports[match[3]] = (match[1], int(match[2]) + 1 if match[2] else 1)
-    return ports
-
-
 @pytest.mark.parametrize("bus,extra", [("axil", []), ("wishbone", []),
                                        ("wishbone", ["--wishbone-mode", "pipelined"])])
 def test_generate_port_contract(tmp_path, bus, extra):
@@ -55,7 +46,7 @@ def test_generate_port_contract(tmp_path, bus, extra):
     result = run_cli("generate", "--bus", bus, *extra, "--queues", "4", "-o", str(out),
                      "--no-artefacts")
     assert result.returncode == 0, result.stderr
-    ports = ports_of(out.read_text(), "virtio_mmio_endpoint")
+    ports = module_ports(out.read_text(), "virtio_mmio_endpoint")
     for name in SPEC_PORTS[bus] + SPEC_PORTS["common"]:
         assert name in ports, name
     for name, width in WIDTHS.items():

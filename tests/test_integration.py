@@ -7,7 +7,6 @@ register."""
 
 import json
 import os
-import re
 import subprocess
 import sys
 from importlib import resources
@@ -20,6 +19,7 @@ from virtio_mmio.tools.artefacts import register_entries
 from virtio_mmio.tools.cli import main as cli_main
 from virtio_mmio_sim.linux.setup import SetupError, ensure_host_packages
 from virtio_mmio_sim.verilator import ensure_verilator
+from virtio_mmio_sim.verilog import module_ports
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -172,14 +172,9 @@ def test_svd_reads_back_every_register_and_field(tmp_path, name):
 
 
 def _verilog_ports(verilog):
-    """``{name: (direction, width)}`` of the generated top module's ports."""
-    module = _module_name(verilog)
-    text = verilog.read_text().split(f"\nmodule {module}(", 1)[1].split("\nendmodule", 1)[0]
-    ports = {}
-    for match in re.finditer(r"^\s*(input|output)\s+(?:\[(\d+):0\]\s+)?(\w+);", text, re.M):
-        direction, msb, name = match.groups()
-        ports[name] = ("in" if direction == "input" else "out", int(msb or 0) + 1)
-    return ports
+    """``{name: ("in" | "out", width)}`` of the generated top module's ports."""
+    return {name: ("in" if direction == "input" else "out", width) for name, (direction, width)
+            in module_ports(verilog.read_text(), _module_name(verilog)).items()}
 
 
 def _ipxact_schema():

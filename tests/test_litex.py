@@ -15,6 +15,7 @@ from virtio_mmio.devices.rng import rng_params
 from virtio_mmio.flatten import flat_ports, inspected
 from virtio_mmio.litex import VirtioMmioLiteX
 from virtio_mmio.params import EndpointParams
+from virtio_mmio_sim.verilog import module_ports
 from virtio_mmio_platforms.build import parse_nextpnr_log
 
 
@@ -45,20 +46,6 @@ def _platform():
     return radiona_ulx3s.Platform(device=FPGA, toolchain="trellis")
 
 
-def _module_ports(verilog, name):
-    """``{port: (direction, width)}`` of module ``name`` in ``verilog``, from its
-    declarations."""
-    body = re.search(rf"^module {name}\((.*?)^endmodule", verilog, re.S | re.M).group(1)
-    header = body[:body.index(");")]
-    order = [port.strip() for port in header.split(",")]
-    ports = {}
-    for direction, msb, port in re.findall(r"^\s*(input|output)\s+(?:\[(\d+):0\]\s+)?(\w+);",
-                                           body, re.M):
-        ports[port] = (direction, int(msb) + 1 if msb else 1)
-    assert sorted(ports) == sorted(order)
-    return ports
-
-
 def _instance_ports(wrapper):
     return {key[2:]: ("input" if key.startswith("i_") else "output", len(signal))
             for key, signal in wrapper.instance_ports.items()}
@@ -74,7 +61,7 @@ def _instance_ports(wrapper):
 def test_instance_ports_are_the_generated_modules(device, params, tmp_path):
     wrapper = VirtioMmioLiteX(_platform(), params, device, verilog_dir=tmp_path)
     assert wrapper.verilog_path == (tmp_path / f"{params.name}.v").resolve()
-    generated = _module_ports(wrapper.verilog_path.read_text(), params.name)
+    generated = module_ports(wrapper.verilog_path.read_text(), params.name)
     assert _instance_ports(wrapper) == generated
     # ... which are the flat ports of the generated component, with clk and rst.
     top = inspected(example_device(device).top(params))
