@@ -189,7 +189,7 @@ class InterruptController(wiring.Component):
         table_r, in_window = self._vector_table(m)
         switch_on, switch_off, wired = self._status_and_enable(
             m, status, enabled, back_queue=vectors.back_queue, back_config=vectors.back_config)
-        advance = self._message_stage(m, table_r, vectors.issue)
+        advance = self._message_stage(m, table_r, vectors.issue, vectors.cancel)
         m.d.comb += [
             vectors.config_event.eq(self.config_event),
             vectors.used.eq(used), vectors.used_queue.eq(self.used_queue),
@@ -231,17 +231,19 @@ class InterruptController(wiring.Component):
             m.d.sync += self.rejected.eq(self.rejected + 1)
         return table_r, in_window
 
-    def _message_stage(self, m, table_r, issue):
+    def _message_stage(self, m, table_r, issue, cancel):
         """The message register: the table entry read in the cycle a vector is issued
-        (``issue``) is the message from the next cycle on, until taken. Returns ``advance``:
-        the register takes a vector this cycle (it is empty or being emptied)."""
+        (``issue``) is the message from the next cycle on, until taken, unless the store
+        cancels it in that next cycle (``cancel``: it is then never on the port). Returns
+        ``advance``: the register takes a vector this cycle (it is empty or being emptied)."""
         out_valid = Signal()
-        advance = ~out_valid | self.message.ready
+        valid = out_valid & ~cancel
+        advance = ~valid | self.message.ready
         with m.If(advance):
             m.d.sync += out_valid.eq(issue)
         m.d.comb += [
             table_r.en.eq(advance),
-            self.message.valid.eq(out_valid),
+            self.message.valid.eq(valid),
             self.message.payload.eq(table_r.data),
         ]
         return advance

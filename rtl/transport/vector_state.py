@@ -69,6 +69,10 @@ class VectorStateSignature(wiring.Signature):
         A vector is issued this cycle (only while ``enabled`` and ``advance``), and which one
         (the controller reads its table entry with it): it stops being pending, and its
         message is on the port from the next cycle on.
+    cancel : Out(1)
+        The vector issued in the cycle before is not sent after all: the controller drops its
+        message (it was never on the port); the store keeps the vector pending.
+        :class:`RegisterVectorState` never cancels.
     back_queue, back_config : Out(1)
         What switching off moves back into InterruptStatus (the controller reads them only
         then): a queue vector / vector 0 is pending, this cycle's events included and a vector
@@ -87,7 +91,7 @@ class VectorStateSignature(wiring.Signature):
             "command_vector": In(12),
             "enabled": In(1), "switch_on": In(1), "wired": In(2), "switch_off": In(1),
             "reset": In(1), "advance": In(1),
-            "issue": Out(1), "vector": Out(range(vectors)),
+            "issue": Out(1), "vector": Out(range(vectors)), "cancel": Out(1),
             "back_queue": Out(1), "back_config": Out(1),
             "pending": Out(vectors), "vector_valid": Out(vectors),
             "vector_masked": Out(vectors), "issued": Out(vectors),
@@ -157,7 +161,7 @@ class RegisterVectorState(wiring.Component):
         issue = self.enabled & (ready_vectors != 0) & self.advance & ~self.switch_off
         lowest, pick = round_robin(m, ready_vectors, issue, self.reset)   # lowest: one-hot
         issued = Mux(issue, lowest, 0)
-        m.d.comb += [self.issue.eq(issue), self.vector.eq(pick)]
+        m.d.comb += [self.issue.eq(issue), self.vector.eq(pick), self.cancel.eq(0)]
         m.d.comb += [self.pending.eq(pending), self.vector_valid.eq(valid),
                      self.vector_masked.eq(masked), self.issued.eq(issued)]
 
@@ -208,9 +212,13 @@ class BlockVectorState(wiring.Component):
     Pipeline
     --------
     * Event (``used``) in cycle t: its words of ``S``, ``C`` and ``V`` are read; in t+1 the
-      event is merged if the vector is already pending, issued at once if the store is idle
-      and the vector valid (the *fast path*: ``message.valid`` in t+2, as with the flip-flop
-      version), else its ``S`` bit flips and its word gets a *hint* flip-flop set.
+      event is merged if the vector is already pending, issued at once if no queue vector is
+      pending and the vector is valid (the *fast path*: ``message.valid`` in t+2, as with the
+      flip-flop version), else its ``S`` bit flips and its word gets a *hint* flip-flop set.
+      For timing, the block-RAM data meet only flip-flops in t+1 (the event's lane is
+      registered one-hot in t) and never choose which table entry is read: that choice is
+      made from flip-flops (the fast path is *tried* when nothing is pending; the V bit then
+      only decides whether the try issues).
     * Scanner: picks a hinted word round-robin, reads its ``S``, ``C``, ``V`` words, and keeps
       the pending-and-valid bits in one of two slots (the second is filled while the first is
       being issued, so full words leave one vector per clock). Each issue flips the ``C`` bit.
@@ -277,7 +285,8 @@ class BlockVectorState(wiring.Component):
         v_fresh = Signal(groups)
         invert = Signal(groups)
         hint = Signal(groups)
-        count = Signal(range(n + 1))        # pending queue vectors
+        count = Signal(range(n + 1))        # pending queue vectors (but ``toggled``)
+        toggled = Signal()                  # an event made a vector pending last cycle
 
         def word_of(fresh, port, g):
             return Mux(fresh.bit_select(g, 1), port.data, 0)
@@ -291,24 +300,52 @@ class BlockVectorState(wiring.Component):
             return ((word_of(s_fresh, s_port, g) ^ word_of(c_fresh, c_port, g)) ^
                     Mux(invert.bit_select(g, 1), exists(g), 0))
 
+        upd_valid = Signal()            # a V command's stage (see below)
+        upd_at = Signal(_queue_bits(n))
+        a_group = Signal(gbits)         # slot A's word (see the scanner)
+
         # ---- vector 0
         pending0 = Signal()
         valid0 = Signal()
         masked0 = Signal()
 
-        # ---- event path, stage 1: read the event's words
+        # ---- event path (see the class documentation): stage 1 reads the event's words and
+        # registers what stage 2 needs from flip-flops; stage 2 may try the fast path and
+        # registers the words; stage 3 decides from flip-flops alone.
+        clearing = (enabled & switch_off) | self.reset      # pending state cleared this edge
         event_q = self.used_queue
+        g1 = group(event_q)
         for port in (s_event, c_event, v_event):
-            m.d.comb += port.addr.eq(group(event_q))
-        ev_valid = Signal()
-        ev_q = Signal.like(event_q)
-        m.d.sync += [ev_valid.eq(used & enabled & ~switch_off & ~self.reset),
-                     ev_q.eq(event_q)]
-        # Stage 2: the words read in stage 1 (they include this cycle's-edge writes).
-        ev_g, ev_lane = group(ev_q), lane(ev_q)
-        ev_pending = pending_word(s_event, c_event, ev_g).bit_select(ev_lane, 1)
-        ev_vector_valid = sendable_word(v_event, ev_g).bit_select(ev_lane, 1)
-        ev_new = ev_valid & ~ev_pending        # the event makes its vector pending
+            m.d.comb += port.addr.eq(g1)
+        e2_valid = Signal()
+        e2_q = Signal.like(event_q)
+        e2_vector = Signal(range(n + 1))        # its vector, for the table read
+        e2_oh = Signal(W)                       # its lane, one-hot
+        e2_sf, e2_cf, e2_vf = Signal(), Signal(), Signal()   # its words are fresh
+        e2_inv = Signal()
+        e3_valid = Signal()
+        e3_q = Signal.like(event_q)
+        e3_oh = Signal(W)
+        e3_inv = Signal()
+        e3_s_word = Signal(W)                   # the S word as it is now (before stage 3)
+        e3_c_sel = Signal(W)                    # the C bit of the event's lane
+        e3_v_sel = Signal(W)                    # the valid bit of the lane
+        e3_m_sel = Signal(W)                    # the masked bit of the lane
+        e3_fast = Signal()                      # the fast path issued the event's vector
+        issue_a = Signal()
+        s_written = Signal()                    # stage 3 writes its S word this cycle
+        m.d.comb += s_written.eq(e3_valid)
+        # The fresh flags as they are after this edge (the words read now include its writes).
+        m.d.sync += [
+            e2_valid.eq(used & enabled & ~switch_off & ~self.reset),
+            e2_q.eq(event_q), e2_vector.eq(event_q + 1),
+            e2_oh.eq(C(1, W) << lane(event_q)),
+            e2_sf.eq(s_fresh.bit_select(g1, 1) | (s_written & (group(e3_q) == g1))),
+            e2_cf.eq(c_fresh.bit_select(g1, 1) | (issue_a & (a_group == g1))),
+            e2_vf.eq(v_fresh.bit_select(g1, 1) | (upd_valid & (group(upd_at) == g1))),
+            e2_inv.eq(invert.bit_select(g1, 1)),
+        ]
+        e2_g, e3_g = group(e2_q), group(e3_q)
 
         # ---- V commands (UPDATE; MASK/UNMASK): vector 0 at once; a queue vector reads its
         # V word, writes in t+1. ``upd_ok``: the vector may be sent after the command as far
@@ -317,10 +354,8 @@ class BlockVectorState(wiring.Component):
         m.d.comb += upd_q.eq(self.command_vector - 1)
         m.d.comb += v_update.addr.eq(group(upd_q))
         mask_cmd = self.mask if self._masks else C(0)
-        upd_valid = Signal()
         upd_ok = Signal()
         upd_mask = Signal()             # a MASK/UNMASK (else an UPDATE)
-        upd_at = Signal.like(upd_q)
         m.d.sync += [upd_valid.eq((self.update | mask_cmd) & (self.command_vector != 0) &
                                   ~self.reset),
                      upd_ok.eq(Mux(mask_cmd, ~self.mask_value, self.update_in_window)),
@@ -342,7 +377,7 @@ class BlockVectorState(wiring.Component):
 
         # ---- scanner slots: A is issued from, B waits behind it
         a_bits, b_bits = Signal(W), Signal(W)
-        a_group, b_group = Signal(gbits), Signal(gbits)
+        b_group = Signal(gbits)
         a_c, b_c = Signal(W), Signal(W)           # the word's C bits (only the scanner flips C)
         loading = Signal()                        # a word read is in flight
         load_group = Signal(gbits)
@@ -361,7 +396,7 @@ class BlockVectorState(wiring.Component):
         landed_bits = (pending_word(s_scan, c_scan, load_group) &
                        sendable_word(v_scan, load_group))
 
-        # ---- issue: vector 0 and the queue vectors take turns; the fast path when idle
+        # ---- issue: vector 0 and the queue vectors take turns; the fast path when quiet
         turn0 = Signal()                           # vector 0 goes first when both wait
         # A command that stops a queue vector (a refused UPDATE, a MASK) reaches V and the
         # slots at the end of its stage cycle; in that cycle the vector is already left out of
@@ -375,20 +410,21 @@ class BlockVectorState(wiring.Component):
         a_lane = onehot_index(a_lowest)
         want0 = pending0 & valid0 & ~masked0
         want_a = a_choice != 0
-        idle = (a_bits == 0) & (b_bits == 0) & ~loading & (hint == 0)
-        want_fast = (ev_new & ev_vector_valid & idle &
-                     ~(upd_valid & ~upd_ok & (upd_at == ev_q)))
-        issue0 = Signal()
-        issue_a = Signal()
-        issue_fast = Signal()
+        # Stage 2 of the event path: the fast path. With no queue vector pending (``count``,
+        # ``toggled`` and stage 3 say so from flip-flops), the event's vector is not pending
+        # either: it is *tried*, its table entry read, without the block-RAM words. Whether it
+        # is sent (its V word) is known in stage 3, which cancels the message if it is not.
+        quiet = ((count == 0) & ~toggled &
+                 ~(e3_valid & (~e3_fast | (e3_q == e2_q))))
+        try_fast = e2_valid & quiet & ~(upd_valid & ~upd_ok & (upd_at == e2_q))
+        take0 = want0 & (turn0 | ~(want_a | try_fast))
+        take_a = ~take0 & want_a
+        take_fast = ~take0 & ~want_a & try_fast
         can = enabled & self.advance
-        with m.If(can):
-            with m.If(want0 & (turn0 | ~(want_a | want_fast))):
-                m.d.comb += issue0.eq(1)
-            with m.Elif(want_a):
-                m.d.comb += issue_a.eq(1)
-            with m.Elif(want_fast):
-                m.d.comb += issue_fast.eq(1)
+        issue0 = can & take0
+        m.d.comb += issue_a.eq(can & take_a)
+        # (Not in the cycle MSI is switched off: ``back_queue`` need not know the words.)
+        issue_fast = can & take_fast & ~switch_off
         issue = issue0 | issue_a | issue_fast
         with m.If(issue0):
             m.d.sync += turn0.eq(0)
@@ -396,12 +432,42 @@ class BlockVectorState(wiring.Component):
             m.d.sync += turn0.eq(1)
 
         vector = Signal(range(n + 1))
-        with m.If(issue_a):
+        with m.If(take_a):
             m.d.comb += vector.eq(Cat(a_lane, a_group) + 1)
-        with m.Elif(issue_fast):
-            m.d.comb += vector.eq(ev_q + 1)
+        with m.Elif(take_fast):
+            m.d.comb += vector.eq(e2_vector)
         m.d.comb += [self.issue.eq(issue), self.vector.eq(vector)]
-        m.d.comb += self.issued.eq(Mux(issue, (C(1, n + 1) << vector)[:n + 1], 0))
+
+        # Stage 2 registers the words (S with stage 3's write of this cycle forwarded: the
+        # word read missed it), each bit gated by its word's fresh flag.
+        s_new = Signal(W)                       # stage 3's S word (written this cycle)
+        words = s_event.data, c_event.data, v_event.data
+        s_now = Mux(s_written & (e3_g == e2_g), s_new, Mux(e2_sf, words[0], 0))
+        lane_of = Mux(e2_vf, e2_oh, 0)
+        m.d.sync += [
+            e3_valid.eq(e2_valid & ~clearing),
+            e3_q.eq(e2_q), e3_oh.eq(e2_oh), e3_inv.eq(e2_inv), e3_fast.eq(issue_fast),
+            e3_s_word.eq(s_now),
+            e3_c_sel.eq(words[1] & Mux(e2_cf, e2_oh, 0)),
+            e3_v_sel.eq(words[2][:W] & lane_of),
+        ]
+        if self._masks:
+            m.d.sync += e3_m_sel.eq(words[2][W:] & lane_of)
+        # Observation: what is issued and not cancelled (the V word is read here for it
+        # alone; synthesis keeps none of it).
+        v_now = (words[2][:W] & lane_of) != 0
+        if self._masks:
+            v_now &= (words[2][W:] & lane_of) == 0
+        sent_now = issue0 | issue_a | (issue_fast & v_now)
+        m.d.comb += self.issued.eq(Mux(sent_now, (C(1, n + 1) << vector)[:n + 1], 0))
+
+        # Stage 3: the event was merged if its vector was pending when it came (S as now,
+        # C and the invert flag as read), sent if the fast path took it and it is valid and
+        # unmasked; else its S bit flips and its word is hinted.
+        pend3 = ((e3_s_word & e3_oh) != 0) ^ (e3_c_sel != 0) ^ e3_inv
+        v_ok3 = (e3_v_sel != 0) & ~(e3_m_sel != 0)
+        toggle_s = e3_valid & ~pend3 & ~(e3_fast & v_ok3)
+        m.d.comb += self.cancel.eq(e3_fast & ~v_ok3)
 
         # ---- C writes (issue from A), S writes (new pending event), hints
         a_c_next = Signal(W)
@@ -410,17 +476,17 @@ class BlockVectorState(wiring.Component):
                      c_write.en.eq(issue_a)]
         with m.If(issue_a):
             m.d.sync += c_fresh.bit_select(a_group, 1).eq(1)
-        s_new = Signal(W)
-        m.d.comb += s_new.eq(word_of(s_fresh, s_event, ev_g) ^ (C(1, W) << ev_lane))
-        toggle_s = ev_new & ~issue_fast
-        m.d.comb += [s_write.addr.eq(ev_g), s_write.data.eq(s_new), s_write.en.eq(toggle_s)]
-        with m.If(toggle_s):
-            m.d.sync += s_fresh.bit_select(ev_g, 1).eq(1)
+        # Stage 3 writes its S word back whether or not its bit flips (the word is fresh
+        # from then on).
+        m.d.comb += s_new.eq(e3_s_word ^ Mux(toggle_s, e3_oh, 0))
+        m.d.comb += [s_write.addr.eq(e3_g), s_write.data.eq(s_new), s_write.en.eq(s_written)]
+        with m.If(s_written):
+            m.d.sync += s_fresh.bit_select(e3_g, 1).eq(1)
 
         with m.If(start_load):
             m.d.sync += hint.bit_select(pick_group, 1).eq(0)
         with m.If(toggle_s):
-            m.d.sync += hint.bit_select(ev_g, 1).eq(1)
+            m.d.sync += hint.bit_select(e3_g, 1).eq(1)
         # (Only while enabled: nothing is pending otherwise, and a hint left over would keep
         # the scanner busy, so the first events after an enable would miss the fast path.)
         with m.If(upd_valid & upd_ok & enabled):
@@ -449,15 +515,22 @@ class BlockVectorState(wiring.Component):
             m.d.sync += [b_bits.eq(drop_refused(landed_bits, load_group)),
                          b_group.eq(load_group), b_c.eq(landed_c)]
 
-        # ---- count, enable transitions
+        # ---- count, enable transitions. ``count`` takes an S toggle a cycle late (from
+        # ``toggled``), so no adder follows the block-RAM data.
         count_next = Signal.like(count)
-        m.d.comb += count_next.eq(count + toggle_s - issue_a)
+        m.d.comb += count_next.eq(count + toggled - issue_a)
+        m.d.sync += toggled.eq(toggle_s)
         pending0_next = (pending0 & ~issue0) | self.config_event
-        m.d.comb += [self.back_queue.eq((count_next != 0) | used),
+        # Pending after this cycle: counted ones, stage 3's toggle, this cycle's event, and
+        # stage 2's event unless slot A issues its vector now (it was pending and merges;
+        # if it was pending otherwise, it is counted; if not, it would flip its S bit).
+        e2_merges = issue_a & (a_group == e2_g) & ((a_lowest & e2_oh) != 0)
+        m.d.comb += [self.back_queue.eq((count_next != 0) | toggle_s | used |
+                                        (e2_valid & ~e2_merges)),
                      self.back_config.eq(pending0_next)]
         with m.If(enabled):
             with m.If(switch_off):
-                m.d.sync += [pending0.eq(0), count.eq(0)]
+                m.d.sync += [pending0.eq(0), count.eq(0), toggled.eq(0)]
                 self._clear_pending(m, s_fresh, c_fresh, invert, hint,
                                     a_bits, b_bits, loading)
             with m.Else():
@@ -470,7 +543,7 @@ class BlockVectorState(wiring.Component):
 
         with m.If(self.reset):
             m.d.sync += [pending0.eq(0), valid0.eq(0), masked0.eq(0),
-                         count.eq(0), v_fresh.eq(0), turn0.eq(0)]
+                         count.eq(0), toggled.eq(0), v_fresh.eq(0), turn0.eq(0)]
             self._clear_pending(m, s_fresh, c_fresh, invert, hint, a_bits, b_bits, loading)
         # V words: written by UPDATE (after the reset clause for the fresh flag would be
         # wrong: a reset in the write's cycle must leave the vector invalid).
