@@ -297,23 +297,26 @@ def test_event_behind_a_cancelled_fast_try_is_not_sent_twice(n):
 
 
 @pytest.mark.parametrize("n", [5, 40])
-def test_disable_while_an_event_merges_into_the_issued_vector(n):
-    """MSI is disabled in the cycle the block-RAM store's slot issues vector 2, its only
-    pending vector, while a second event on vector 2 (the cycle before) is still in its
-    pipeline: that event merges into the message being issued, so nothing moves back into
-    InterruptStatus (the model fails a stray bit 0)."""
-    dut = controller("block", n, "seed")
-    cycles = [cycle(ready=False, action=("enable", True)),
-              cycle(ready=False, action=("update", 1, True)),
-              cycle(ready=False, action=("update", 2, True)), cycle(ready=False),
-              # Vector 1 takes the message register (the port is not ready) ...
-              cycle(used=True, queue=0, ready=False),
-              cycle(ready=False), cycle(ready=False),
-              # ... so vector 2 becomes pending and waits in the scanner's slot.
-              cycle(used=True, queue=1, ready=False)] + \
-        [cycle(ready=False) for _ in range(6)] + \
-        [cycle(used=True, queue=1, ready=False), cycle(action=("enable", False))] + \
-        [cycle() for _ in range(4)]
-    stats, trace = run_against_model(dut, n, "seed", scripted(cycles))
-    assert trace[15] == 2, trace              # issued in the cycle MSI is disabled
-    assert stats["merged"] == 1 and stats["messages"] == 2, stats
+@pytest.mark.parametrize("delay", [0, 1, 2, 3])
+def test_disable_with_an_event_in_the_pipeline(n, delay):
+    """MSI is disabled ``delay`` cycles after an event on an invalid vector, the only one, with
+    the event at each stage of the block-RAM store's pipeline (this cycle's input, stage 2,
+    stage 3, counted): it must move back into InterruptStatus bit 0 (the model fails a
+    missing bit); and the same with the vector valid and its message waiting behind a full
+    port, where it must not (it is issued, not pending)."""
+    for valid in (False, True):
+        dut = controller("block", n, "seed")
+        setup = [cycle(ready=False, action=("enable", True))]
+        if valid:
+            setup += [cycle(ready=False, action=("update", 2, True)), cycle(ready=False),
+                      cycle(ready=False)]
+        disable = cycle(ready=False, action=("enable", False))
+        if delay:
+            cycles = setup + [cycle(used=True, queue=1, ready=False)] + \
+                [cycle(ready=False) for _ in range(delay - 1)] + [disable]
+        else:
+            cycles = setup + [dict(disable, used=True, queue=1)]
+        cycles += [cycle() for _ in range(4)]
+        stats, trace = run_against_model(dut, n, "seed", scripted(cycles))
+        assert stats["disables_with_pending"] == (0 if valid and delay >= 2 else 1), \
+            (valid, delay, stats, trace)

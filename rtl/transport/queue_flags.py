@@ -191,16 +191,15 @@ class BlockQueueFlags(wiring.Component):
         with m.If(write.en):
             m.d.sync += fresh.bit_select(group(self.sel), 1).eq(1)
 
-        # ---- device-side port
-        q_fresh = Signal()
-        q_lane = Signal(lane_bits)
+        # ---- device-side port: the queue's lane is registered one-hot (zero if its word is
+        # not fresh), so the block-RAM data only go through an AND-OR to the port.
+        q_lane = Signal(FLAG_GROUP)
         m.d.comb += device.addr.eq(group(self.q_index))
-        m.d.sync += [q_fresh.eq(fresh.bit_select(group(self.q_index), 1)),
-                     q_lane.eq(lane(self.q_index))]
-        q_word = Mux(q_fresh, device.data, 0)
+        m.d.sync += q_lane.eq(Mux(fresh.bit_select(group(self.q_index), 1),
+                                  C(1, FLAG_GROUP) << lane(self.q_index), 0))
         m.d.comb += [
-            self.q_ready.eq(q_word[:FLAG_GROUP].bit_select(q_lane, 1)),
-            self.q_written.eq(q_word[FLAG_GROUP:].bit_select(q_lane, 1)),
+            self.q_ready.eq((device.data[:FLAG_GROUP] & q_lane) != 0),
+            self.q_written.eq((device.data[FLAG_GROUP:] & q_lane) != 0),
         ]
 
         with m.If(self.reset):

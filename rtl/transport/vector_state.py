@@ -14,8 +14,9 @@ and its refusals, the message register. It drives a *vector-state store* through
   grow with N but for a few flip-flops per word of 16 vectors.
 
 Both give the docs/spec.md §7 behaviour and the latency and throughput the controller documents
-(event to ``message.valid`` in 2 cycles, N+1 pending vectors sent in N+2 cycles); the block version
-differs only in the order it serves vectors of different words (see its documentation).
+(event to ``message.valid`` in 2 cycles, N+1 pending vectors sent in N+2 cycles, N+3 with the
+block version); the block version differs otherwise only in the order it serves vectors of
+different words (see its documentation).
 """
 
 from amaranth.hdl import *
@@ -75,9 +76,9 @@ class VectorStateSignature(wiring.Signature):
         :class:`RegisterVectorState` never cancels.
     back_queue, back_config : Out(1)
         What switching off moves back into InterruptStatus (the controller reads them only
-        then): a queue vector / vector 0 is pending, this cycle's events included and a vector
-        issued this cycle left out. They must not depend on ``switch_off`` (the controller's
-        InterruptStatus would loop through the store).
+        then): a queue vector / vector 0 is pending, this cycle's events included (a store
+        issues nothing in the cycle MSI is switched off). They must not depend on
+        ``switch_off`` (the controller's InterruptStatus would loop through the store).
     pending, vector_valid, vector_masked, issued : Out(N + 1)
         Observation (for proofs): the pending, valid and masked vectors and the vector issued
         this cycle (one-hot). :class:`BlockVectorState` drives only ``issued``.
@@ -211,14 +212,18 @@ class BlockVectorState(wiring.Component):
 
     Pipeline
     --------
-    * Event (``used``) in cycle t: its words of ``S``, ``C`` and ``V`` are read; in t+1 the
-      event is merged if the vector is already pending, issued at once if no queue vector is
-      pending and the vector is valid (the *fast path*: ``message.valid`` in t+2, as with the
-      flip-flop version), else its ``S`` bit flips and its word gets a *hint* flip-flop set.
-      For timing, the block-RAM data meet only flip-flops in t+1 (the event's lane is
-      registered one-hot in t) and never choose which table entry is read: that choice is
-      made from flip-flops (the fast path is *tried* when nothing is pending; the V bit then
-      only decides whether the try issues).
+    * Event (``used``) in cycle t (stage 1): its words of ``S``, ``C`` and ``V`` are read, its
+      lane registered one-hot with its words' fresh flags. In t+1 (stage 2) the words are
+      registered; if no queue vector is pending (known from flip-flops: ``count`` and the
+      stages), the event's vector cannot be pending either and the *fast path* issues it at
+      once, its table entry read (``message.valid`` in t+2, as with the flip-flop version).
+      In t+2 (stage 3), from flip-flops: if the vector turned out invalid or masked, the fast
+      path's message is cancelled (``cancel``: it never reaches the port); the event is
+      merged if its vector was pending when it came, else (not sent) its ``S`` bit flips and
+      its word gets a *hint* flip-flop set. Stage 3 writes its ``S`` word back every time;
+      stage 2 forwards that write into the word it registers (which was read before it).
+      So block-RAM data go only into flip-flops, the ``S`` write data and ``cancel``; which
+      table entry is read never depends on them.
     * Scanner: picks a hinted word round-robin, reads its ``S``, ``C``, ``V`` words, and keeps
       the pending-and-valid bits in one of two slots (the second is filled while the first is
       being issued, so full words leave one vector per clock). Each issue flips the ``C`` bit.
@@ -227,10 +232,11 @@ class BlockVectorState(wiring.Component):
 
     Differences from the flip-flop version, all within docs/spec.md §7: messages of vectors in
     different words are issued in word order rather than strictly round-robin per vector (every
-    word is visited in turn, so none starves); a vector may be issued in the cycle MSI is
-    switched off (it is then not moved back into InterruptStatus); the observation members
+    word is visited in turn, so none starves); a fast-path try that
+    is cancelled costs a cycle in which nothing else is issued; the observation members
     ``pending``, ``vector_valid`` and ``vector_masked`` read 0 (proofs use the flip-flop
-    version); ``issued`` is kept (tests use it). A command that stops a vector (an UPDATE
+    version); ``issued`` is kept (tests use it; it leaves out a try that will be cancelled). A
+    command that stops a vector (an UPDATE
     refused by the MSI window, a MASK) reaches ``V`` a clock later than in the flip-flop
     version; in that clock the vector is already left out of the choice, so as there it is
     never sent after the command.
@@ -303,6 +309,7 @@ class BlockVectorState(wiring.Component):
         upd_valid = Signal()            # a V command's stage (see below)
         upd_at = Signal(_queue_bits(n))
         a_group = Signal(gbits)         # slot A's word (see the scanner)
+        a_group_up = Signal(gbits + 1)  # a_group + 1
 
         # ---- vector 0
         pending0 = Signal()
@@ -382,11 +389,29 @@ class BlockVectorState(wiring.Component):
         loading = Signal()                        # a word read is in flight
         load_group = Signal(gbits)
 
-        # Round robin over the hinted words, the one being issued (A) left out.
+        # The next word to load, chosen a cycle ahead (a registered round robin over the
+        # hinted words, after the one loaded last): ``pick`` when ``picked``. Left out: the
+        # word in slot A (being issued: its C bits change), and the word loaded this cycle.
+        pick_group = Signal(gbits)
+        picked = Signal()
+        # (``loads`` is the load condition from flip-flops alone: when MSI is off or being
+        # switched off, nothing is hinted from the next cycle on anyway.)
+        a_busy = Mux(a_bits != 0, C(1, groups) << a_group, 0)
+        loads = ((b_bits == 0) & ~loading & picked &
+                 ~((a_bits != 0) & (a_group == pick_group)))
+        start_load = enabled & ~switch_off & loads
         candidates = Signal(groups)
-        m.d.comb += candidates.eq(hint & ~Mux(a_bits != 0, C(1, groups) << a_group, 0))
-        start_load = enabled & ~switch_off & (b_bits == 0) & ~loading & (candidates != 0)
-        _, pick_group = round_robin(m, candidates, start_load, self.reset)
+        m.d.comb += candidates.eq(hint & ~a_busy & ~Mux(loads, C(1, groups) << pick_group, 0))
+        above = Signal(groups, init=(1 << groups) - 1)      # the words after the last load
+        above_candidates = candidates & above
+        chosen = Mux(above_candidates != 0, above_candidates, candidates)
+        m.d.sync += [pick_group.eq(onehot_index(chosen & (~chosen + 1))),
+                     picked.eq(candidates != 0)]
+        with m.If(start_load):
+            m.d.sync += above.eq(~((C(1, groups) << pick_group) |
+                                   ((C(1, groups) << pick_group) - 1)))
+        with m.If(self.reset):
+            m.d.sync += above.eq(above.init)
         for port in (s_scan, c_scan, v_scan):
             m.d.comb += port.addr.eq(pick_group)
         m.d.sync += loading.eq(start_load & ~self.reset)
@@ -399,17 +424,21 @@ class BlockVectorState(wiring.Component):
         # ---- issue: vector 0 and the queue vectors take turns; the fast path when quiet
         turn0 = Signal()                           # vector 0 goes first when both wait
         # A command that stops a queue vector (a refused UPDATE, a MASK) reaches V and the
-        # slots at the end of its stage cycle; in that cycle the vector is already left out of
-        # slot A's choice and the fast path, so it is never sent after the command.
+        # slots at the end of its stage cycle; in that cycle slot A and the fast path already
+        # do not issue it, so it is never sent after the command.
         stopping = Signal(W)
         m.d.comb += stopping.eq(Mux(upd_valid & ~upd_ok, C(1, W) << lane(upd_at), 0))
-        a_choice = Signal(W)
-        m.d.comb += a_choice.eq(a_bits & ~Mux(group(upd_at) == a_group, stopping, 0))
+        # Slot A offers its lowest vector; if a command stops that one this cycle, A issues
+        # nothing (the vector leaves the slot at the edge). So the table address depends on
+        # A's flip-flops alone: ``a_group_up`` is ``a_group + 1`` kept beside it, and the
+        # index of the lane above the lowest is the vector's low bits (vector = 16 g + lane + 1).
         a_lowest = Signal(W)
-        m.d.comb += a_lowest.eq(a_choice & (~a_choice + 1))
-        a_lane = onehot_index(a_lowest)
+        m.d.comb += a_lowest.eq(a_bits & (~a_bits + 1))
+        a_stopped = (group(upd_at) == a_group) & ((stopping & a_lowest) != 0)
+        a_vector = Cat(onehot_index(Cat(C(0, 1), a_lowest)[:W]),
+                       Mux(a_lowest[W - 1], a_group_up, a_group))
         want0 = pending0 & valid0 & ~masked0
-        want_a = a_choice != 0
+        want_a = a_bits != 0
         # Stage 2 of the event path: the fast path. With no queue vector pending (``count``,
         # ``toggled`` and stage 3 say so from flip-flops), the event's vector is not pending
         # either: it is *tried*, its table entry read, without the block-RAM words. Whether it
@@ -420,11 +449,12 @@ class BlockVectorState(wiring.Component):
         take0 = want0 & (turn0 | ~(want_a | try_fast))
         take_a = ~take0 & want_a
         take_fast = ~take0 & ~want_a & try_fast
-        can = enabled & self.advance
+        # Nothing is issued in the cycle MSI is switched off (as in the flip-flop version), so
+        # ``back_queue`` needs neither the words nor this cycle's issue.
+        can = enabled & self.advance & ~switch_off
         issue0 = can & take0
-        m.d.comb += issue_a.eq(can & take_a)
-        # (Not in the cycle MSI is switched off: ``back_queue`` need not know the words.)
-        issue_fast = can & take_fast & ~switch_off
+        m.d.comb += issue_a.eq(can & take_a & ~a_stopped)
+        issue_fast = can & take_fast
         issue = issue0 | issue_a | issue_fast
         with m.If(issue0):
             m.d.sync += turn0.eq(0)
@@ -433,7 +463,7 @@ class BlockVectorState(wiring.Component):
 
         vector = Signal(range(n + 1))
         with m.If(take_a):
-            m.d.comb += vector.eq(Cat(a_lane, a_group) + 1)
+            m.d.comb += vector.eq(a_vector)
         with m.Elif(take_fast):
             m.d.comb += vector.eq(e2_vector)
         m.d.comb += [self.issue.eq(issue), self.vector.eq(vector)]
@@ -504,13 +534,14 @@ class BlockVectorState(wiring.Component):
         with m.If(a_left == 0):
             with m.If(b_bits != 0):
                 m.d.sync += [a_bits.eq(drop_refused(b_bits, b_group)), a_group.eq(b_group),
-                             a_c.eq(b_c), b_bits.eq(0)]
+                             a_group_up.eq(b_group + 1), a_c.eq(b_c), b_bits.eq(0)]
                 with m.If(loading):
                     m.d.sync += [b_bits.eq(drop_refused(landed_bits, load_group)),
                                  b_group.eq(load_group), b_c.eq(landed_c)]
             with m.Elif(loading):
                 m.d.sync += [a_bits.eq(drop_refused(landed_bits, load_group)),
-                             a_group.eq(load_group), a_c.eq(landed_c)]
+                             a_group.eq(load_group), a_group_up.eq(load_group + 1),
+                             a_c.eq(landed_c)]
         with m.Elif(loading):
             m.d.sync += [b_bits.eq(drop_refused(landed_bits, load_group)),
                          b_group.eq(load_group), b_c.eq(landed_c)]
@@ -521,18 +552,15 @@ class BlockVectorState(wiring.Component):
         m.d.comb += count_next.eq(count + toggled - issue_a)
         m.d.sync += toggled.eq(toggle_s)
         pending0_next = (pending0 & ~issue0) | self.config_event
-        # Pending after this cycle: counted ones, stage 3's toggle, this cycle's event, and
-        # stage 2's event unless slot A issues its vector now (it was pending and merges;
-        # if it was pending otherwise, it is counted; if not, it would flip its S bit).
-        e2_merges = issue_a & (a_group == e2_g) & ((a_lowest & e2_oh) != 0)
-        m.d.comb += [self.back_queue.eq((count_next != 0) | toggle_s | used |
-                                        (e2_valid & ~e2_merges)),
-                     self.back_config.eq(pending0_next)]
+        # Pending after a cycle that issues nothing: counted ones, stage 3's toggle, and the
+        # events of this cycle and of stage 2 (pending already, or about to be).
+        m.d.comb += [self.back_queue.eq((count != 0) | toggled | toggle_s | used | e2_valid),
+                     self.back_config.eq(pending0 | self.config_event)]
         with m.If(enabled):
             with m.If(switch_off):
                 m.d.sync += [pending0.eq(0), count.eq(0), toggled.eq(0)]
                 self._clear_pending(m, s_fresh, c_fresh, invert, hint,
-                                    a_bits, b_bits, loading)
+                                    a_bits, b_bits, loading, picked)
             with m.Else():
                 m.d.sync += [pending0.eq(pending0_next), count.eq(count_next)]
         with m.Elif(switch_on):
@@ -544,7 +572,7 @@ class BlockVectorState(wiring.Component):
         with m.If(self.reset):
             m.d.sync += [pending0.eq(0), valid0.eq(0), masked0.eq(0),
                          count.eq(0), toggled.eq(0), v_fresh.eq(0), turn0.eq(0)]
-            self._clear_pending(m, s_fresh, c_fresh, invert, hint, a_bits, b_bits, loading)
+            self._clear_pending(m, s_fresh, c_fresh, invert, hint, a_bits, b_bits, loading, picked)
         # V words: written by UPDATE (after the reset clause for the fresh flag would be
         # wrong: a reset in the write's cycle must leave the vector invalid).
         with m.If(upd_valid & ~self.reset):
@@ -552,9 +580,9 @@ class BlockVectorState(wiring.Component):
         return m
 
     @staticmethod
-    def _clear_pending(m, s_fresh, c_fresh, invert, hint, a_bits, b_bits, loading):
+    def _clear_pending(m, s_fresh, c_fresh, invert, hint, a_bits, b_bits, loading, picked):
         m.d.sync += [s_fresh.eq(0), c_fresh.eq(0), invert.eq(0), hint.eq(0),
-                     a_bits.eq(0), b_bits.eq(0), loading.eq(0)]
+                     a_bits.eq(0), b_bits.eq(0), loading.eq(0), picked.eq(0)]
 
 
 def vector_state(queues, *, masks=False, block=None):
