@@ -389,24 +389,24 @@ class BlockVectorState(wiring.Component):
         loading = Signal()                        # a word read is in flight
         load_group = Signal(gbits)
 
-        # The next word to load, chosen a cycle ahead (a registered round robin over the
-        # hinted words, after the one loaded last): ``pick`` when ``picked``. Left out: the
-        # word in slot A (being issued: its C bits change), and the word loaded this cycle.
+        # The next word to load, chosen ahead (a registered round robin over the hinted
+        # words, after the one loaded last): ``pick_group`` when ``picked``, kept until it is
+        # loaded (its hint stays set until then). Left out of the choice: the word in slot A
+        # (being issued: its C bits change) and the word picked already; a pick that is A's
+        # word waits until A is done with it.
         pick_group = Signal(gbits)
         picked = Signal()
-        # (``loads`` is the load condition from flip-flops alone: when MSI is off or being
-        # switched off, nothing is hinted from the next cycle on anyway.)
         a_busy = Mux(a_bits != 0, C(1, groups) << a_group, 0)
-        loads = ((b_bits == 0) & ~loading & picked &
-                 ~((a_bits != 0) & (a_group == pick_group)))
-        start_load = enabled & ~switch_off & loads
+        start_load = (enabled & ~switch_off & (b_bits == 0) & ~loading & picked &
+                      ~((a_bits != 0) & (a_group == pick_group)))
         candidates = Signal(groups)
-        m.d.comb += candidates.eq(hint & ~a_busy & ~Mux(loads, C(1, groups) << pick_group, 0))
+        m.d.comb += candidates.eq(hint & ~a_busy & ~Mux(picked, C(1, groups) << pick_group, 0))
         above = Signal(groups, init=(1 << groups) - 1)      # the words after the last load
         above_candidates = candidates & above
         chosen = Mux(above_candidates != 0, above_candidates, candidates)
-        m.d.sync += [pick_group.eq(onehot_index(chosen & (~chosen + 1))),
-                     picked.eq(candidates != 0)]
+        with m.If(~picked | start_load):
+            m.d.sync += [pick_group.eq(onehot_index(chosen & (~chosen + 1))),
+                         picked.eq(candidates != 0)]
         with m.If(start_load):
             m.d.sync += above.eq(~((C(1, groups) << pick_group) |
                                    ((C(1, groups) << pick_group) - 1)))
