@@ -14,7 +14,7 @@ and its refusals, the message register. It drives a *vector-state store* through
   grow with N but for a few flip-flops per word of 16 vectors.
 
 Both give the docs/spec.md §7 behaviour and the latency and throughput the controller documents
-(event to ``message.valid`` in 2 cycles, N+1 pending vectors sent in N+2 cycles, N+3 with the
+(event to ``message.valid`` in 2 cycles, N+1 pending vectors sent in N+2 cycles, N+4 with the
 block version); the block version differs otherwise only in the order it serves vectors of
 different words (see its documentation).
 """
