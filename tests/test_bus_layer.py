@@ -17,7 +17,7 @@ from amaranth.lib.wiring import In
 from amaranth.sim import Simulator
 
 from virtio_mmio.bus import (AXI4LiteSubordinate, RegisterBus, WishboneSubordinate,
-                             WriteClassifier, pack_tags)
+                             WriteClassifier, lowest_set, pack_tags)
 from virtio_mmio_sim.amaranth_bus import AmaranthAxiLite, AmaranthWishbone
 
 
@@ -232,3 +232,33 @@ def test_pack_tags_builds_by_name_and_refuses_a_wrong_set():
         pack_tags(layout, a=Signal(), b=Signal(2), c=Signal())
     with pytest.raises(ValueError, match="'b' is 1 bits wide, not 2"):
         pack_tags(layout, a=Signal(), b=Signal())
+
+
+@pytest.mark.parametrize("width", [1, 2, 3, 7, 16, 33, 128])
+def test_lowest_set_finds_the_lowest_set_bit(width):
+    """:func:`lowest_set`'s tree against Python on random vectors of a few bits set (and on
+    none, on each single bit, and on all)."""
+    bits = Signal(width)
+    any_set, index = lowest_set(bits)
+    found, at = Signal(), Signal(len(index))
+    m = Module()
+    m.d.comb += [found.eq(any_set), at.eq(index)]
+    rng = random.Random(width)
+    vectors = [0, (1 << width) - 1] + [1 << i for i in range(width)]
+    for _ in range(200):
+        value = 0
+        for _ in range(rng.choice([1, 2, 3, width])):
+            value |= 1 << rng.randrange(width)
+        vectors.append(value)
+
+    async def bench(ctx):
+        for value in vectors:
+            ctx.set(bits, value)
+            assert ctx.get(found) == (value != 0), value
+            if value:
+                lowest = (value & -value).bit_length() - 1
+                assert ctx.get(at) == lowest, (hex(value), ctx.get(at), lowest)
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()

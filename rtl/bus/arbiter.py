@@ -1,9 +1,10 @@
-"""Choosing one of many requests: one-hot to index, round robin."""
+"""Choosing one of many requests: one-hot to index, the lowest request as a tree, round
+robin."""
 
 from amaranth.hdl import *
 
 
-__all__ = ["onehot_index", "round_robin"]
+__all__ = ["lowest_set", "onehot_index", "round_robin"]
 
 
 def onehot_index(onehot):
@@ -13,6 +14,27 @@ def onehot_index(onehot):
     index_bits = max(1, (width - 1).bit_length())
     return Cat(*(Cat(*(onehot[i] for i in range(width) if i >> b & 1)).any()
                  if width > 1 << b else C(0, 1) for b in range(index_bits)))
+
+
+def lowest_set(bits):
+    """``(any, index)``: whether any bit of ``bits`` is set, and the index of the lowest one
+    (meaningless when none is). Built as a binary tree of (any, index) pairs — each node takes
+    its lower child's index if that child has a bit set — so the depth grows with log2 of the
+    width and no carry chain or wide OR sits in front of the index (the choice over 128 hint
+    words of the block-RAM MSI store is one)."""
+    nodes = [(bits[i], Cat()) for i in range(len(bits))]
+    while len(nodes) > 1:
+        paired = []
+        for k in range(0, len(nodes) - 1, 2):
+            (any_lo, index_lo), (any_hi, index_hi) = nodes[k], nodes[k + 1]
+            paired.append((any_lo | any_hi,
+                           Mux(any_lo, Cat(index_lo, C(0, 1)), Cat(index_hi, C(1, 1)))))
+        if len(nodes) % 2:
+            any_last, index_last = nodes[-1]
+            paired.append((any_last, Cat(index_last, C(0, 1))))
+        nodes = paired
+    any_set, index = nodes[0]
+    return any_set, (index if len(index) else C(0, 1))
 
 
 def round_robin(m, requests, take, reset):

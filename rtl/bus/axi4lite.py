@@ -181,7 +181,8 @@ class AXI4LiteWriteManager(wiring.Component):
 
     Latency and throughput: AWVALID/WVALID in the cycle the message is presented (from
     registers, no combinational path from the bus inputs); one message per clock while AWREADY
-    and WREADY are high, any number of writes outstanding.
+    and WREADY are high, any number of writes outstanding. ``message.ready`` depends on AWREADY,
+    WREADY and the two "done" flags only, never on ``message.valid``.
     """
 
     def __init__(self):
@@ -208,7 +209,10 @@ class AXI4LiteWriteManager(wiring.Component):
             axi.wdata.eq(msg.payload.data),
             axi.wstrb.eq(0xF),
             axi.bready.eq(1),
-            msg.ready.eq((aw_done | aw_now) & (w_done | w_now)),
+            # Not from msg.valid (that is what sets AWVALID/WVALID): equal to "both channels
+            # done or handshaking now" whenever a message is presented, and the issue logic
+            # behind the message register does not wait on its own valid.
+            msg.ready.eq((aw_done | axi.awready) & (w_done | axi.wready)),
         ]
         with m.If(msg.valid & msg.ready):
             m.d.sync += [aw_done.eq(0), w_done.eq(0)]

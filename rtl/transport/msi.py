@@ -235,12 +235,18 @@ class InterruptController(wiring.Component):
         """The message register: the table entry read in the cycle a vector is issued
         (``issue``) is the message from the next cycle on, until taken, unless the store
         cancels it in that next cycle (``cancel``: it is then never on the port). Returns
-        ``advance``: the register takes a vector this cycle (it is empty or being emptied)."""
+        ``advance``: the register takes a vector this cycle (it is empty or being emptied).
+
+        ``advance`` depends on the register's flip-flop and the port's ready only, not on
+        ``cancel`` (block-RAM data, late in the cycle): a cancelled message the port is not
+        ready for is dropped at the edge and nothing is taken in that cycle."""
         out_valid = Signal()
-        valid = out_valid & ~cancel
-        advance = ~valid | self.message.ready
+        advance = ~out_valid | self.message.ready
         with m.If(advance):
             m.d.sync += out_valid.eq(issue)
+        with m.Elif(cancel):
+            m.d.sync += out_valid.eq(0)
+        valid = out_valid & ~cancel
         m.d.comb += [
             table_r.en.eq(advance),
             self.message.valid.eq(valid),

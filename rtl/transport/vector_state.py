@@ -23,7 +23,7 @@ from amaranth.hdl import *
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..bus import onehot_index, round_robin
+from ..bus import lowest_set, onehot_index, round_robin
 from .queue_flags import FLAG_GROUP
 
 
@@ -233,7 +233,8 @@ class BlockVectorState(wiring.Component):
     Differences from the flip-flop version, all within docs/spec.md §7: messages of vectors in
     different words are issued in word order rather than strictly round-robin per vector (every
     word is visited in turn, so none starves); a fast-path try that
-    is cancelled costs a cycle in which nothing else is issued; the observation members
+    is cancelled costs a cycle in which nothing else is issued (and, if the port is not ready
+    in the cycle it is cancelled, that cycle too); the observation members
     ``pending``, ``vector_valid`` and ``vector_masked`` read 0 (proofs use the flip-flop
     version); ``issued`` is kept (tests use it; it leaves out a try that will be cancelled). A
     command that stops a vector (an UPDATE
@@ -402,11 +403,13 @@ class BlockVectorState(wiring.Component):
         candidates = Signal(groups)
         m.d.comb += candidates.eq(hint & ~a_busy & ~Mux(picked, C(1, groups) << pick_group, 0))
         above = Signal(groups, init=(1 << groups) - 1)      # the words after the last load
-        above_candidates = candidates & above
-        chosen = Mux(above_candidates != 0, above_candidates, candidates)
+        # The lowest candidate above the last load, else the lowest of all: both found at
+        # once, each as a tree (no carry chain or wide OR in front of the choice).
+        any_above, index_above = lowest_set(candidates & above)
+        any_candidate, index_all = lowest_set(candidates)
         with m.If(~picked | start_load):
-            m.d.sync += [pick_group.eq(onehot_index(chosen & (~chosen + 1))),
-                         picked.eq(candidates != 0)]
+            m.d.sync += [pick_group.eq(Mux(any_above, index_above, index_all)),
+                         picked.eq(any_candidate)]
         with m.If(start_load):
             m.d.sync += above.eq(~((C(1, groups) << pick_group) |
                                    ((C(1, groups) << pick_group) - 1)))
@@ -531,7 +534,12 @@ class BlockVectorState(wiring.Component):
 
         m.d.sync += [a_bits.eq(drop_refused(a_left, a_group)), a_c.eq(a_c_next),
                      b_bits.eq(drop_refused(b_bits, b_group))]
-        with m.If(a_left == 0):
+        # ``a_left == 0``, with the issue decision (late) entering last: A is empty, or holds
+        # one vector and issues it.
+        a_empty, a_single = Signal(), Signal()
+        m.d.comb += [a_empty.eq(a_bits == 0),
+                     a_single.eq(~a_empty & ((a_bits & (a_bits - 1)) == 0))]
+        with m.If(a_empty | (a_single & issue_a)):
             with m.If(b_bits != 0):
                 m.d.sync += [a_bits.eq(drop_refused(b_bits, b_group)), a_group.eq(b_group),
                              a_group_up.eq(b_group + 1), a_c.eq(b_c), b_bits.eq(0)]
@@ -549,7 +557,10 @@ class BlockVectorState(wiring.Component):
         # ---- count, enable transitions. ``count`` takes an S toggle a cycle late (from
         # ``toggled``), so no adder follows the block-RAM data.
         count_next = Signal.like(count)
-        m.d.comb += count_next.eq(count + toggled - issue_a)
+        # (Both sums from flip-flops; the issue decision, late, only chooses.)
+        count_kept, count_less = Signal.like(count), Signal.like(count)
+        m.d.comb += [count_kept.eq(count + toggled), count_less.eq(count + toggled - 1),
+                     count_next.eq(Mux(issue_a, count_less, count_kept))]
         m.d.sync += toggled.eq(toggle_s)
         pending0_next = (pending0 & ~issue0) | self.config_event
         # Pending after a cycle that issues nothing: counted ones, stage 3's toggle, and the
