@@ -120,14 +120,17 @@ class BlockQueueFlags(wiring.Component):
 
     Word ``g`` holds the ready flags of queues ``16g … 16g+15`` in bits 15:0 and their
     written flags in bits 31:16; ``fresh[g]`` says the word was written since the last device
-    reset (otherwise it reads as 0). Two read ports:
+    reset (otherwise it reads as 0). The block RAM has one read port, the *mirror*, addressed
+    with the group the selected queue will have in the next cycle and transparent to the write
+    port, so its output is always the selected group's current word: QueueReady reads it, and
+    a flag write is that word with one bit changed (a whole word write, no bit enables needed).
 
-    * the *mirror*, addressed with the group the selected queue will have in the next cycle and
-      transparent to the write port, so its output is always the selected group's current
-      word: QueueReady reads it, and a flag write is that word with one bit changed (a whole
-      word write, no bit enables needed);
-    * the device-side queue port, not transparent (it shows the state before this cycle's
-      write, like the flip-flop version).
+    The device-side queue port reads a *copy* of the words (written with the same writes),
+    kept in LUT RAM on ECP5 (flip-flops on iCE40) and read without a clock: the queue's flags
+    are picked from it in the cycle ``q_index`` comes and registered, so ``q_ready`` and
+    ``q_written`` are flip-flops (as in the flip-flop version; they show the state before
+    that cycle's write) and no block-RAM read reaches the port's outputs but the queue
+    table's own. (The copy costs 32 bits per 16 queues.)
     """
 
     def __init__(self, queues):
@@ -151,7 +154,10 @@ class BlockQueueFlags(wiring.Component):
             attrs={"ram_style": "block"})
         write = flags.write_port()
         mirror = flags.read_port(transparent_for=(write,))
-        device = flags.read_port(transparent_for=())
+        m.submodules.device_copy = copy = memory.Memory(
+            shape=unsigned(2 * FLAG_GROUP), depth=groups, init=[])
+        copy_write = copy.write_port()
+        copy_read = copy.read_port(domain="comb")
         fresh = Signal(groups)
 
         # ---- the selected queue
@@ -191,19 +197,20 @@ class BlockQueueFlags(wiring.Component):
             write.addr.eq(group(self.sel)),
             write.data.eq(Cat(new_ready, new_written)),
             write.en.eq(self.set_ready | self.mark_written),
+            copy_write.addr.eq(write.addr), copy_write.data.eq(write.data),
+            copy_write.en.eq(write.en),
         ]
         with m.If(write.en):
             m.d.sync += fresh.bit_select(group(self.sel), 1).eq(1)
 
-        # ---- device-side port: the queue's lane is registered one-hot (zero if its word is
-        # not fresh), so the block-RAM data only go through an AND-OR to the port.
-        q_lane = Signal(FLAG_GROUP)
-        m.d.comb += device.addr.eq(group(self.q_index))
-        m.d.sync += q_lane.eq(Mux(fresh.bit_select(group(self.q_index), 1),
-                                  C(1, FLAG_GROUP) << lane(self.q_index), 0))
-        m.d.comb += [
-            self.q_ready.eq((device.data[:FLAG_GROUP] & q_lane) != 0),
-            self.q_written.eq((device.data[FLAG_GROUP:] & q_lane) != 0),
+        # ---- device-side port: the queue's flags from the copy, registered (zero if its word
+        # is not fresh).
+        m.d.comb += copy_read.addr.eq(group(self.q_index))
+        q_fresh = fresh.bit_select(group(self.q_index), 1)
+        q_word = copy_read.data
+        m.d.sync += [
+            self.q_ready.eq(q_fresh & q_word.bit_select(lane(self.q_index), 1)),
+            self.q_written.eq(q_fresh & q_word.bit_select(FLAG_GROUP + lane(self.q_index), 1)),
         ]
 
         with m.If(self.reset):
