@@ -171,18 +171,14 @@ class BlockQueueFlags(wiring.Component):
         with m.If(self.select):
             m.d.sync += self.sel_ok.eq(self.select_ok)
         m.d.comb += mirror.addr.eq(group(sel_next))
-        # The selected queue's lane, one-hot beside ``sel``: its flags are an AND-OR of the
-        # word just read (no 16:1 multiplexer after the block RAM).
-        sel_lane = Signal(FLAG_GROUP, init=1)
-        m.d.sync += sel_lane.eq(C(1, FLAG_GROUP) << lane(sel_next))
 
         word = Signal(2 * FLAG_GROUP)
         m.d.comb += word.eq(Mux(fresh.bit_select(group(self.sel), 1), mirror.data, 0))
         ready_bits, written_bits = word[:FLAG_GROUP], word[FLAG_GROUP:]
         at = lane(self.sel)
         m.d.comb += [
-            self.sel_ready.eq(self.sel_ok & ((ready_bits & sel_lane) != 0)),
-            self.sel_written.eq(self.sel_ok & ((written_bits & sel_lane) != 0)),
+            self.sel_ready.eq(self.sel_ok & ready_bits.bit_select(at, 1)),
+            self.sel_written.eq(self.sel_ok & written_bits.bit_select(at, 1)),
         ]
 
         # ---- flag writes: the selected group's word with one bit changed
