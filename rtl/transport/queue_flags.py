@@ -4,7 +4,7 @@ last device reset", with the selected queue (QueueSel) they are read and written
 Two implementations behind one interface (:class:`QueueFlagsSignature`), chosen by N:
 
 * :class:`RegisterQueueFlags` (N <= :data:`BLOCK_FLAGS_QUEUES`): two flip-flops per queue.
-* :class:`BlockQueueFlags` (larger N): the flags of 16 queues share one word of a block RAM,
+* :class:`BlockQueueFlags` (larger N): the flags of 16 queues share one word of a memory,
   with one flip-flop per word saying whether the word was written since the last device reset
   (a word that was not reads as all clear, so a device reset still clears every queue in one
   cycle). Logic does not grow with N but for those per-word bits.
@@ -116,21 +116,21 @@ class RegisterQueueFlags(wiring.Component):
 
 
 class BlockQueueFlags(wiring.Component):
-    """The flags in block RAM (large N).
+    """The flags in a memory of 32-bit words (large N).
 
     Word ``g`` holds the ready flags of queues ``16g … 16g+15`` in bits 15:0 and their
     written flags in bits 31:16; ``fresh[g]`` says the word was written since the last device
-    reset (otherwise it reads as 0). The block RAM has one read port, the *mirror*, addressed
-    with the group the selected queue will have in the next cycle and transparent to the write
-    port, so its output is always the selected group's current word: QueueReady reads it, and
-    a flag write is that word with one bit changed (a whole word write, no bit enables needed).
+    reset (otherwise it reads as 0). The memory is read without a clock (LUT RAM on ECP5,
+    flip-flops on iCE40; 32 bits per 16 queues, per read port) at two addresses:
 
-    The device-side queue port reads a *copy* of the words (written with the same writes),
-    kept in LUT RAM on ECP5 (flip-flops on iCE40) and read without a clock: the queue's flags
-    are picked from it in the cycle ``q_index`` comes and registered, so ``q_ready`` and
-    ``q_written`` are flip-flops (as in the flip-flop version; they show the state before
-    that cycle's write) and no block-RAM read reaches the port's outputs but the queue
-    table's own. (The copy costs 32 bits per 16 queues.)
+    * QueueSel's: a QueueSel write loads the new group's word into ``sel_word`` (a flag write
+      of the same cycle forwarded), and every flag write updates it, so ``sel_word`` is always
+      the selected group's current word. QueueReady and the row-written flag read it (from
+      flip-flops: no memory read reaches the bus's read data), and a flag write is that word
+      with one bit changed (a whole word write, no bit enables needed).
+    * The device-side queue port's: the queue's flags are picked in the cycle ``q_index``
+      comes and registered, so ``q_ready`` and ``q_written`` are flip-flops (as in the
+      flip-flop version; they show the state before that cycle's write).
     """
 
     def __init__(self, queues):
@@ -149,32 +149,20 @@ class BlockQueueFlags(wiring.Component):
         def lane(index):
             return index[:lane_bits]
 
+        # One memory of the words, read without a clock (LUT RAM on ECP5, flip-flops on
+        # iCE40) at two addresses: the group QueueSel selects, and the device port's.
         m.submodules.flags = flags = memory.Memory(
-            shape=unsigned(2 * FLAG_GROUP), depth=groups, init=[],
-            attrs={"ram_style": "block"})
-        write = flags.write_port()
-        mirror = flags.read_port(transparent_for=(write,))
-        m.submodules.device_copy = copy = memory.Memory(
             shape=unsigned(2 * FLAG_GROUP), depth=groups, init=[])
-        copy_write = copy.write_port()
-        copy_read = copy.read_port(domain="comb")
+        write = flags.write_port()
+        select_read = flags.read_port(domain="comb")
+        copy_read = flags.read_port(domain="comb")
         fresh = Signal(groups)
 
-        # ---- the selected queue
-        sel_next = Signal.like(self.sel)
-        m.d.comb += sel_next.eq(self.sel)
+        # ---- the selected queue, and its group's word in ``sel_word``
         with m.If(self.select):
-            m.d.comb += sel_next.eq(self.select_index)
-        with m.If(self.reset):
-            m.d.comb += sel_next.eq(0)
-        m.d.sync += self.sel.eq(sel_next)
-        with m.If(self.select):
-            m.d.sync += self.sel_ok.eq(self.select_ok)
-        m.d.comb += mirror.addr.eq(group(sel_next))
-
-        word = Signal(2 * FLAG_GROUP)
-        m.d.comb += word.eq(Mux(fresh.bit_select(group(self.sel), 1), mirror.data, 0))
-        ready_bits, written_bits = word[:FLAG_GROUP], word[FLAG_GROUP:]
+            m.d.sync += [self.sel.eq(self.select_index), self.sel_ok.eq(self.select_ok)]
+        sel_word = Signal(2 * FLAG_GROUP)
+        ready_bits, written_bits = sel_word[:FLAG_GROUP], sel_word[FLAG_GROUP:]
         at = lane(self.sel)
         m.d.comb += [
             self.sel_ready.eq(self.sel_ok & ready_bits.bit_select(at, 1)),
@@ -193,13 +181,19 @@ class BlockQueueFlags(wiring.Component):
             write.addr.eq(group(self.sel)),
             write.data.eq(Cat(new_ready, new_written)),
             write.en.eq(self.set_ready | self.mark_written),
-            copy_write.addr.eq(write.addr), copy_write.data.eq(write.data),
-            copy_write.en.eq(write.en),
         ]
         with m.If(write.en):
-            m.d.sync += fresh.bit_select(group(self.sel), 1).eq(1)
+            m.d.sync += [fresh.bit_select(group(self.sel), 1).eq(1), sel_word.eq(write.data)]
+        # A new selection loads its group's word (this cycle's write forwarded: the
+        # ``mark_written`` of a field write may come with a QueueSel write).
+        m.d.comb += select_read.addr.eq(group(self.select_index))
+        with m.If(self.select):
+            same = write.en & (group(self.select_index) == group(self.sel))
+            m.d.sync += sel_word.eq(
+                Mux(same, write.data,
+                    Mux(fresh.bit_select(group(self.select_index), 1), select_read.data, 0)))
 
-        # ---- device-side port: the queue's flags from the copy, registered (zero if its word
+        # ---- device-side port: the queue's flags from its read port, registered (zero if its word
         # is not fresh).
         m.d.comb += copy_read.addr.eq(group(self.q_index))
         q_fresh = fresh.bit_select(group(self.q_index), 1)
@@ -210,12 +204,12 @@ class BlockQueueFlags(wiring.Component):
         ]
 
         with m.If(self.reset):
-            m.d.sync += [fresh.eq(0), self.sel_ok.eq(1)]
+            m.d.sync += [fresh.eq(0), self.sel.eq(0), self.sel_ok.eq(1), sel_word.eq(0)]
         return m
 
 
 def queue_flags(queues, *, block=None):
-    """The flags for N = ``queues``: in block RAM when ``block`` is true, or (``None``) when
+    """The flags for N = ``queues``: in a memory of words when ``block`` is true, or (``None``) when
     N > :data:`BLOCK_FLAGS_QUEUES`."""
     if block is None:
         block = queues > BLOCK_FLAGS_QUEUES
