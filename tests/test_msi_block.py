@@ -1,6 +1,7 @@
 """The interrupt controller against a cycle-by-cycle model of docs/spec.md §7, driven directly (no
 bus): with both vector-state stores of :mod:`virtio_mmio.transport.vector_state`, flip-flops and
-block RAM, the block-RAM state with one word (N = 5) and with words of 16 (N = 40, 100).
+block RAM, the block-RAM state with one word (N = 5), with words of 16 (N = 40, 100) and with more words than
+the scanner chooses among in one clock (N = 300: 19 words, two clocks).
 
 Every cycle: random events on every vector (and on queues >= N), ACKs, UPDATEs (some outside
 the MSI window), enables and disables, device resets, message back-pressure. The model keeps,
@@ -238,7 +239,7 @@ def _one_cycle(ctx, dut, n, model, inputs, stats, trace, keeps):
 
 @pytest.mark.parametrize("dialect", list(DIALECTS))
 @pytest.mark.parametrize("kind,n", [("flip-flops", 5), ("block", 5), ("block", 40),
-                                    ("block", 100)])
+                                    ("block", 100), ("block", 300)])
 def test_controller_against_model(kind, n, dialect):
     rng = random.Random(f"{kind}{n}{dialect}")
     dut = controller(kind, n, dialect)

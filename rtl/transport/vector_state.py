@@ -31,6 +31,10 @@ __all__ = ["BLOCK_MSI_QUEUES", "VectorStateSignature", "RegisterVectorState",
            "BlockVectorState", "vector_state"]
 
 
+#: Words of 16 vectors the block store's scanner chooses among in one clock; over more, the
+#: choice takes two (see :class:`BlockVectorState`).
+PICK_SPAN = 16
+
 #: Largest N whose MSI state stays in flip-flops (measured with synth_ecp5: the flip-flop
 #: version costs ~8.5 LUT4 per vector, the block version a fixed ~700).
 BLOCK_MSI_QUEUES = 32
@@ -224,10 +228,13 @@ class BlockVectorState(wiring.Component):
       stage 2 forwards that write into the word it registers (which was read before it).
       So block-RAM data go only into flip-flops, the ``S`` write data and ``cancel``; which
       table entry is read never depends on them.
-    * Scanner: picks a hinted word round-robin, reads its ``S``, ``C``, ``V`` words, and keeps
-      the pending-and-valid bits in one of two slots (the second is filled while the first is
-      being issued, so full words leave one vector per clock). Each issue flips the ``C`` bit.
-      A hint is also set by an UPDATE, so a pending vector that was invalid is looked at again.
+    * Scanner: picks a hinted word round-robin (over more than :data:`PICK_SPAN` words in two
+      clocks), reads its ``S``, ``C``, ``V`` words into a landing register *L* (block-RAM data
+      straight into flip-flops), and keeps the pending-and-valid bits in one of two slots (the
+      second is filled while the first is being issued, so full words leave one vector per
+      clock). Each issue flips the ``C`` bit. A hint is also set by an UPDATE, so a pending
+      vector that was invalid is looked at again. Enabling MSI with InterruptStatus bit 0 set
+      picks word 0 at once.
     * A count of pending queue vectors answers "is any pending" when MSI is switched off.
 
     Differences from the flip-flop version, all within docs/spec.md §7: messages of vectors in
@@ -297,15 +304,6 @@ class BlockVectorState(wiring.Component):
 
         def word_of(fresh, port, g):
             return Mux(fresh.bit_select(g, 1), port.data, 0)
-
-        def sendable_word(port, g):
-            """The V word's vectors that may be sent: valid and not masked."""
-            word = word_of(v_fresh, port, g)
-            return word[:W] & ~word[W:] if self._masks else word
-
-        def pending_word(s_port, c_port, g):
-            return ((word_of(s_fresh, s_port, g) ^ word_of(c_fresh, c_port, g)) ^
-                    Mux(invert.bit_select(g, 1), exists(g), 0))
 
         upd_valid = Signal()            # a V command's stage (see below)
         upd_at = Signal(_queue_bits(n))
@@ -383,33 +381,74 @@ class BlockVectorState(wiring.Component):
         with m.If(mask_cmd & (self.command_vector == 0)):
             m.d.sync += masked0.eq(self.mask_value)
 
-        # ---- scanner slots: A is issued from, B waits behind it
+        # ---- scanner slots: A is issued from, B waits behind it, L holds a word as read
         a_bits, b_bits = Signal(W), Signal(W)
         b_group = Signal(gbits)
         a_c, b_c = Signal(W), Signal(W)           # the word's C bits (only the scanner flips C)
         loading = Signal()                        # a word read is in flight
         load_group = Signal(gbits)
+        # L: the loaded word's S, C and V words straight from the block RAMs (no logic after
+        # their data), with the word's flags as they were then and the lanes that commands
+        # have stopped since (``l_stop``); the pending-and-sendable bits are formed from these
+        # flip-flops as L moves into A or B.
+        l_valid = Signal()
+        l_group = Signal(gbits)
+        l_s, l_c, l_v = Signal(W), Signal(W), Signal(v_width)
+        l_sf, l_cf, l_vf, l_inv = Signal(), Signal(), Signal(), Signal()
+        l_stop = Signal(W)
 
         # The next word to load, chosen ahead (a registered round robin over the hinted
         # words, after the one loaded last): ``pick_group`` when ``picked``, kept until it is
         # loaded (its hint stays set until then). Left out of the choice: the word in slot A
-        # (being issued: its C bits change) and the word picked already; a pick that is A's
-        # word waits until A is done with it.
+        # (being issued: its C bits change) and the word picked already. A word is in at most
+        # one of A, B, L and the load in flight (so no slot's C bits go stale): a pick that is
+        # in one of them waits until A is done with it.
         pick_group = Signal(gbits)
         picked = Signal()
         a_busy = Mux(a_bits != 0, C(1, groups) << a_group, 0)
-        start_load = (enabled & ~switch_off & (b_bits == 0) & ~loading & picked &
-                      ~((a_bits != 0) & (a_group == pick_group)))
+        a_empty, b_full = Signal(), Signal()
+        m.d.comb += [a_empty.eq(a_bits == 0), b_full.eq(b_bits != 0)]
+
+        def holds(full, g):
+            return full & (g == pick_group)
+        # A load may start when L is empty or surely moves this cycle (B is empty), so the
+        # word lands into an empty L; all from flip-flops.
+        start_load = (enabled & ~switch_off & ~loading & (~l_valid | ~b_full) & picked &
+                      ~holds(~a_empty, a_group) & ~holds(b_full, b_group) &
+                      ~holds(l_valid, l_group))
         candidates = Signal(groups)
         m.d.comb += candidates.eq(hint & ~a_busy & ~Mux(picked, C(1, groups) << pick_group, 0))
         above = Signal(groups, init=(1 << groups) - 1)      # the words after the last load
         # The lowest candidate above the last load, else the lowest of all: both found at
-        # once, each as a tree (no carry chain or wide OR in front of the choice).
-        any_above, index_above = lowest_set(candidates & above)
-        any_candidate, index_all = lowest_set(candidates)
+        # once, each as a tree (no carry chain or wide OR in front of the choice). Over more
+        # than :data:`PICK_SPAN` words in two clocks: each span's lowest candidate is
+        # registered, then the lowest span with one is taken. A span's entry is then a clock
+        # old: one that names the picked word (being loaded, or kept) is left out, and a word
+        # hinted meanwhile waits a clock.
+        if groups <= PICK_SPAN:
+            any_above, index_above = lowest_set(candidates & above)
+            any_candidate, index_all = lowest_set(candidates)
+        else:
+            span_bits = (PICK_SPAN - 1).bit_length()
+
+            def in_two_clocks(bits):
+                entries = []
+                for k in range(0, groups, PICK_SPAN):
+                    found, where = Signal(), Signal(span_bits)
+                    part_any, part_index = lowest_set(bits[k:k + PICK_SPAN])
+                    m.d.sync += [found.eq(part_any), where.eq(part_index)]
+                    word = Cat(where, C(k // PICK_SPAN, gbits - span_bits))
+                    entries.append((found & ~(picked & (word == pick_group)), word))
+                any_span, span = lowest_set(Cat(*(found for found, _ in entries)))
+                return any_span, Array(word for _, word in entries)[span]
+            any_above, index_above = in_two_clocks(candidates & above)
+            any_candidate, index_all = in_two_clocks(candidates)
         with m.If(~picked | start_load):
             m.d.sync += [pick_group.eq(Mux(any_above, index_above, index_all)),
                          picked.eq(any_candidate)]
+        # Enabling with InterruptStatus bit 0 hints every word: word 0 is picked at once.
+        with m.If(~enabled & switch_on & wired[0]):
+            m.d.sync += [pick_group.eq(0), picked.eq(1)]
         with m.If(start_load):
             m.d.sync += above.eq(~((C(1, groups) << pick_group) |
                                    ((C(1, groups) << pick_group) - 1)))
@@ -420,9 +459,17 @@ class BlockVectorState(wiring.Component):
         m.d.sync += loading.eq(start_load & ~self.reset)
         with m.If(start_load):
             m.d.sync += load_group.eq(pick_group)
-        landed_c = word_of(c_fresh, c_scan, load_group)
-        landed_bits = (pending_word(s_scan, c_scan, load_group) &
-                       sendable_word(v_scan, load_group))
+        with m.If(loading):
+            m.d.sync += [l_group.eq(load_group),
+                         l_s.eq(s_scan.data), l_c.eq(c_scan.data), l_v.eq(v_scan.data),
+                         l_sf.eq(s_fresh.bit_select(load_group, 1)),
+                         l_cf.eq(c_fresh.bit_select(load_group, 1)),
+                         l_vf.eq(v_fresh.bit_select(load_group, 1)),
+                         l_inv.eq(invert.bit_select(load_group, 1))]
+        landed_c = Mux(l_cf, l_c, 0)
+        l_v_word = Mux(l_vf, l_v, 0)
+        landed_bits = (((Mux(l_sf, l_s, 0) ^ landed_c) ^ Mux(l_inv, exists(l_group), 0)) &
+                       (l_v_word[:W] & ~l_v_word[W:] if self._masks else l_v_word) & ~l_stop)
 
         # ---- issue: vector 0 and the queue vectors take turns; the fast path when quiet
         turn0 = Signal()                           # vector 0 goes first when both wait
@@ -435,8 +482,9 @@ class BlockVectorState(wiring.Component):
         # nothing (the vector leaves the slot at the edge). So the table address depends on
         # A's flip-flops alone: ``a_group_up`` is ``a_group + 1`` kept beside it, and the
         # index of the lane above the lowest is the vector's low bits (vector = 16 g + lane + 1).
+        # A's lowest vector is a flip-flop (one-hot) kept beside ``a_bits``, so no carry chain
+        # leads into the issue decision.
         a_lowest = Signal(W)
-        m.d.comb += a_lowest.eq(a_bits & (~a_bits + 1))
         a_stopped = (group(upd_at) == a_group) & ((stopping & a_lowest) != 0)
         a_vector = Cat(onehot_index(Cat(C(0, 1), a_lowest)[:W]),
                        Mux(a_lowest[W - 1], a_group_up, a_group))
@@ -503,9 +551,13 @@ class BlockVectorState(wiring.Component):
         m.d.comb += self.cancel.eq(e3_fast & ~v_ok3)
 
         # ---- C writes (issue from A), S writes (new pending event), hints
+        # (The word written is A's C bits with the lowest flipped, whether or not A issues:
+        # the issue decision only enables the write.)
+        a_c_flipped = Signal(W)
         a_c_next = Signal(W)
-        m.d.comb += a_c_next.eq(a_c ^ Mux(issue_a, a_lowest, 0))
-        m.d.comb += [c_write.addr.eq(a_group), c_write.data.eq(a_c_next),
+        m.d.comb += [a_c_flipped.eq(a_c ^ a_lowest),
+                     a_c_next.eq(Mux(issue_a, a_c_flipped, a_c))]
+        m.d.comb += [c_write.addr.eq(a_group), c_write.data.eq(a_c_flipped),
                      c_write.en.eq(issue_a)]
         with m.If(issue_a):
             m.d.sync += c_fresh.bit_select(a_group, 1).eq(1)
@@ -525,34 +577,53 @@ class BlockVectorState(wiring.Component):
         with m.If(upd_valid & upd_ok & enabled):
             m.d.sync += hint.bit_select(group(upd_at), 1).eq(1)
 
-        # ---- slots: A loses its issued bit; when A empties, B (or the landing word) moves in
-        a_left = a_bits & ~Mux(issue_a, a_lowest, 0)
-
+        # ---- slots: A loses its issued bit; when A empties, B (or L) moves in
         # A refused UPDATE or a MASK takes its vector out of the slots (it stays pending).
         def drop_refused(bits, g):
             return bits & ~Mux(group(upd_at) == g, stopping, 0)
 
-        m.d.sync += [a_bits.eq(drop_refused(a_left, a_group)), a_c.eq(a_c_next),
-                     b_bits.eq(drop_refused(b_bits, b_group))]
-        # ``a_left == 0``, with the issue decision (late) entering last: A is empty, or holds
-        # one vector and issues it.
-        a_empty, a_single = Signal(), Signal()
-        m.d.comb += [a_empty.eq(a_bits == 0),
-                     a_single.eq(~a_empty & ((a_bits & (a_bits - 1)) == 0))]
-        with m.If(a_empty | (a_single & issue_a)):
-            with m.If(b_bits != 0):
-                m.d.sync += [a_bits.eq(drop_refused(b_bits, b_group)), a_group.eq(b_group),
-                             a_group_up.eq(b_group + 1), a_c.eq(b_c), b_bits.eq(0)]
-                with m.If(loading):
-                    m.d.sync += [b_bits.eq(drop_refused(landed_bits, load_group)),
-                                 b_group.eq(load_group), b_c.eq(landed_c)]
-            with m.Elif(loading):
-                m.d.sync += [a_bits.eq(drop_refused(landed_bits, load_group)),
-                             a_group.eq(load_group), a_group_up.eq(load_group + 1),
-                             a_c.eq(landed_c)]
-        with m.Elif(loading):
-            m.d.sync += [b_bits.eq(drop_refused(landed_bits, load_group)),
-                         b_group.eq(load_group), b_c.eq(landed_c)]
+        def lowest(bits):
+            return bits & (~bits + 1)
+
+        # A with and without its lowest vector, each with its own lowest found from
+        # flip-flops; the issue decision (late) only chooses.
+        a_kept, a_less = Signal(W), Signal(W)
+        m.d.comb += [a_kept.eq(drop_refused(a_bits, a_group)),
+                     a_less.eq(drop_refused(a_bits & ~a_lowest, a_group))]
+        m.d.sync += [a_bits.eq(Mux(issue_a, a_less, a_kept)),
+                     a_lowest.eq(Mux(issue_a, lowest(a_less), lowest(a_kept))),
+                     a_c.eq(a_c_next), b_bits.eq(drop_refused(b_bits, b_group))]
+
+        def load_a(bits, g, c):
+            word = drop_refused(bits, g)
+            return [a_bits.eq(word), a_lowest.eq(lowest(word)), a_group.eq(g),
+                    a_group_up.eq(g + 1), a_c.eq(c)]
+        # L moves into A if A takes a word and B is empty, else into B if B is empty or moves
+        # into A; the issue decision (late) only chooses among flip-flops: A takes a word when
+        # it is empty, or holds one vector and issues it.
+        a_single = Signal()
+        m.d.comb += a_single.eq(~a_empty & ((a_bits & ~a_lowest) == 0))
+        a_take = a_empty | (a_single & issue_a)
+        l_moves = l_valid & (a_take | ~b_full)
+        with m.If(a_take):
+            with m.If(b_full):
+                m.d.sync += load_a(b_bits, b_group, b_c)
+                m.d.sync += b_bits.eq(0)
+                with m.If(l_valid):
+                    m.d.sync += [b_bits.eq(drop_refused(landed_bits, l_group)),
+                                 b_group.eq(l_group), b_c.eq(landed_c)]
+            with m.Elif(l_valid):
+                m.d.sync += load_a(landed_bits, l_group, landed_c)
+        with m.Elif(l_valid & ~b_full):
+            m.d.sync += [b_bits.eq(drop_refused(landed_bits, l_group)),
+                         b_group.eq(l_group), b_c.eq(landed_c)]
+        # L: filled by the load (it is empty then, see ``start_load``); commands that stop a
+        # vector of its word while it waits are kept in ``l_stop``.
+        m.d.sync += l_valid.eq((loading | (l_valid & ~l_moves)) & ~self.reset)
+        with m.If(loading):
+            m.d.sync += l_stop.eq(Mux(group(upd_at) == load_group, stopping, 0))
+        with m.Else():
+            m.d.sync += l_stop.eq(l_stop | Mux(group(upd_at) == l_group, stopping, 0))
 
         # ---- count, enable transitions. ``count`` takes an S toggle a cycle late (from
         # ``toggled``), so no adder follows the block-RAM data.
@@ -571,7 +642,7 @@ class BlockVectorState(wiring.Component):
             with m.If(switch_off):
                 m.d.sync += [pending0.eq(0), count.eq(0), toggled.eq(0)]
                 self._clear_pending(m, s_fresh, c_fresh, invert, hint,
-                                    a_bits, b_bits, loading, picked)
+                                    a_bits, a_lowest, b_bits, loading, l_valid, picked)
             with m.Else():
                 m.d.sync += [pending0.eq(pending0_next), count.eq(count_next)]
         with m.Elif(switch_on):
@@ -583,7 +654,8 @@ class BlockVectorState(wiring.Component):
         with m.If(self.reset):
             m.d.sync += [pending0.eq(0), valid0.eq(0), masked0.eq(0),
                          count.eq(0), toggled.eq(0), v_fresh.eq(0), turn0.eq(0)]
-            self._clear_pending(m, s_fresh, c_fresh, invert, hint, a_bits, b_bits, loading, picked)
+            self._clear_pending(m, s_fresh, c_fresh, invert, hint, a_bits, a_lowest, b_bits,
+                                loading, l_valid, picked)
         # V words: written by UPDATE (after the reset clause for the fresh flag would be
         # wrong: a reset in the write's cycle must leave the vector invalid).
         with m.If(upd_valid & ~self.reset):
@@ -591,9 +663,11 @@ class BlockVectorState(wiring.Component):
         return m
 
     @staticmethod
-    def _clear_pending(m, s_fresh, c_fresh, invert, hint, a_bits, b_bits, loading, picked):
+    def _clear_pending(m, s_fresh, c_fresh, invert, hint, a_bits, a_lowest, b_bits, loading,
+                       l_valid, picked):
         m.d.sync += [s_fresh.eq(0), c_fresh.eq(0), invert.eq(0), hint.eq(0),
-                     a_bits.eq(0), b_bits.eq(0), loading.eq(0), picked.eq(0)]
+                     a_bits.eq(0), a_lowest.eq(0), b_bits.eq(0), loading.eq(0), l_valid.eq(0),
+                     picked.eq(0)]
 
 
 def vector_state(queues, *, masks=False, block=None):
