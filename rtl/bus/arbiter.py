@@ -40,18 +40,26 @@ def lowest_set(bits):
 def round_robin(m, requests, take, reset):
     """Round-robin choice among the bits of ``requests``: the lowest one above the one taken
     last, else the lowest of all. Returns the choice as (one-hot, index). The choice is
-    recorded as the last one taken in cycles where ``take`` is true; ``reset`` starts over
-    from bit 0."""
+    recorded as the last one taken in cycles where ``take`` is true (only meaningful with a
+    request set); ``reset`` starts over from bit 0.
+
+    The index comes from two :func:`lowest_set` trees (above the last one taken, and over
+    all), and the next "above" mask from comparisons with that index, so neither waits for a
+    carry chain across the width; only the one-hot (used where a vector is cleared) is the
+    carry chain's lowest bit."""
     width = len(requests)
     above = Signal(width, init=(1 << width) - 1)       # the bits above the last one taken
     above_requests = requests & above
-    chosen = Mux(above_requests != 0, above_requests, requests)
+    any_above, index_above = lowest_set(above_requests)
+    _, index_all = lowest_set(requests)
+    chosen = Mux(any_above, above_requests, requests)
     lowest = Signal(width)
     m.d.comb += lowest.eq(chosen & (~chosen + 1))
     index = Signal(max(1, (width - 1).bit_length()))
-    m.d.comb += index.eq(onehot_index(lowest))
+    m.d.comb += index.eq(Mux(any_above, index_above, index_all))
     with m.If(take):
-        m.d.sync += above.eq(~(lowest | (lowest - 1)))
+        # Bit i is above the one taken when the index is below i (never so for bit 0).
+        m.d.sync += above.eq(Cat(C(0, 1), *(index < i for i in range(1, width))))
     with m.If(reset):
         m.d.sync += above.eq(above.init)
     return lowest, index
