@@ -17,7 +17,8 @@ from amaranth.lib.wiring import In
 from amaranth.sim import Simulator
 
 from virtio_mmio.bus import (AXI4LiteSubordinate, RegisterBus, WishboneSubordinate,
-                             WriteClassifier, lowest_set, pack_tags, round_robin)
+                             WriteClassifier, below_constant, lowest_set, pack_tags,
+                             round_robin)
 from virtio_mmio_sim.amaranth_bus import AmaranthAxiLite, AmaranthWishbone
 
 
@@ -301,5 +302,26 @@ def test_round_robin_against_a_model(width):
 
     sim = Simulator(m)
     sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+@pytest.mark.parametrize("width", [1, 3, 5, 7])
+def test_below_constant_against_python(width):
+    """:func:`below_constant` for every value of ``width`` bits against every bound from -1
+    to two past the largest value."""
+    value = Signal(width)
+    bounds = list(range(-1, (1 << width) + 2))
+    outs = [Signal(name=f"below_{i}") for i in range(len(bounds))]
+    m = Module()
+    m.d.comb += [out.eq(below_constant(value, bound)) for out, bound in zip(outs, bounds)]
+
+    async def bench(ctx):
+        for v in range(1 << width):
+            ctx.set(value, v)
+            for out, bound in zip(outs, bounds):
+                assert ctx.get(out) == (v < bound), (v, bound)
+
+    sim = Simulator(m)
     sim.add_testbench(bench)
     sim.run()

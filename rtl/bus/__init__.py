@@ -9,7 +9,7 @@ block plugs in through :class:`RegisterBus` and its :class:`WriteClassifier`
 * :mod:`.axi4lite`, :mod:`.wishbone` — the subordinates in front of a register block, the
   write managers (posted writes: the MSI port) and the DMA managers (one access at a time);
 * :mod:`.skid` — :class:`SkidBuffer`; :mod:`.arbiter` — :func:`round_robin`,
-  :func:`onehot_index`, :func:`lowest_set`;
+  :func:`onehot_index`, :func:`lowest_set`, :func:`below_constant`;
 * :mod:`.checkers` — formal protocol checkers of the subordinate and write-manager sides.
 """
 
@@ -17,13 +17,13 @@ from .signatures import (AXI4LiteSignature, WishboneSignature, WISHBONE_MODES, W
                          DmaAccessSignature)
 from .register_bus import RegisterBus, WriteClassifier, pack_tags
 from .skid import SkidBuffer
-from .arbiter import lowest_set, onehot_index, round_robin
+from .arbiter import below_constant, lowest_set, onehot_index, round_robin
 from .axi4lite import AXI4LiteSubordinate, AXI4LiteWriteManager, AXI4LiteDmaManager
 from .wishbone import WishboneSubordinate, WishboneWriteManager, WishboneDmaManager
 
 
 __all__ = ["AXI4LiteSignature", "WishboneSignature", "WISHBONE_MODES", "WriteMessage",
            "DmaAccessSignature", "RegisterBus", "WriteClassifier", "pack_tags", "SkidBuffer",
-           "lowest_set", "onehot_index", "round_robin",
+           "below_constant", "lowest_set", "onehot_index", "round_robin",
            "AXI4LiteSubordinate", "AXI4LiteWriteManager", "AXI4LiteDmaManager",
            "WishboneSubordinate", "WishboneWriteManager", "WishboneDmaManager"]

@@ -1,10 +1,10 @@
 """Choosing one of many requests: one-hot to index, the lowest request as a tree, round
-robin."""
+robin; a comparison with a constant that is not a carry chain."""
 
 from amaranth.hdl import *
 
 
-__all__ = ["lowest_set", "onehot_index", "round_robin"]
+__all__ = ["below_constant", "lowest_set", "onehot_index", "round_robin"]
 
 
 def onehot_index(onehot):
@@ -14,6 +14,26 @@ def onehot_index(onehot):
     index_bits = max(1, (width - 1).bit_length())
     return Cat(*(Cat(*(onehot[i] for i in range(width) if i >> b & 1)).any()
                  if width > 1 << b else C(0, 1) for b in range(index_bits)))
+
+
+def below_constant(value, bound):
+    """``value < bound`` for an unsigned ``value`` and an integer ``bound``, as AND/OR terms of
+    ``value``'s bits rather than the carry chain Yosys builds for ``<`` (so a set of them, one
+    per position, is a few LUT levels from ``value``). From the lowest bit up: where the
+    bound has a 1, a 0 in ``value`` makes it below whatever the lower bits are; where the
+    bound has a 0, a 1 makes it not below."""
+    value = Value.cast(value)
+    if bound <= 0:
+        return C(0, 1)
+    if bound >= 1 << len(value):
+        return C(1, 1)
+    result = C(0, 1)
+    for b in range(len(value)):
+        if bound >> b & 1:
+            result = ~value[b] | result
+        else:
+            result = ~value[b] & result
+    return result
 
 
 def lowest_set(bits):
@@ -44,9 +64,9 @@ def round_robin(m, requests, take, reset):
     request set); ``reset`` starts over from bit 0.
 
     The index comes from two :func:`lowest_set` trees (above the last one taken, and over
-    all), and the next "above" mask from comparisons with that index, so neither waits for a
-    carry chain across the width; only the one-hot (used where a vector is cleared) is the
-    carry chain's lowest bit."""
+    all), and the next "above" mask from comparisons of that index with each position
+    (:func:`below_constant`), so neither waits for a carry chain across the width; only the
+    one-hot (used where a vector is cleared) is the carry chain's lowest bit."""
     width = len(requests)
     above = Signal(width, init=(1 << width) - 1)       # the bits above the last one taken
     above_requests = requests & above
@@ -58,8 +78,8 @@ def round_robin(m, requests, take, reset):
     index = Signal(max(1, (width - 1).bit_length()))
     m.d.comb += index.eq(Mux(any_above, index_above, index_all))
     with m.If(take):
-        # Bit i is above the one taken when the index is below i (never so for bit 0).
-        m.d.sync += above.eq(Cat(C(0, 1), *(index < i for i in range(1, width))))
+        # Bit i is above the one taken when the index is below i.
+        m.d.sync += above.eq(Cat(*(below_constant(index, i) for i in range(width))))
     with m.If(reset):
         m.d.sync += above.eq(above.init)
     return lowest, index
