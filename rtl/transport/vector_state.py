@@ -23,7 +23,7 @@ from amaranth.hdl import *
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..bus import lowest_set, onehot_index, round_robin
+from ..bus import below_constant, lowest_set, onehot_index, round_robin
 from .queue_flags import FLAG_GROUP
 
 
@@ -207,7 +207,8 @@ class BlockVectorState(wiring.Component):
       writer and a pending bit is never read-modified-written by two parties at once.
     * ``V``: the vector is valid (written by UPDATE) and, with masks, masked (MASK/UNMASK; the
       masked bits are the upper half of the word). A vector is sent only while valid and
-      unmasked.
+      unmasked. The commands read-modify-write a copy of ``V`` read without a clock (LUT RAM
+      on ECP5), written with it, so no block-RAM read leads into ``V``'s write data.
 
     Each word of each memory has a *fresh* flip-flop: a word not written since the last device
     reset (for ``S``/``C`` also since MSI was last switched off) reads as 0, so reset and
@@ -225,9 +226,9 @@ class BlockVectorState(wiring.Component):
       path's message is cancelled (``cancel``: it never reaches the port); the event is
       merged if its vector was pending when it came, else (not sent) its ``S`` bit flips and
       its word gets a *hint* flip-flop set. Stage 3 writes its ``S`` word back every time;
-      stage 2 forwards that write into the word it registers (which was read before it).
-      So block-RAM data go only into flip-flops, the ``S`` write data and ``cancel``; which
-      table entry is read never depends on them.
+      stage 2 registers that write beside the word it read (which missed it), and stage 3
+      takes the later one. So block-RAM data go only into flip-flops (``C`` and ``V`` through
+      their fresh gates); which table entry is read never depends on them.
     * Scanner: picks a hinted word round-robin (over more than :data:`PICK_SPAN` words in two
       clocks), reads its ``S``, ``C``, ``V`` words into a landing register *L* (block-RAM data
       straight into flip-flops), and keeps the pending-and-valid bits in one of two slots (the
@@ -293,7 +294,14 @@ class BlockVectorState(wiring.Component):
         c_write, (c_event, c_scan) = bits_memory("pending_clear", 2)
         # V: the valid bits, and with masks the masked bits above them.
         v_width = 2 * W if self._masks else W
-        v_write, (v_event, v_scan, v_update) = bits_memory("valid", 3, v_width)
+        v_write, (v_event, v_scan) = bits_memory("valid", 2, v_width)
+        # A copy of V read without a clock (LUT RAM on ECP5) for the commands' read-modify-
+        # write, written with V: the word of the clock before is in it, so no block RAM's
+        # clock-to-out and no transparency logic lead into V's write data.
+        m.submodules.valid_update = v_copy = memory.Memory(
+            shape=unsigned(v_width), depth=1 << gbits if groups > 1 else 1, init=[])
+        v_copy_write = v_copy.write_port()
+        v_update = v_copy.read_port(domain="comb")
         s_fresh = Signal(groups)
         c_fresh = Signal(groups)
         v_fresh = Signal(groups)
@@ -301,9 +309,6 @@ class BlockVectorState(wiring.Component):
         hint = Signal(groups)
         count = Signal(range(n + 1))        # pending queue vectors (but ``toggled``)
         toggled = Signal()                  # an event made a vector pending last cycle
-
-        def word_of(fresh, port, g):
-            return Mux(fresh.bit_select(g, 1), port.data, 0)
 
         upd_valid = Signal()            # a V command's stage (see below)
         upd_at = Signal(_queue_bits(n))
@@ -358,24 +363,28 @@ class BlockVectorState(wiring.Component):
         # as this command goes (an UPDATE inside the window, an UNMASK).
         upd_q = Signal(_queue_bits(n))
         m.d.comb += upd_q.eq(self.command_vector - 1)
-        m.d.comb += v_update.addr.eq(group(upd_q))
         mask_cmd = self.mask if self._masks else C(0)
         upd_ok = Signal()
-        upd_mask = Signal()             # a MASK/UNMASK (else an UPDATE)
-        m.d.sync += [upd_valid.eq((self.update | mask_cmd) & (self.command_vector != 0) &
-                                  ~self.reset),
-                     upd_ok.eq(Mux(mask_cmd, ~self.mask_value, self.update_in_window)),
-                     upd_mask.eq(mask_cmd), upd_at.eq(upd_q)]
-        upd_word = Signal(v_width)
-        m.d.comb += upd_word.eq(word_of(v_fresh, v_update, group(upd_at)))
+        # What the write does, registered with the command: the bit written (one-hot: the
+        # valid bit, or with a MASK or UNMASK the masked bit) and its value; ``stopping``:
+        # the command's lane one-hot if it stops its vector (else 0).
+        upd_bit = Signal(v_width)
+        upd_value = Signal()
+        stopping = Signal(W)
+        upd_next = (self.update | mask_cmd) & (self.command_vector != 0) & ~self.reset
+        upd_ok_next = Mux(mask_cmd, ~self.mask_value, self.update_in_window)
+        m.d.sync += [upd_valid.eq(upd_next), upd_ok.eq(upd_ok_next),
+                     stopping.eq(Mux(upd_next & ~upd_ok_next, C(1, W) << lane(upd_q), 0)),
+                     upd_bit.eq(C(1, v_width) << Mux(mask_cmd, W, 0) + lane(upd_q)),
+                     upd_value.eq(Mux(mask_cmd, self.mask_value, self.update_in_window)),
+                     upd_at.eq(upd_q)]
         new_v = Signal(v_width)
-        m.d.comb += new_v.eq(upd_word)
-        with m.If(upd_mask):
-            m.d.comb += new_v.bit_select(W + lane(upd_at), 1).eq(~upd_ok)
-        with m.Else():
-            m.d.comb += new_v.bit_select(lane(upd_at), 1).eq(upd_ok)
-        m.d.comb += [v_write.addr.eq(group(upd_at)), v_write.data.eq(new_v),
-                     v_write.en.eq(upd_valid)]
+        m.d.comb += new_v.eq(Mux(v_fresh.bit_select(group(upd_at), 1), v_update.data, 0) &
+                             ~upd_bit | Mux(upd_value, upd_bit, 0))
+        m.d.comb += v_update.addr.eq(group(upd_at))
+        for port in (v_write, v_copy_write):
+            m.d.comb += [port.addr.eq(group(upd_at)), port.data.eq(new_v),
+                         port.en.eq(upd_valid)]
         with m.If(self.update & (self.command_vector == 0)):
             m.d.sync += valid0.eq(self.update_in_window)
         with m.If(mask_cmd & (self.command_vector == 0)):
@@ -405,9 +414,9 @@ class BlockVectorState(wiring.Component):
         # in one of them waits until A is done with it.
         pick_group = Signal(gbits)
         picked = Signal()
-        a_busy = Mux(a_bits != 0, C(1, groups) << a_group, 0)
         a_empty, b_full = Signal(), Signal()
         m.d.comb += [a_empty.eq(a_bits == 0), b_full.eq(b_bits != 0)]
+        a_busy = Mux(~a_empty, C(1, groups) << a_group, 0)
 
         def holds(full, g):
             return full & (g == pick_group)
@@ -450,8 +459,8 @@ class BlockVectorState(wiring.Component):
         with m.If(~enabled & switch_on & wired[0]):
             m.d.sync += [pick_group.eq(0), picked.eq(1)]
         with m.If(start_load):
-            m.d.sync += above.eq(~((C(1, groups) << pick_group) |
-                                   ((C(1, groups) << pick_group) - 1)))
+            # (Word i is after the one loaded when that one's index is below i.)
+            m.d.sync += above.eq(Cat(*(below_constant(pick_group, i) for i in range(groups))))
         with m.If(self.reset):
             m.d.sync += above.eq(above.init)
         for port in (s_scan, c_scan, v_scan):
@@ -476,8 +485,6 @@ class BlockVectorState(wiring.Component):
         # A command that stops a queue vector (a refused UPDATE, a MASK) reaches V and the
         # slots at the end of its stage cycle; in that cycle slot A and the fast path already
         # do not issue it, so it is never sent after the command.
-        stopping = Signal(W)
-        m.d.comb += stopping.eq(Mux(upd_valid & ~upd_ok, C(1, W) << lane(upd_at), 0))
         # Slot A offers its lowest vector; if a command stops that one this cycle, A issues
         # nothing (the vector leaves the slot at the edge). So the table address depends on
         # A's flip-flops alone: ``a_group_up`` is ``a_group + 1`` kept beside it, and the
@@ -489,7 +496,7 @@ class BlockVectorState(wiring.Component):
         a_vector = Cat(onehot_index(Cat(C(0, 1), a_lowest)[:W]),
                        Mux(a_lowest[W - 1], a_group_up, a_group))
         want0 = pending0 & valid0 & ~masked0
-        want_a = a_bits != 0
+        want_a = ~a_empty
         # Stage 2 of the event path: the fast path. With no queue vector pending (``count``,
         # ``toggled`` and stage 3 say so from flip-flops), the event's vector is not pending
         # either: it is *tried*, its table entry read, without the block-RAM words. Whether it
@@ -519,16 +526,21 @@ class BlockVectorState(wiring.Component):
             m.d.comb += vector.eq(e2_vector)
         m.d.comb += [self.issue.eq(issue), self.vector.eq(vector)]
 
-        # Stage 2 registers the words (S with stage 3's write of this cycle forwarded: the
-        # word read missed it), each bit gated by its word's fresh flag.
+        # Stage 2 registers the words, C's and V's bits gated by their words' fresh flags. S
+        # is registered as read, with its fresh flag and stage 3's write of this cycle (which
+        # the read missed); stage 3 chooses among them from flip-flops, so the block RAM's
+        # read goes straight into flip-flops.
         s_new = Signal(W)                       # stage 3's S word (written this cycle)
         words = s_event.data, c_event.data, v_event.data
-        s_now = Mux(s_written & (e3_g == e2_g), s_new, Mux(e2_sf, words[0], 0))
+        e3_s_read, e3_s_written = Signal(W), Signal(W)
+        e3_sf, e3_s_fwd = Signal(), Signal()
+        m.d.comb += e3_s_word.eq(Mux(e3_s_fwd, e3_s_written, Mux(e3_sf, e3_s_read, 0)))
         lane_of = Mux(e2_vf, e2_oh, 0)
         m.d.sync += [
             e3_valid.eq(e2_valid & ~clearing),
             e3_q.eq(e2_q), e3_oh.eq(e2_oh), e3_inv.eq(e2_inv), e3_fast.eq(issue_fast),
-            e3_s_word.eq(s_now),
+            e3_s_read.eq(words[0]), e3_sf.eq(e2_sf), e3_s_written.eq(s_new),
+            e3_s_fwd.eq(s_written & (e3_g == e2_g)),
             e3_c_sel.eq(words[1] & Mux(e2_cf, e2_oh, 0)),
             e3_v_sel.eq(words[2][:W] & lane_of),
         ]
@@ -605,18 +617,18 @@ class BlockVectorState(wiring.Component):
         m.d.comb += a_single.eq(~a_empty & ((a_bits & ~a_lowest) == 0))
         a_take = a_empty | (a_single & issue_a)
         l_moves = l_valid & (a_take | ~b_full)
+        l_into_b = [b_bits.eq(drop_refused(landed_bits, l_group)),
+                    b_group.eq(l_group), b_c.eq(landed_c)]
         with m.If(a_take):
             with m.If(b_full):
                 m.d.sync += load_a(b_bits, b_group, b_c)
                 m.d.sync += b_bits.eq(0)
                 with m.If(l_valid):
-                    m.d.sync += [b_bits.eq(drop_refused(landed_bits, l_group)),
-                                 b_group.eq(l_group), b_c.eq(landed_c)]
+                    m.d.sync += l_into_b
             with m.Elif(l_valid):
                 m.d.sync += load_a(landed_bits, l_group, landed_c)
         with m.Elif(l_valid & ~b_full):
-            m.d.sync += [b_bits.eq(drop_refused(landed_bits, l_group)),
-                         b_group.eq(l_group), b_c.eq(landed_c)]
+            m.d.sync += l_into_b
         # L: filled by the load (it is empty then, see ``start_load``); commands that stop a
         # vector of its word while it waits are kept in ``l_stop``.
         m.d.sync += l_valid.eq((loading | (l_valid & ~l_moves)) & ~self.reset)
