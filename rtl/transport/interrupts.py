@@ -97,11 +97,16 @@ class InterruptsLogic(BlockLogic):
 
         msi_cmd = interrupts.command
         m.d.comb += [msi_cmd.address.eq(self.msi_addr), msi_cmd.data.eq(self.msi_data)]
+        # 16-bit pair: MsiStatus in lanes 1:0, MsiCmd in lanes 3:2. The command's vector (and
+        # MASK/UNMASK's value) come from the write data whether or not a command is written,
+        # so that what they select does not wait for the decision to take the write.
+        arg = wd[16:28]
+        m.d.comb += msi_cmd.vector.eq(arg)
+        if msi.masks:
+            m.d.comb += msi_cmd.mask_value.eq(dt.msi_mask)
         with m.If(t.written("MsiStatus")):
-            # 16-bit pair: MsiStatus in lanes 1:0, MsiCmd in lanes 3:2. A full write applies
-            # MsiStatus first, then the command (which then wins). (The lanes and the command
-            # are decoded in the data tags.)
-            arg = wd[16:28]
+            # A full write applies MsiStatus first, then the command (which then wins). (The
+            # lanes and the command are decoded in the data tags.)
             if msi.status_writable:
                 # Not in seed: there MsiStatus is read-only, as the proposal writes it, so a
                 # word write that carries a command in bits 31:16 and zeros below cannot
@@ -113,14 +118,13 @@ class InterruptsLogic(BlockLogic):
                     m.d.comb += [msi_cmd.enable.eq(1), msi_cmd.enable_value.eq(wd[15])]
             ops = msi.op_names
             with m.If(dt.msi_update):
-                m.d.comb += [msi_cmd.update.eq(1), msi_cmd.vector.eq(arg)]
+                m.d.comb += msi_cmd.update.eq(1)
             if "ENABLE" in ops:
                 with m.If(dt.msi_enable):
                     m.d.comb += [msi_cmd.enable.eq(1), msi_cmd.enable_value.eq(arg[0])]
             if msi.masks:
                 with m.If(dt.msi_mask | dt.msi_unmask):
-                    m.d.comb += [msi_cmd.mask.eq(1), msi_cmd.mask_value.eq(dt.msi_mask),
-                                 msi_cmd.vector.eq(arg)]
+                    m.d.comb += msi_cmd.mask.eq(1)
             if msi.refuses_other_ops:
                 with m.If(dt.msi_refused):
                     m.d.comb += msi_cmd.refuse.eq(1)

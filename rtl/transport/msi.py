@@ -33,7 +33,8 @@ class MsiCommand(wiring.Signature):
     ``data``; ``enable`` pulses with ``enable_value`` for ENABLE or a MsiStatus write; ``mask``
     pulses with ``mask_value`` (1 MASK, 0 UNMASK) for vector ``vector`` (controllers with
     per-vector masks); ``refuse`` pulses for a command the profile refuses (counted in
-    ``rejected``)."""
+    ``rejected``). ``vector`` and ``mask_value`` may change in any cycle (they follow the
+    write data); they count only with their pulses."""
 
     def __init__(self):
         super().__init__({

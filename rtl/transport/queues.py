@@ -74,11 +74,12 @@ class QueuesLogic(BlockLogic):
         table_w = table.write_port(granularity=16)
         table_r = table.read_port(transparent_for=())
 
-        # ---- QueueSel, QueueReady
+        # ---- QueueSel, QueueReady (the index always from the write data, so that the flags'
+        # read of the new group does not wait for the decision to take the write)
+        index = wd[:qbits]
+        m.d.comb += [flags.select_index.eq(index), flags.select_ok.eq(dt.word_queue_ok)]
         with m.If(t.written("QueueSel") & t.full):
-            index = wd[:qbits]
-            m.d.comb += [flags.select.eq(1), flags.select_index.eq(index),
-                         flags.select_ok.eq(dt.word_queue_ok)]
+            m.d.comb += flags.select.eq(1)
             m.d.sync += queue_sel_num_max.eq(size_of(index))
         with m.If(t.written("QueueReady") & t.full & queue_sel_ok):
             m.d.comb += [flags.set_ready.eq(1), flags.ready_value.eq(wd[0])]
