@@ -64,19 +64,18 @@ def round_robin(m, requests, take, reset):
     request set); ``reset`` starts over from bit 0.
 
     The index comes from two :func:`lowest_set` trees (above the last one taken, and over
-    all), and the next "above" mask from comparisons of that index with each position
-    (:func:`below_constant`), so neither waits for a carry chain across the width; only the
-    one-hot (used where a vector is cleared) is the carry chain's lowest bit."""
+    all), the one-hot is decoded from it, and the next "above" mask comes from comparisons of
+    it with each position (:func:`below_constant`), so none of them waits for a carry chain
+    across the width."""
     width = len(requests)
     above = Signal(width, init=(1 << width) - 1)       # the bits above the last one taken
     above_requests = requests & above
     any_above, index_above = lowest_set(above_requests)
-    _, index_all = lowest_set(requests)
-    chosen = Mux(any_above, above_requests, requests)
-    lowest = Signal(width)
-    m.d.comb += lowest.eq(chosen & (~chosen + 1))
+    any_all, index_all = lowest_set(requests)
     index = Signal(max(1, (width - 1).bit_length()))
     m.d.comb += index.eq(Mux(any_above, index_above, index_all))
+    lowest = Signal(width)
+    m.d.comb += lowest.eq(Mux(any_all, (C(1, width) << index)[:width], 0))
     with m.If(take):
         # Bit i is above the one taken when the index is below i.
         m.d.sync += above.eq(Cat(*(below_constant(index, i) for i in range(width))))
