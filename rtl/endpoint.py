@@ -151,10 +151,11 @@ class VirtioMmioEndpoint(wiring.Component):
         if self._frontend is None:
             p = self._params
             if p.bus == "axil":
-                self._frontend = AXI4LiteSubordinate(p.addr_width, self.core.classifier)
+                self._frontend = AXI4LiteSubordinate(p.addr_width, self.core.classifier,
+                                                     pipeline=p.pipeline)
             else:
                 self._frontend = WishboneSubordinate(p.addr_width, self.core.classifier,
-                                                     mode=p.wishbone_mode)
+                                                     mode=p.wishbone_mode, pipeline=p.pipeline)
         return self._frontend
 
     def elaborate(self, platform):

@@ -80,7 +80,9 @@ class EndpointParams:
     as ``(id, base, length)``. ``msi_window``: ``(base, size)`` or ``None``. ``name``: the Verilog
     module name, an identifier that is not a Verilog or SystemVerilog keyword. ``addr_width``:
     byte-address bits of the window; default the smallest that holds the registers, config space
-    and doorbells.
+    and doorbells. ``pipeline``: the bus subordinate puts a request stage in front of the
+    register core (read latency 2, writes answered once applied; docs/spec.md §8 and
+    :class:`~virtio_mmio.bus.AXI4LiteSubordinate`), a ``bool``, default ``False``.
     """
 
     profile: str
@@ -99,12 +101,13 @@ class EndpointParams:
     msi_window: object
     name: str
     addr_width: int
+    pipeline: bool
 
     def __init__(self, *, profile="seed", bus="axil", wishbone_mode="classic", queues=1,
                  queue_size=256, device_id=4, vendor_id=0x1AF4,
                  features=1 << Feature.VERSION_1, notify_base=None, notify_multiplier=None,
                  notify_fifo_depth=1, config_size=256, shm=(), msi_window=None, name="virtio_mmio_endpoint",
-                 addr_width=None):
+                 addr_width=None, pipeline=False):
         s = lambda k, v: object.__setattr__(self, k, v)
 
         if not isinstance(profile, str):
@@ -119,6 +122,9 @@ class EndpointParams:
             raise ValueError(f"wishbone_mode must be one of {', '.join(WISHBONE_MODES)}, "
                              f"not {wishbone_mode!r}")
         s("wishbone_mode", wishbone_mode)
+        if not isinstance(pipeline, bool):
+            raise TypeError(f"pipeline must be True or False, not {pipeline!r}")
+        s("pipeline", pipeline)
 
         _int("queues", queues, 1, MAX_QUEUES, f"an integer in 1..{MAX_QUEUES}")
         s("queues", queues)
@@ -296,7 +302,7 @@ class EndpointParams:
                       notify_multiplier=self.notify_multiplier if self.has_doorbells else None,
                       notify_fifo_depth=self.notify_fifo_depth,
                       config_size=self.config_size, shm=self.shm, msi_window=self.msi_window,
-                      name=self.name)
+                      name=self.name, pipeline=self.pipeline)
         kwargs.update(changes)
         return EndpointParams(**kwargs)
 
@@ -314,7 +320,7 @@ class EndpointParams:
             notify_fifo_depth=d["notify_fifo_depth"], config_size=d["config_size"],
             shm=tuple((r["id"], r["base"], r["length"]) for r in d["shm"]),
             msi_window=None if window is None else (window["base"], window["size"]),
-            name=d["name"], addr_width=d["addr_width"])
+            name=d["name"], addr_width=d["addr_width"], pipeline=d.get("pipeline", False))
 
     def as_dict(self):
         return {
@@ -328,5 +334,5 @@ class EndpointParams:
             "shm": [{"id": r.id, "base": r.base, "length": r.length} for r in self.shm],
             "msi_window": (None if self.msi_window is None else
                            {"base": self.msi_window[0], "size": self.msi_window[1]}),
-            "name": self.name, "addr_width": self.addr_width,
+            "name": self.name, "addr_width": self.addr_width, "pipeline": self.pipeline,
         }

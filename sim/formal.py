@@ -66,46 +66,70 @@ class _EndpointProof(Elaboratable):
         front-end's own counters tied to the checker's: the invariants that let k-induction
         close on the whole endpoint. Returns the checker."""
         dut = self.dut
+        # The request stage (``params.pipeline``) holds one more read and one more write.
+        staged = int(self.params.pipeline)
         if self.params.bus == "axil":
             checker = AXI4LiteSubordinateChecker(
-                self.params.addr_width, max_reads=2, max_writes=5,
+                self.params.addr_width, max_reads=2 + staged, max_writes=5,
                 response_bound=response_bound)
             self._watch(m, checker, dut.bus)
             frontend = dut.frontend
             m.d.comb += [
                 Assert(checker.reads == frontend.reads_issued),
-                Assert(frontend.reads_issued ==
+                Assert(frontend.reads_issued == frontend.reads_staged +
                        frontend.reads_in_flight + frontend.reads_held),
-                Assert(checker.writes_aw == frontend.b_pending + frontend.aw_held),
-                Assert(checker.writes_w == frontend.b_pending + frontend.w_held),
-                Assert(frontend.b_pending <= 3),
-                Assert(~dut.bus.arready | (frontend.reads_issued <= 1)),
+                Assert(checker.writes_aw ==
+                       frontend.b_pending + frontend.w_staged + frontend.aw_held),
+                Assert(checker.writes_w ==
+                       frontend.b_pending + frontend.w_staged + frontend.w_held),
+                Assert(frontend.b_pending + frontend.w_staged <= 3),
+                Assert(~dut.bus.arready | (frontend.reads_issued <= 1 + staged)),
                 # The buffered writes' tags are those of their own address and data, and the
                 # flip-flops mirroring the levels agree with them.
                 Assert(frontend.consistent),
             ]
+            if not staged:
+                m.d.comb += Assert((frontend.reads_staged == 0) & (frontend.w_staged == 0))
         else:
             checker = WishboneSubordinateChecker(
                 self.params.addr_width - 2, mode=self.params.wishbone_mode,
-                response_bound=response_bound)
+                max_outstanding=1 + staged, response_bound=response_bound)
             self._watch(m, checker, dut.bus)
+            frontend = dut.frontend
+            if staged:
+                # The staged request's tags are those of its own address and data.
+                m.d.comb += Assert(frontend.consistent)
             if self.params.wishbone_mode == "pipelined":
-                # The front-end answers every accepted request in the next cycle.
-                m.d.comb += Assert(checker.outstanding == dut.bus.ack)
+                # The front-end answers every accepted request in the next cycle (with the
+                # stage: the cycle after it leaves the stage).
+                m.d.comb += Assert(checker.outstanding == dut.bus.ack + frontend.staged)
+            elif staged:
+                # A request taken into the stage is the one the manager still holds: it was
+                # waiting, unanswered, in the previous cycle (so the checker holds it too),
+                # and it is either in the stage or being answered.
+                waiting = Signal()
+                m.d.sync += waiting.eq(dut.bus.cyc & dut.bus.stb & ~dut.bus.ack &
+                                       ~ResetSignal())
+                m.d.comb += [
+                    Assert(~frontend.busy | waiting),
+                    Assert(frontend.busy == (frontend.staged | dut.bus.ack)),
+                    Assert(~(frontend.staged & dut.bus.ack)),
+                ]
         return checker
 
 
 class _SubordinateProof(_EndpointProof):
     """The endpoint with its subordinate port's checker (:meth:`_watch_subordinate`).
     ``flowing_notify``: assume ``notify_ready`` high, so the checker's bounded-response
-    property (``response_bound`` cycles, default :attr:`default_response_bound`) applies."""
+    property (``response_bound`` cycles, default :attr:`default_response_bound`, one more
+    with the request stage of ``params.pipeline``) applies."""
 
     default_response_bound = None
 
     def __init__(self, params, *, flowing_notify, response_bound=None):
         super().__init__(params, flowing_notify=flowing_notify)
         if response_bound is None:
-            response_bound = self.default_response_bound
+            response_bound = self.default_response_bound + int(params.pipeline)
         self.response_bound = response_bound if flowing_notify else None
 
     def elaborate(self, platform):

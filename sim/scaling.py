@@ -159,6 +159,7 @@ class Result:
     design: str
     device: str
     queues: int = None
+    pipeline: bool = False          # the endpoint with its request stage (params.pipeline)
     fmax: list = field(default_factory=list)        # MHz per seed
     logic: int = None
     ff: int = None
@@ -228,28 +229,30 @@ def _area(device, netlist, directory):
             used.get(device.ram, 0))
 
 
-def _design(name, params, queues):
+def _design(name, params, queues, pipeline=False):
     if name == "bare":
         return BareRegister()
     params = EndpointParams.from_dict(params)
     if params.queues != queues:
         # The other per-queue settings follow N: a uniform queue size.
         params = params.replace(queues=queues, queue_size=max(params.queue_sizes))
+    if params.pipeline != pipeline:
+        params = params.replace(pipeline=pipeline)
     # With the ports of the generated Verilog, in their order (the shift chains follow it).
     return FlatPorts(VirtioMmioEndpoint(params))
 
 
-def _measure(work, device_key, design, params, queues, seeds):
+def _measure(work, device_key, design, params, queues, pipeline, seeds):
     """One design on one device: area, then every seed's Fmax (runs in a worker process)."""
     device = DEVICES[device_key]
-    label = "bare" if design == "bare" else f"n{queues}"
+    label = "bare" if design == "bare" else f"{'p' if pipeline else 'n'}{queues}"
     directory = Path(work) / device_key / label
-    result = Result(design=design, device=device_key, queues=queues)
+    result = Result(design=design, device=device_key, queues=queues, pipeline=pipeline)
     try:
-        alone = _synthesise(_design(design, params, queues), device, directory / "alone",
-                            "design")
+        alone = _synthesise(_design(design, params, queues, pipeline), device,
+                            directory / "alone", "design")
         result.logic, result.ff, result.ram = _area(device, alone, directory / "alone")
-        harness = _synthesise(ShiftHarness(_design(design, params, queues)), device,
+        harness = _synthesise(ShiftHarness(_design(design, params, queues, pipeline)), device,
                               directory / "harness", "harness")
         for seed in seeds:
             result.fmax.append(_place(device, harness, directory / "harness", seed))
@@ -263,18 +266,21 @@ def _table(results):
     lines = ["| device | design | N | Fmax median (MHz) | ratio to bare register | seeds (MHz) "
              "| logic | logic per added queue | FFs | block RAM |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    previous = {}       # device -> (N, logic) of the last endpoint row with an area
-    for r in sorted(results, key=lambda r: (r.device, r.design != "bare", r.queues or 0)):
+    previous = {}       # (device, pipeline) -> (N, logic) of the last endpoint row with an area
+    for r in sorted(results, key=lambda r: (r.device, r.design != "bare", r.pipeline,
+                                            r.queues or 0)):
         device = DEVICES[r.device]
-        design = "bare AXI4-Lite register" if r.design == "bare" else "endpoint"
+        design = ("bare AXI4-Lite register" if r.design == "bare" else
+                  "endpoint, pipelined" if r.pipeline else "endpoint")
         # How much logic each queue added since the previous N measured (docs/spec.md §11: no
         # faster than linear; flat once the state is in block RAM).
         growth = ""
         if r.design == "endpoint" and r.logic is not None:
-            if r.device in previous and r.queues > previous[r.device][0]:
-                n0, logic0 = previous[r.device]
+            key = (r.device, r.pipeline)
+            if key in previous and r.queues > previous[key][0]:
+                n0, logic0 = previous[key]
                 growth = f"{(r.logic - logic0) / (r.queues - n0):.1f}"
-            previous[r.device] = (r.queues, r.logic)
+            previous[key] = (r.queues, r.logic)
         area = "| | | |" if r.logic is None else \
             f"| {r.logic} {device.logic} | {growth} | " \
             f"{'(in LCs)' if r.ff is None else r.ff} | {r.ram} |"
@@ -299,16 +305,19 @@ def _plot(results, path):
         return False
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for (key, device), colour in zip(DEVICES.items(), ("tab:blue", "tab:orange")):
-        endpoint = sorted((r.queues, r) for r in results
-                          if r.device == key and r.design == "endpoint")
-        # Area is known even where placement failed (the design alone is only packed).
-        sized = [(q, r.logic) for q, r in endpoint if r.logic is not None]
-        placed = [(q, r.median) for q, r in endpoint if not r.error and r.median]
-        if sized:
-            axes[0].plot(*zip(*sized), marker="o", color=colour,
-                         label=f"{device.name} ({device.logic})")
-        if placed:
-            axes[1].plot(*zip(*placed), marker="o", color=colour, label=device.name)
+        for pipeline, style, suffix in ((False, "-", ""), (True, ":", ", pipelined")):
+            endpoint = sorted((r.queues, r) for r in results
+                              if r.device == key and r.design == "endpoint" and
+                              r.pipeline == pipeline)
+            # Area is known even where placement failed (the design alone is only packed).
+            sized = [(q, r.logic) for q, r in endpoint if r.logic is not None]
+            placed = [(q, r.median) for q, r in endpoint if not r.error and r.median]
+            if sized:
+                axes[0].plot(*zip(*sized), marker="o", color=colour, linestyle=style,
+                             label=f"{device.name}{suffix} ({device.logic})")
+            if placed:
+                axes[1].plot(*zip(*placed), marker="o", color=colour, linestyle=style,
+                             label=f"{device.name}{suffix}")
         bare = [r for r in results if r.device == key and r.design == "bare" and r.median]
         if bare:
             axes[1].axhline(0.8 * bare[0].median, linestyle="--", linewidth=1, color=colour,
@@ -340,33 +349,44 @@ def table_json(json_path):
     return _table([Result(**entry) for entry in json.loads(Path(json_path).read_text())])
 
 
+#: The configurations ``bench --scaling`` measures: without and with the request stage.
+CONFIGS = {"default": False, "pipelined": True}
+
+
 def run_scaling(params=None, *, queues=DEFAULT_QUEUES, devices=("ice40", "ecp5"), seeds=SEEDS,
-                out_dir="build/scaling", jobs=None, out=sys.stdout):
+                configs=tuple(CONFIGS), out_dir="build/scaling", jobs=None, out=sys.stdout):
     """Measure the endpoint ``params`` (default: the default configuration) at every N of
-    ``queues`` on every device, and the bare register; write the table, JSON and plot.
-    Returns the list of :class:`Result`."""
+    ``queues`` on every device, in each of ``configs`` (keys of :data:`CONFIGS`: without and
+    with the request stage, whatever ``params.pipeline`` says), and the bare register; write
+    the table, JSON and plot. Returns the list of :class:`Result`."""
     params = (params or EndpointParams()).as_dict()
     for device in devices:
         if device not in DEVICES:
             raise ValueError(f"devices must be among {', '.join(DEVICES)}, not {device!r}")
+    for config in configs:
+        if config not in CONFIGS:
+            raise ValueError(f"configs must be among {', '.join(CONFIGS)}, not {config!r}")
     out_dir = Path(out_dir)
     work = out_dir / "work"
     jobs = jobs or max(1, min(2, os.cpu_count() or 1))
-    runs = [(device, "bare", None) for device in devices] + \
-        [(device, "endpoint", n) for device in devices for n in queues]
+    runs = [(device, "bare", None, False) for device in devices] + \
+        [(device, "endpoint", n, CONFIGS[config]) for config in configs for device in devices
+         for n in queues]
     say = lambda message: print(message, file=out, flush=True)
     say(f"virtio-mmio bench --scaling: {len(runs)} designs x {len(seeds)} seeds, "
         f"{jobs} at a time (minutes; large N on ECP5 take longest)")
     start = time.monotonic()
     results = []
     with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(_measure, str(work), device, design, params, n, tuple(seeds)):
-                   (device, design, n) for device, design, n in runs}
+        futures = {pool.submit(_measure, str(work), device, design, params, n, pipeline,
+                               tuple(seeds)): (device, design, n)
+                   for device, design, n, pipeline in runs}
         for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
             result = future.result()
             results.append(result)
             what = f"{DEVICES[result.device].name} " + \
-                ("bare register" if result.design == "bare" else f"endpoint N={result.queues}")
+                ("bare register" if result.design == "bare" else
+                 f"endpoint{', pipelined' if result.pipeline else ''} N={result.queues}")
             detail = result.error or (f"Fmax {result.median:.1f} MHz, {result.logic} "
                                       f"{DEVICES[result.device].logic}, {result.ram} RAM")
             say(f"  [{done}/{len(runs)}, {time.monotonic() - start:.0f} s] {what}: {detail}")

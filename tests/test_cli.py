@@ -1,12 +1,14 @@
 """The command line (docs/spec.md §10): generate writes the Verilog and its artefacts; bad options
 give one line on stderr and exit status 2."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from virtio_mmio.params import EndpointParams
 from virtio_mmio.tools.cli import main
 from virtio_mmio_sim.verilog import module_ports
 
@@ -40,7 +42,10 @@ WIDTHS = {"m_axil_awaddr": 64, "notify_queue": 16, "notify_data": 32, "status": 
 
 
 @pytest.mark.parametrize("bus,extra", [("axil", []), ("wishbone", []),
-                                       ("wishbone", ["--wishbone-mode", "pipelined"])])
+                                       ("wishbone", ["--wishbone-mode", "pipelined"]),
+                                       ("axil", ["--pipeline"]),
+                                       ("wishbone", ["--wishbone-mode", "pipelined",
+                                                     "--pipeline"])])
 def test_generate_port_contract(tmp_path, bus, extra):
     out = tmp_path / "ep.v"
     result = run_cli("generate", "--bus", bus, *extra, "--queues", "4", "-o", str(out),
@@ -63,6 +68,16 @@ def test_generate_writes_artefacts_and_module_name(tmp_path):
     assert "module my_ep(" in out.read_text()
     for suffix in (".json", ".dtsi", ".rdl", ".h", ".md", ".xml"):
         assert (tmp_path / "sub" / f"my_ep{suffix}").exists(), suffix
+
+
+def test_generate_pipeline_is_recorded_in_the_register_map(tmp_path):
+    out = tmp_path / "ep.v"
+    result = run_cli("generate", "--pipeline", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "pipelined" in result.stdout
+    params = json.loads((tmp_path / "ep.json").read_text())["parameters"]
+    assert params["pipeline"] is True
+    assert EndpointParams.from_dict(params).pipeline
 
 
 def test_generate_dma_coherent_is_an_option(tmp_path):
@@ -161,6 +176,11 @@ def _tree(root):
     (["bench", "--scaling", "--out-dir", "afile"],
      "--out-dir must name a writable directory, not 'afile': 'afile' is not a directory"),
     (["bench", "--scaling", "--out-dir", ""], "--out-dir must name a directory, not ''"),
+    (["bench", "--scaling", "--configs", "default,fast"],
+     "--configs must be among default, pipelined, not 'fast'"),
+    (["bench", "--configs", "default"], "--configs needs --scaling"),
+    (["bench", "--scaling", "--pipeline"], "--pipeline does not go with --scaling"),
+    (["generate", "--pipeline", "yes"], "unrecognized arguments"),
     (["bench", "--wishbone-mode", "classic"], "--wishbone-mode needs --bus wishbone"),
     (["bench", "--bus", "pci"], "--bus: invalid choice"),
     # build

@@ -84,6 +84,19 @@ CONFIGS = {
         profile="dragonball", bus="axil", queues=4, msi_window=(0xFEE0_0000, 0x1000)),
     "wishbone-pipelined-dragonball-q40-block-state": EndpointParams(
         profile="dragonball", bus="wishbone", wishbone_mode="pipelined", queues=40),
+    # The pipelined option (a request stage in front of the register core): read latency 2,
+    # writes answered once applied.
+    "axil-seed-q4-pipeline": EndpointParams(
+        bus="axil", queues=4, queue_size=256, pipeline=True,
+        features=_features(0, Feature.VERSION_1, Feature.NOTIFICATION_DATA)),
+    "wishbone-classic-linux-k1-q3-pipeline": EndpointParams(
+        profile="linux-k1", bus="wishbone", wishbone_mode="classic", queues=3, pipeline=True,
+        msi_window=(0xFEE0_0000, 0x1000)),
+    "wishbone-pipelined-linux-k1-q40-block-state-pipeline": EndpointParams(
+        profile="linux-k1", bus="wishbone", wishbone_mode="pipelined", queues=40,
+        pipeline=True),
+    "axil-dragonball-q4-pipeline": EndpointParams(
+        profile="dragonball", bus="axil", queues=4, pipeline=True),
 }
 #: The configurations each MSI test module runs on: the Dragonball dialect has its own.
 DRAGONBALL = [name for name, params in CONFIGS.items() if params.profile == "dragonball"]

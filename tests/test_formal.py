@@ -29,39 +29,46 @@ def explain(result):
             f"{where}{failed}")
 
 
-@pytest.mark.parametrize("profile", ["seed", "plain-v2"])
+@pytest.mark.parametrize("profile,pipeline", [("seed", False), ("plain-v2", False),
+                                              ("seed", True)])
 @pytest.mark.parametrize("flowing_notify", [True, False], ids=["bounded", "backpressure"])
-def test_axi4lite_port_of_the_endpoint(profile, flowing_notify):
+def test_axi4lite_port_of_the_endpoint(profile, pipeline, flowing_notify):
     """Handshake rules, no response without a request, outstanding limits, reset; with the
-    notify stream flowing also a response within 3 clocks. Proven for all behaviours of the
-    manager and of the device-side inputs (k-induction)."""
-    params = EndpointParams(profile=profile, queues=1, config_size=4)
+    notify stream flowing also a response within 3 clocks (4 with the request stage). Proven
+    for all behaviours of the manager and of the device-side inputs (k-induction)."""
+    params = EndpointParams(profile=profile, queues=1, config_size=4, pipeline=pipeline)
     proof = AXI4LiteEndpointProof(params, flowing_notify=flowing_notify)
-    name = f"axil-{profile}-{'bounded' if flowing_notify else 'backpressure'}"
+    name = (f"axil-{profile}{'-pipeline' if pipeline else ''}-"
+            f"{'bounded' if flowing_notify else 'backpressure'}")
     result = run_proof(name, proof, proof.ports, mode="prove", depth=8, timeout=600)
     assert result.passed, explain(result)
 
 
+@pytest.mark.parametrize("pipeline", [False, True], ids=["", "pipeline"])
 @pytest.mark.parametrize("mode", ["classic", "pipelined"])
 @pytest.mark.parametrize("flowing_notify", [True, False], ids=["bounded", "backpressure"])
-def test_wishbone_port_of_the_endpoint(mode, flowing_notify):
+def test_wishbone_port_of_the_endpoint(mode, flowing_notify, pipeline):
     """Answers only to requests, never ack and err together, nothing after reset, pipelined
-    outstanding limit; with the notify stream flowing, an answer within 2 clocks."""
-    params = EndpointParams(bus="wishbone", wishbone_mode=mode, queues=1, config_size=4)
+    outstanding limit; with the notify stream flowing, an answer within 2 clocks (3 with the
+    request stage)."""
+    params = EndpointParams(bus="wishbone", wishbone_mode=mode, queues=1, config_size=4,
+                            pipeline=pipeline)
     proof = WishboneEndpointProof(params, flowing_notify=flowing_notify)
-    name = f"wishbone-{mode}-{'bounded' if flowing_notify else 'backpressure'}"
+    name = (f"wishbone-{mode}{'-pipeline' if pipeline else ''}-"
+            f"{'bounded' if flowing_notify else 'backpressure'}")
     result = run_proof(name, proof, proof.ports, mode="prove", depth=8, timeout=600)
     assert result.passed, explain(result)
 
 
-@pytest.mark.parametrize("profile", ["seed", "linux-k1", "dragonball"])
-def test_msi_port_and_irq_quiet_while_enabled(profile):
+@pytest.mark.parametrize("profile,pipeline", [("seed", False), ("linux-k1", False),
+                                              ("dragonball", False), ("linux-k1", True)])
+def test_msi_port_and_irq_quiet_while_enabled(profile, pipeline):
     """The MSI manager port keeps AWVALID/WVALID and their payload until the handshakes, full
     strobes, nothing after reset; irq is low whenever MSI is enabled. k-induction."""
-    params = EndpointParams(profile=profile, queues=2, config_size=4)
+    params = EndpointParams(profile=profile, queues=2, config_size=4, pipeline=pipeline)
     proof = MsiEndpointProof(params)
-    result = run_proof(f"msi-{profile}", proof, proof.ports, mode="prove", depth=8,
-                       timeout=600)
+    result = run_proof(f"msi-{profile}{'-pipeline' if pipeline else ''}", proof, proof.ports,
+                       mode="prove", depth=8, timeout=600)
     assert result.passed, explain(result)
 
 
@@ -89,6 +96,10 @@ INVARIANT_CONFIGS = {
                                               notify_multiplier=12),
     "wishbone-classic-plain-v2": dict(profile="plain-v2", bus="wishbone", queues=2),
     "axil-dragonball": dict(profile="dragonball", queues=2),
+    # The request stage in front of the register core.
+    "axil-linux-k1-pipeline": dict(profile="linux-k1", queues=2, pipeline=True),
+    "wishbone-classic-seed-pipeline": dict(profile="seed", bus="wishbone", queues=2,
+                                           pipeline=True),
 }
 
 
@@ -186,6 +197,11 @@ def _axi_backpressure():
     return AXI4LiteEndpointProof(EndpointParams(queues=1, config_size=4), flowing_notify=False)
 
 
+def _axi_backpressure_pipeline():
+    return AXI4LiteEndpointProof(EndpointParams(queues=1, config_size=4, pipeline=True),
+                                 flowing_notify=False)
+
+
 def _wishbone_msi_classic():
     return WishboneMsiEndpointProof(EndpointParams(bus="wishbone", queues=2, config_size=4))
 
@@ -220,6 +236,11 @@ MUTATIONS = {
         "virtio_mmio.bus.axi4lite", "AXI4LiteSubordinate", "_rvalid",
         lambda original: lambda self, results: original(self, results) & (results.level != 2),
         "RVALID drops while the R buffer is full"), _axi_backpressure),
+    "axi-pipeline-rvalid-dropped": (Override(
+        "virtio_mmio.bus.axi4lite", "AXI4LiteSubordinate", "_rvalid",
+        lambda original: lambda self, results: original(self, results) & (results.level != 2),
+        "RVALID drops while the last R buffer is full (request stage)"),
+        _axi_backpressure_pipeline),
     "wishbone-msi-stb-dropped": (Override(
         "virtio_mmio.bus.wishbone", "WishboneWriteManager", "_stb",
         _withdrawn_after_a_cycle,

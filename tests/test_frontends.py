@@ -17,10 +17,11 @@ from virtio_mmio_sim.amaranth_harness import simulate
 SEED = RegisterMap("seed")
 
 
+@pytest.mark.parametrize("pipeline", [False, True], ids=["", "pipeline"])
 @pytest.mark.parametrize("bus,mode", [("axil", "classic"), ("wishbone", "classic"),
                                       ("wishbone", "pipelined")])
 @pytest.mark.parametrize("pause", [0.0, 0.5])
-def test_driver_bring_up_on_every_bus(bus, mode, pause):
+def test_driver_bring_up_on_every_bus(bus, mode, pause, pipeline):
     rng = random.Random(11)
     async def body(ctx, dut, bus_, drv):
         await drv.initialize(queues=[dict(index=q, size=8, desc=0x100 * q, driver=0x200 * q,
@@ -33,7 +34,7 @@ def test_driver_bring_up_on_every_bus(bus, mode, pause):
             assert (ctx.get(port.ready), ctx.get(port.num), ctx.get(port.desc)) == \
                 (1, 8, 0x100 * q)
         assert await drv.read_config(0, 4) == 0      # no device model: cfg_rdata is 0
-    simulate(EndpointParams(bus=bus, wishbone_mode=mode, queues=3),
+    simulate(EndpointParams(bus=bus, wishbone_mode=mode, queues=3, pipeline=pipeline),
              body, pause=lambda: rng.random() < pause)
 
 
@@ -68,13 +69,14 @@ def test_skid_buffer_keeps_order_under_random_timing():
     assert got == sent
 
 
-def test_axi_concurrent_random_traffic_scoreboard():
+@pytest.mark.parametrize("pipeline", [False, True], ids=["", "pipeline"])
+def test_axi_concurrent_random_traffic_scoreboard(pipeline):
     """A manager that drives all five channels independently with random valid/ready timing:
     every read returns the value of its address, in order, while writes (selector and
     notifications) complete concurrently; every write gets exactly one B; every notification
     arrives once, in order, under random notify back-pressure."""
     rng = random.Random(2024)
-    params = EndpointParams(queues=4, device_id=0x22, vendor_id=0x33)
+    params = EndpointParams(queues=4, device_id=0x22, vendor_id=0x33, pipeline=pipeline)
     dut = VirtioMmioEndpoint(params)
     expected_of = {SEED.offset("MagicValue"): MAGIC_VALUE, SEED.offset("Version"): 3,
                    SEED.offset("DeviceID"): 0x22, SEED.offset("VendorID"): 0x33,
@@ -136,10 +138,12 @@ def test_axi_concurrent_random_traffic_scoreboard():
     assert got_notify == notifications
 
 
-def test_axi_read_waits_for_r_back_pressure_without_loss():
-    """RREADY held low for a long time: ARREADY drops once two reads are outstanding, and
-    every accepted read is answered once RREADY rises."""
-    params = EndpointParams()
+@pytest.mark.parametrize("pipeline", [False, True], ids=["", "pipeline"])
+def test_axi_read_waits_for_r_back_pressure_without_loss(pipeline):
+    """RREADY held low for a long time: ARREADY drops once two reads (pipelined: three) are
+    outstanding, and every accepted read is answered once RREADY rises."""
+    params = EndpointParams(pipeline=pipeline)
+    held = 3 if pipeline else 2
     dut = VirtioMmioEndpoint(params)
     order = [SEED.offset(n) for n in ("MagicValue", "Version", "VendorID", "DeviceID")] * 3
 
@@ -151,15 +155,15 @@ def test_axi_read_waits_for_r_back_pressure_without_loss():
             _, _, arr = await ctx.tick().sample(dut.bus.arready)
             if arr:
                 accepted += 1
-        assert accepted == 2          # both held in R's two-entry buffer
+        assert accepted == held       # every one held in R's buffer
         ctx.set(dut.bus.arvalid, 0)
         ctx.set(dut.bus.rready, 1)
         values = []
-        for cycle in range(6):
+        for cycle in range(8):
             _, _, rv, rdata = await ctx.tick().sample(dut.bus.rvalid, dut.bus.rdata)
             if rv:
                 values.append(rdata)
-        assert values == [MAGIC_VALUE, 3]
+        assert values == [MAGIC_VALUE, 3, 0x1AF4][:held]
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -167,8 +171,10 @@ def test_axi_read_waits_for_r_back_pressure_without_loss():
     sim.run()
 
 
-def test_wishbone_pipelined_back_to_back():
-    params = EndpointParams(bus="wishbone", wishbone_mode="pipelined", device_id=9)
+@pytest.mark.parametrize("pipeline", [False, True], ids=["", "pipeline"])
+def test_wishbone_pipelined_back_to_back(pipeline):
+    params = EndpointParams(bus="wishbone", wishbone_mode="pipelined", device_id=9,
+                            pipeline=pipeline)
     dut = VirtioMmioEndpoint(params)
     order = [SEED.offset(n) >> 2 for n in ("MagicValue", "DeviceID", "Version")] * 4
 
@@ -177,7 +183,7 @@ def test_wishbone_pipelined_back_to_back():
         ctx.set(dut.bus.stb, 1)
         ctx.set(dut.bus.sel, 0xF)
         values = []
-        for index in range(len(order) + 1):
+        for index in range(len(order) + 1 + pipeline):
             if index < len(order):
                 ctx.set(dut.bus.adr, order[index])
             else:
@@ -194,3 +200,120 @@ def test_wishbone_pipelined_back_to_back():
     sim.add_clock(1e-8)
     sim.add_testbench(testbench)
     sim.run()
+
+
+@pytest.mark.parametrize("pipeline", [False, True], ids=["", "pipeline"])
+def test_axi_write_answered_only_once_applied(pipeline):
+    """A register write queued behind a notification that cannot leave (notify stream full)
+    gets no B, and a read meanwhile sees the old value; once the stream drains, every write
+    is answered, in order, and a read issued after the last B sees the register written."""
+    params = EndpointParams(queues=2, notify_fifo_depth=1, pipeline=pipeline)
+    dut = VirtioMmioEndpoint(params)
+    notify, ready = SEED.offset("QueueNotify"), SEED.offset("QueueReady")
+
+    async def write(ctx, address, value):
+        ctx.set(dut.bus.awaddr, address)
+        ctx.set(dut.bus.wdata, value)
+        ctx.set(dut.bus.wstrb, 0xF)
+        ctx.set(dut.bus.awvalid, 1)
+        ctx.set(dut.bus.wvalid, 1)
+        await ctx.tick().until(dut.bus.awready & dut.bus.wready)
+        ctx.set(dut.bus.awvalid, 0)
+        ctx.set(dut.bus.wvalid, 0)
+
+    async def read(ctx, address):
+        ctx.set(dut.bus.araddr, address)
+        ctx.set(dut.bus.arvalid, 1)
+        await ctx.tick().until(dut.bus.arready)
+        ctx.set(dut.bus.arvalid, 0)
+        ctx.set(dut.bus.rready, 1)
+        data, = await ctx.tick().sample(dut.bus.rdata).until(dut.bus.rvalid)
+        ctx.set(dut.bus.rready, 0)
+        return data
+
+    answers, finished = [0], [False]
+
+    async def b_monitor(ctx):
+        ctx.set(dut.bus.bready, 1)
+        async for _, _, bvalid in ctx.tick().sample(dut.bus.bvalid):
+            answers[0] += bvalid
+
+    async def testbench(ctx):
+        for address, value in ((notify, 0), (notify, 1), (ready, 1)):
+            await write(ctx, address, value)
+        await ctx.tick().repeat(10)
+        assert answers[0] == 1        # the first notification only: it is in the FIFO
+        assert await read(ctx, ready) == 0
+        ctx.set(dut.device.notify.ready, 1)
+        await ctx.tick().repeat(10)
+        assert answers[0] == 3
+        assert await read(ctx, ready) == 1
+        finished[0] = True
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_process(b_monitor)
+    sim.add_testbench(testbench)
+    sim.run_until(1e-8 * 200)
+    assert finished[0]
+
+
+@pytest.mark.parametrize("pipeline", [False, True], ids=["", "pipeline"])
+def test_wishbone_write_answered_only_once_applied(pipeline):
+    """Pipelined Wishbone: behind a notification that cannot leave, the next notify write is
+    not answered and the register write after it stalls; once the stream drains every write
+    is acknowledged, in order, and a read after the last ack sees the register written."""
+    params = EndpointParams(bus="wishbone", wishbone_mode="pipelined", queues=2,
+                            notify_fifo_depth=1, pipeline=pipeline)
+    dut = VirtioMmioEndpoint(params)
+    notify, ready = SEED.offset("QueueNotify") >> 2, SEED.offset("QueueReady") >> 2
+    acks, finished = [0], [False]
+
+    async def ack_monitor(ctx):
+        async for _, _, ack in ctx.tick().sample(dut.bus.ack):
+            acks[0] += ack
+
+    async def present(ctx, adr, value=0, *, we, patience=None):
+        """Present a request until it is taken (no stall); with ``patience``, give up after
+        that many stalled cycles (the request stays presented). Returns whether taken."""
+        ctx.set(dut.bus.adr, adr)
+        ctx.set(dut.bus.we, we)
+        ctx.set(dut.bus.dat_w, value)
+        ctx.set(dut.bus.stb, 1)
+        waited = 0
+        while True:
+            _, _, stall = await ctx.tick().sample(dut.bus.stall)
+            if not stall:
+                ctx.set(dut.bus.stb, 0)
+                return True
+            waited += 1
+            if patience is not None and waited >= patience:
+                return False
+
+    async def testbench(ctx):
+        ctx.set(dut.bus.cyc, 1)
+        ctx.set(dut.bus.sel, 0xF)
+        writes = [(notify, 0), (notify, 1), (ready, 1)]
+        taken = 0
+        while taken < len(writes) and await present(ctx, *writes[taken], we=1, patience=10):
+            taken += 1
+        # The stage takes the second notification and stalls the register write; without
+        # it, the second notification stalls.
+        assert taken == (2 if pipeline else 1)
+        assert acks[0] == 1           # the first notification only: it is in the FIFO
+        ctx.set(dut.device.notify.ready, 1)
+        for address, value in writes[taken:]:
+            await present(ctx, address, we=1, value=value)
+        await ctx.tick().repeat(4)
+        assert acks[0] == 3
+        await present(ctx, ready, we=0)
+        data, = await ctx.tick().sample(dut.bus.dat_r).until(dut.bus.ack)
+        assert data == 1
+        finished[0] = True
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_process(ack_monitor)
+    sim.add_testbench(testbench)
+    sim.run_until(1e-8 * 200)
+    assert finished[0]

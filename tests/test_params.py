@@ -17,6 +17,8 @@ from virtio_mmio.regmap import RegisterMap
     (dict(queues=True), TypeError, r"queues must be an integer"),
     (dict(profile="v3"), ValueError, r"profile must be one of seed, linux-k1, plain-v2"),
     (dict(profile=3), TypeError, r"profile must be a string"),
+    (dict(pipeline="yes"), TypeError, r"pipeline must be True or False, not 'yes'"),
+    (dict(pipeline=1), TypeError, r"pipeline must be True or False, not 1"),
     (dict(bus="apb"), ValueError, r"bus must be one of axil, wishbone"),
     (dict(wishbone_mode="burst"), ValueError, r"wishbone_mode must be one of"),
     (dict(queue_size=0), ValueError, r"queue_size must be an integer in 1\.\.32768"),

@@ -100,15 +100,24 @@ def test_small_scaling_run_writes_table_json_and_plot(tmp_path):
     results = run_scaling(queues=(1,), devices=("ice40",), seeds=(1,), out_dir=tmp_path,
                           out=open("/dev/null", "w"))
     assert all(r.error is None for r in results), [r.error for r in results]
-    endpoint, = [r for r in results if r.design == "endpoint"]
+    # Both configurations by default: without and with the request stage.
+    endpoint, = [r for r in results if r.design == "endpoint" and not r.pipeline]
+    pipelined, = [r for r in results if r.design == "endpoint" and r.pipeline]
     bare, = [r for r in results if r.design == "bare"]
     assert endpoint.logic > bare.logic > 0 and endpoint.fmax and bare.fmax
+    assert pipelined.logic > endpoint.logic and pipelined.fmax     # the stage's registers
     table = (tmp_path / "scaling.md").read_text()
     assert "bare AXI4-Lite register" in table and "| endpoint | 1 |" in table
-    assert len(json.loads((tmp_path / "scaling.json").read_text())) == 2
+    assert "| endpoint, pipelined | 1 |" in table
+    assert len(json.loads((tmp_path / "scaling.json").read_text())) == 3
     assert (tmp_path / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_unknown_device_is_named():
     with pytest.raises(ValueError, match="devices must be among ice40, ecp5"):
         run_scaling(devices=("gowin",), out=open("/dev/null", "w"))
+
+
+def test_unknown_configuration_is_named():
+    with pytest.raises(ValueError, match="configs must be among default, pipelined"):
+        run_scaling(configs=("fast",), out=open("/dev/null", "w"))

@@ -25,6 +25,8 @@ class AXI4LiteSubordinate(wiring.Component):
     classifier : :class:`~.register_bus.WriteClassifier`
         The register block's (the endpoint's: :attr:`RegisterCore.classifier`): AW and W
         entries are tagged with it as they are buffered.
+    pipeline : bool
+        A request stage in front of the block (see "Pipelined").
 
     Members
     -------
@@ -47,6 +49,15 @@ class AXI4LiteSubordinate(wiring.Component):
     (in the endpoint: a notification while the notify stream is full) waits in the buffers
     while reads go on.
 
+    Pipelined
+    ---------
+    With ``pipeline``, a read is issued to the block from a register a clock after its AR
+    handshake (RVALID two clocks after it, read latency 2), and a joined write waits in a
+    two-entry stage (registered ready) from which the block takes it a clock later; B counts
+    a write only once the block has taken it, so a read issued after its B sees it. Still one
+    read and one write per clock: up to three reads outstanding (four entries of R buffer),
+    up to three writes joined and not yet answered.
+
     Reset
     -----
     Synchronous ``rst`` empties every buffer.
@@ -54,26 +65,33 @@ class AXI4LiteSubordinate(wiring.Component):
     Observation members (for proofs; leave unconnected)
     ---------------------------------------------------
     reads_issued : Out
-        Reads issued and not taken on R (the count that gates ARREADY).
-    reads_in_flight, reads_held : Out
-        Reads issued last cycle (their data lands now), results held in the R buffer.
-    aw_held, w_held, b_pending : Out
-        AW and W entries waiting to be joined; writes done and not yet answered on B.
+        Reads accepted on AR and not taken on R (the count that gates ARREADY).
+    reads_staged, reads_in_flight, reads_held : Out
+        (Pipelined) a read in the stage; reads issued to the block last cycle (their data
+        lands now); results held in the R buffer.
+    aw_held, w_held, w_staged, b_pending : Out
+        AW and W entries waiting to be joined; (pipelined) joined writes in the stage; writes
+        done and not yet answered on B.
     consistent : Out
         Every AW and W entry held carries the tags of its own address or data, and the
         flip-flops that mirror the buffers' levels and the B count (not empty, room for a
         response) agree with them.
     """
 
-    def __init__(self, addr_width, classifier):
+    def __init__(self, addr_width, classifier, *, pipeline=False):
+        if not isinstance(pipeline, bool):
+            raise TypeError(f"pipeline must be True or False, not {pipeline!r}")
         self._addr_width = addr_width
         self._classifier = classifier
+        self._pipeline = pipeline
         super().__init__({
             "axi": In(AXI4LiteSignature(addr_width)),
             "reg": Out(RegisterBus(addr_width, classifier.address_layout,
                                    classifier.data_layout)),
-            "reads_issued": Out(range(4)), "reads_in_flight": Out(1), "reads_held": Out(range(3)),
-            "aw_held": Out(range(3)), "w_held": Out(range(3)), "b_pending": Out(range(4)),
+            "reads_issued": Out(range(4)), "reads_staged": Out(1), "reads_in_flight": Out(1),
+            "reads_held": Out(range(5)),
+            "aw_held": Out(range(3)), "w_held": Out(range(3)), "w_staged": Out(range(3)),
+            "b_pending": Out(range(4)),
             "consistent": Out(1),
         })
 
@@ -99,66 +117,125 @@ class AXI4LiteSubordinate(wiring.Component):
             axi.wready.eq(w.i.ready),
         ]
 
-        def consistent(buffer, tags_of):
-            def entry_ok(entry):
-                tags = tags_of(entry)
-                return tags == entry[len(entry) - len(tags):]
+        def consistent(buffer, entry_ok):
             return (((buffer.level == 0) | entry_ok(buffer.head)) &
                     ((buffer.level < 2) | entry_ok(buffer.tail)))
-        tags_ok = (consistent(aw, lambda entry: classify.address(entry[:word_width])) &
-                   consistent(w, lambda entry: classify.data(entry[:32], entry[32:36])))
 
+        def aw_ok(entry):
+            return classify.address(entry[:word_width]) == entry[word_width:]
+
+        def w_ok(entry):
+            return classify.data(entry[:32], entry[32:36]) == entry[36:]
+        tags_ok = consistent(aw, aw_ok) & consistent(w, w_ok)
+
+        # Writes done by the block and not yet answered on B, and (pipelined) writes joined
+        # and not yet answered: at most three, so that B never needs more than a 2-bit count.
         b_pending = Signal(range(4))
-        b_room = Signal(init=1)     # b_pending != 3, as a flip-flop
+        b_fire = axi.bvalid & axi.bready
+        joined = aw.o.valid & w.o.valid
+        if self._pipeline:
+            # The joined write waits in a stage (a skid buffer, registered ready) and reaches
+            # the block from its flip-flops; B counts it once the block has taken it.
+            m.submodules.w_stage = stage = SkidBuffer(len(aw.o.payload) + len(w.o.payload),
+                                                      bypass=False)
+            accepted = Signal(range(4))
+            room = Signal(init=1)      # accepted != 3 after this cycle, as a flip-flop
+            m.d.comb += [
+                stage.i.valid.eq(joined & room),
+                stage.i.payload.eq(Cat(aw.o.payload, w.o.payload)),
+                aw.o.ready.eq(stage.i.valid & stage.i.ready),
+                w.o.ready.eq(stage.i.valid & stage.i.ready),
+            ]
+            write_in = stage.o.payload
+            aw_payload = write_in[:len(aw.o.payload)]
+            w_payload = write_in[len(aw.o.payload):]
+            m.d.comb += [reg.w_valid.eq(stage.o.valid), stage.o.ready.eq(reg.w_ready)]
+            accepted_next = Signal(range(4))
+            m.d.comb += accepted_next.eq(accepted + (stage.i.valid & stage.i.ready) - b_fire)
+            m.d.sync += [accepted.eq(accepted_next), room.eq(accepted_next != 3)]
+            m.d.comb += self.w_staged.eq(stage.level)
+            aw_width = len(aw.o.payload)
+            counts_ok = ((room == (accepted != 3)) & (accepted == b_pending + stage.level) &
+                         (stage.o.valid == (stage.level != 0)) &
+                         consistent(stage, lambda entry: aw_ok(entry[:aw_width]) &
+                                    w_ok(entry[aw_width:])))
+        else:
+            room = Signal(init=1)      # b_pending != 3, as a flip-flop
+            aw_payload, w_payload = aw.o.payload, w.o.payload
+            m.d.comb += reg.w_valid.eq(joined & room)
+            counts_ok = room == (b_pending != 3)
         m.d.comb += [
-            reg.w_valid.eq(aw.o.valid & w.o.valid & b_room),
-            reg.w_addr.eq(aw.o.payload[:word_width]),
-            reg.w_address_tags.eq(aw.o.payload[word_width:]),
-            reg.w_data.eq(w.o.payload[:32]),
-            reg.w_strb.eq(w.o.payload[32:36]),
-            reg.w_data_tags.eq(w.o.payload[36:]),
+            reg.w_addr.eq(aw_payload[:word_width]),
+            reg.w_address_tags.eq(aw_payload[word_width:]),
+            reg.w_data.eq(w_payload[:32]),
+            reg.w_strb.eq(w_payload[32:36]),
+            reg.w_data_tags.eq(w_payload[36:]),
         ]
         w_fire = reg.w_valid & reg.w_ready
-        m.d.comb += [aw.o.ready.eq(w_fire), w.o.ready.eq(w_fire)]
+        if not self._pipeline:
+            m.d.comb += [aw.o.ready.eq(w_fire), w.o.ready.eq(w_fire)]
         m.d.comb += self.consistent.eq(
-            tags_ok & (b_room == (b_pending != 3)) &
+            tags_ok & counts_ok &
             (aw.o.valid == (aw.level != 0)) & (w.o.valid == (w.level != 0)))
-        b_fire = axi.bvalid & axi.bready
         b_next = Signal(range(4))
         m.d.comb += b_next.eq(b_pending + w_fire - b_fire)
-        m.d.sync += [b_pending.eq(b_next), b_room.eq(b_next != 3)]
+        m.d.sync += b_pending.eq(b_next)
+        if not self._pipeline:
+            m.d.sync += room.eq(b_next != 3)
         m.d.comb += [self.b_pending.eq(b_pending), self.aw_held.eq(aw.level),
                      self.w_held.eq(w.level)]
         m.d.comb += [axi.bvalid.eq(self._bvalid(b_pending)), axi.bresp.eq(0)]
 
-        # ---- read: issue on the AR handshake, the result lands a cycle later into R
+        # ---- read: issue on the AR handshake (pipelined: from a stage a cycle later), the
+        # result lands a cycle after the issue into R.
         arready = Signal(init=1)
         in_flight = Signal()
         outstanding = Signal(range(4))     # issued and not yet taken on R
-        m.submodules.r = r = SkidBuffer(32)
         ar_fire = axi.arvalid & arready
         r_fire = axi.rvalid & axi.rready
+        if self._pipeline:
+            staged = Signal()
+            staged_addr = Signal(word_width)
+            m.d.sync += [staged.eq(ar_fire), staged_addr.eq(axi.araddr[2:])]
+            m.d.comb += [reg.r_valid.eq(staged), reg.r_addr.eq(staged_addr),
+                         self.reads_staged.eq(staged)]
+            # Up to three reads outstanding: four entries of R buffer (two skid buffers in a
+            # row, both with a bypass, so a result is on R in the cycle it lands).
+            m.submodules.r_first = r_first = SkidBuffer(32)
+            m.submodules.r = r = SkidBuffer(32)
+            m.d.comb += [
+                r_first.i.valid.eq(in_flight), r_first.i.payload.eq(reg.r_data),
+                r.i.valid.eq(r_first.o.valid), r.i.payload.eq(r_first.o.payload),
+                r_first.o.ready.eq(r.i.ready),
+                self.reads_held.eq(r_first.level + r.level),
+            ]
+            issued = staged
+            most = 2
+        else:
+            m.submodules.r = r = SkidBuffer(32)
+            m.d.comb += [
+                reg.r_valid.eq(ar_fire), reg.r_addr.eq(axi.araddr[2:]),
+                r.i.valid.eq(in_flight), r.i.payload.eq(reg.r_data),
+                self.reads_held.eq(r.level),
+            ]
+            issued = ar_fire
+            most = 1
         m.d.comb += [
             axi.arready.eq(arready),
-            reg.r_valid.eq(ar_fire),
-            reg.r_addr.eq(axi.araddr[2:]),
-            r.i.valid.eq(in_flight),
-            r.i.payload.eq(reg.r_data),
             axi.rvalid.eq(self._rvalid(r)),
             axi.rdata.eq(r.o.payload),
             axi.rresp.eq(0),
             r.o.ready.eq(axi.rready),
         ]
         outstanding_next = outstanding + ar_fire - r_fire
-        m.d.comb += [self.reads_issued.eq(outstanding), self.reads_in_flight.eq(in_flight),
-                     self.reads_held.eq(r.level)]
-        # Accept a read only if its result fits even when R stalls from now on:
-        # at most two results held plus the new one in flight.
+        m.d.comb += [self.reads_issued.eq(outstanding), self.reads_in_flight.eq(in_flight)]
+        # Accept a read only if its result fits even when R stalls from now on: at most
+        # ``most`` results held or on their way, plus the new one.
         # A write kept from the config port by a config read goes first in the next cycle.
         m.d.sync += [
-            in_flight.eq(ar_fire),
+            in_flight.eq(issued),
             outstanding.eq(outstanding_next),
-            arready.eq((outstanding_next <= 1) & ~reg.w_conflict),
+            arready.eq((outstanding_next <= most) & ~reg.w_conflict),
         ]
         return m
 

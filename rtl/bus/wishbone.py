@@ -24,11 +24,17 @@ class WishboneSubordinate(wiring.Component):
         The register block's (the endpoint's: :attr:`RegisterCore.classifier`), applied to
         each request.
     mode : ``"classic"`` or ``"pipelined"``
+    pipeline : bool
+        A request stage in front of the block (see "Latency and throughput").
 
     Members
     -------
     wb : ``In(WishboneSignature(addr_width - 2, mode=mode))``
     reg : ``Out(RegisterBus(addr_width, classifier.address_layout, classifier.data_layout))``
+    staged, busy, consistent : Out
+        Observation (for proofs): with ``pipeline``, a request is in the stage; (classic) a
+        request is taken and not yet answered; a staged request's tags are those of its own
+        address and data.
 
     Latency and throughput
     ----------------------
@@ -37,6 +43,13 @@ class WishboneSubordinate(wiring.Component):
     one clock after the request; ``stall`` rises (combinationally, from the request) only for a
     write the register block cannot take yet (``w_ready`` low; in the endpoint, a notify write
     while the notify stream is full). Classic holds ``ack`` back the same way.
+
+    With ``pipeline``, every request is first registered (with its write tags) and reaches the
+    block from flip-flops a clock later: ``ack`` comes two clocks after the request (a read's
+    data with it; a write once the block has taken it, so a later access sees it).
+    Pipelined: still one access per clock; ``stall`` rises while the stage holds a write the
+    block cannot take yet. Classic: three clocks per access when the manager drops ``stb`` on
+    ``ack``.
     ``err`` is never asserted: every access is acknowledged.
 
     Reset
@@ -44,14 +57,18 @@ class WishboneSubordinate(wiring.Component):
     Synchronous ``rst`` drops a pending ``ack``.
     """
 
-    def __init__(self, addr_width, classifier, *, mode="classic"):
+    def __init__(self, addr_width, classifier, *, mode="classic", pipeline=False):
+        if not isinstance(pipeline, bool):
+            raise TypeError(f"pipeline must be True or False, not {pipeline!r}")
         self._addr_width = addr_width
         self._classifier = classifier
         self._mode = mode
+        self._pipeline = pipeline
         super().__init__({
             "wb": In(WishboneSignature(addr_width - 2, mode=mode)),
             "reg": Out(RegisterBus(addr_width, classifier.address_layout,
                                    classifier.data_layout)),
+            "staged": Out(1), "busy": Out(1), "consistent": Out(1),
         })
 
     def elaborate(self, platform):
@@ -59,6 +76,8 @@ class WishboneSubordinate(wiring.Component):
         wb, reg = self.wb, self.reg
         ack = Signal()
         request = wb.cyc & wb.stb
+        if self._pipeline:
+            return self._elaborate_pipelined(m, request, ack)
         if self._mode == "classic":
             # In the ack cycle stb still shows the request just answered: not a new one.
             request = request & ~ack
@@ -76,6 +95,51 @@ class WishboneSubordinate(wiring.Component):
         if self._mode == "pipelined":
             m.d.comb += wb.stall.eq(request & wb.we & ~reg.w_ready)
         m.d.sync += ack.eq(accepted)
+        m.d.comb += [wb.ack.eq(ack), wb.dat_r.eq(reg.r_data), wb.err.eq(0)]
+        return m
+
+    def _elaborate_pipelined(self, m, request, ack):
+        """The request stage: a request is registered (with its write tags) and reaches the
+        block from flip-flops in the next cycle; a read is answered the cycle after that, a
+        write the cycle after the block takes it."""
+        wb, reg = self.wb, self.reg
+        staged, we = Signal(), Signal()
+        adr, dat_w, sel = Signal.like(wb.adr), Signal.like(wb.dat_w), Signal.like(wb.sel)
+        address_tags = Signal(self._classifier.address_layout)
+        data_tags = Signal(self._classifier.data_layout)
+        leaving = staged & (~we | reg.w_ready)
+        room = ~staged | leaving
+        if self._mode == "classic":
+            # One request at a time: from its acceptance until its ack (the manager holds
+            # stb meanwhile), it is not a new one.
+            busy = Signal()
+            request = request & ~busy
+            m.d.sync += busy.eq((request & room) | (busy & ~ack))
+            m.d.comb += self.busy.eq(busy)
+        else:
+            m.d.comb += wb.stall.eq(request & ~room)
+        with m.If(room):
+            m.d.sync += [
+                staged.eq(request), we.eq(wb.we), adr.eq(wb.adr), dat_w.eq(wb.dat_w),
+                sel.eq(wb.sel),
+                address_tags.eq(self._classifier.address(wb.adr)),
+                data_tags.eq(self._classifier.data(wb.dat_w, wb.sel)),
+            ]
+        m.d.comb += [
+            reg.r_valid.eq(staged & ~we),
+            reg.r_addr.eq(adr),
+            reg.w_valid.eq(staged & we),
+            reg.w_addr.eq(adr),
+            reg.w_data.eq(dat_w),
+            reg.w_strb.eq(sel),
+            reg.w_address_tags.eq(address_tags),
+            reg.w_data_tags.eq(data_tags),
+            self.staged.eq(staged),
+            self.consistent.eq(
+                ~staged | ((address_tags.as_value() == self._classifier.address(adr)) &
+                           (data_tags.as_value() == self._classifier.data(dat_w, sel)))),
+        ]
+        m.d.sync += ack.eq(leaving)
         m.d.comb += [wb.ack.eq(ack), wb.dat_r.eq(reg.r_data), wb.err.eq(0)]
         return m
 

@@ -143,6 +143,7 @@ _OPTION_OF = {
     "notify_fifo_depth": "--notify-fifo-depth", "notify_base and notify_multiplier":
     "--notify-base/--notify-multiplier", "config_size": "--config-size", "shm": "--shm",
     "msi_window": "--msi-window", "name": "--name", "addr_width": "--addr-width",
+    "pipeline": "--pipeline",
 }
 
 
@@ -196,6 +197,9 @@ def _add_endpoint_options(parser, *, measured=False):
                        help="Verilog module name (default: virtio_mmio_endpoint)")
     group.add_argument("--addr-width", type=_integer, default=None, metavar="BITS",
                        help="byte-address bits of the window (default: the smallest that fits)")
+    group.add_argument("--pipeline", action="store_true",
+                       help="a request stage in front of the register core: read latency 2, "
+                            "writes answered once applied, a higher Fmax (default: off)")
 
 
 def params_from_args(args):
@@ -220,7 +224,8 @@ def params_from_args(args):
         notify_multiplier=args.notify_multiplier, notify_fifo_depth=args.notify_fifo_depth,
         config_size=given(args.config_size, "config_size", 256),
         shm=args.shm,
-        msi_window=args.msi_window, name=args.name, addr_width=args.addr_width)
+        msi_window=args.msi_window, name=args.name, addr_width=args.addr_width,
+        pipeline=args.pipeline)
     device.check_params(params)
     return params
 
@@ -290,7 +295,8 @@ def _cmd_generate(args, params):
     for kind, path in written.items():
         print(f"{kind:>9}: {path}")
     print(f"{params.name}: profile {params.profile}, {params.bus}"
-          f"{' ' + params.wishbone_mode if params.bus == 'wishbone' else ''}, "
+          f"{' ' + params.wishbone_mode if params.bus == 'wishbone' else ''}"
+          f"{', pipelined' if params.pipeline else ''}, "
           f"{params.queues} queue(s), {1 << params.addr_width:#x}-byte window "
           f"({time.monotonic() - start:.1f} s)")
     return 0
@@ -298,7 +304,8 @@ def _cmd_generate(args, params):
 
 #: bench --scaling's own options, with their defaults.
 _SCALING_OPTIONS = {"--devices": "ice40,ecp5", "--sizes": [1, 2, 8, 64, 512, 2047],
-                    "--seeds": 5, "--out-dir": "build/scaling"}
+                    "--seeds": 5, "--configs": "default,pipelined",
+                    "--out-dir": "build/scaling"}
 #: The bus measurement's own options (not --scaling), with their defaults.
 _MEASURE_OPTIONS = {"--accesses": 64}
 
@@ -307,17 +314,23 @@ def _cmd_bench(args, params):
     _mode_options(args, args.scaling, "needs --scaling", _SCALING_OPTIONS)
     _mode_options(args, not args.scaling, "does not go with --scaling", _MEASURE_OPTIONS)
     if args.scaling:
-        from virtio_mmio_sim.scaling import DEVICES, run_scaling
+        from virtio_mmio_sim.scaling import CONFIGS, DEVICES, run_scaling
+        if args.pipeline:
+            raise UsageError("--pipeline does not go with --scaling: --configs names the "
+                             f"configurations measured ({', '.join(CONFIGS)})")
         devices = args.devices.split(",")
         for device in devices:
             _check("--devices", device, device in DEVICES,
                    f"among {', '.join(DEVICES)}")
+        configs = args.configs.split(",")
+        for config in configs:
+            _check("--configs", config, config in CONFIGS, f"among {', '.join(CONFIGS)}")
         sizes = args.sizes if isinstance(args.sizes, list) else [args.sizes]
         for size in sizes:
             _check_integer("--sizes", size, 1, MAX_QUEUES)
         _check_integer("--seeds", args.seeds, 1, 20)
         _check_directory("--out-dir", args.out_dir)
-        run_scaling(params, queues=sizes, devices=devices,
+        run_scaling(params, queues=sizes, devices=devices, configs=configs,
                     seeds=tuple(range(1, args.seeds + 1)), out_dir=args.out_dir)
         return 0
     _check_integer("--accesses", args.accesses, 2)
@@ -477,6 +490,9 @@ def build_parser():
     bench.add_argument("--seeds", type=_integer, default=None, metavar="K",
                        help="--scaling: nextpnr seeds 1..K, K in 1..20, median taken "
                             f"(default: {_SCALING_OPTIONS['--seeds']})")
+    bench.add_argument("--configs", default=None, metavar="LIST",
+                       help="--scaling: configurations, of default, pipelined (the request "
+                            f"stage of --pipeline) (default: {_SCALING_OPTIONS['--configs']})")
     bench.add_argument("--out-dir", default=None, metavar="DIR",
                        help="--scaling: where the table, JSON and plot go (default: "
                             f"{_SCALING_OPTIONS['--out-dir']})")

@@ -212,8 +212,12 @@ class NotifyLogic(BlockLogic):
             doorbells.data_tags.eq(t.dt),
             doorbells.data_negotiated.eq(status[3] & accepted[Feature.NOTIFICATION_DATA]),
         ]
-        # A notification waits on the bus while the queue is full; everything else goes on.
-        notify_blocked = doorbells.valid & ~notify_queue.i.ready
+        # A notify write waits on the bus while the queue is full; everything else goes on.
+        # (Any write to a notify address, even one that will be dropped: the decision to
+        # hold starts from the address tags alone, not from the data, the negotiated
+        # features and the queue check — the bus's write path, which also gates the
+        # subordinate's buffers.)
+        notify_blocked = doorbells.hit & ~notify_queue.i.ready
         t.write_holds.append(notify_blocked)
         m.d.comb += [
             # (Not gated by w_ready: a waiting notification is offered, and valid must not
