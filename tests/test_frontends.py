@@ -11,6 +11,7 @@ from virtio_mmio.endpoint import VirtioMmioEndpoint
 from virtio_mmio.bus import SkidBuffer
 from virtio_mmio.params import EndpointParams
 from virtio_mmio.regmap import MAGIC_VALUE, RegisterMap
+from virtio_mmio_sim.amaranth_bus import AmaranthAxiLite
 from virtio_mmio_sim.amaranth_harness import simulate
 
 
@@ -202,6 +203,23 @@ def test_wishbone_pipelined_back_to_back(pipeline):
     sim.run()
 
 
+def _run_beside(dut, monitor, testbench, cycles=200):
+    """Run ``testbench`` beside the ``monitor`` process for ``cycles`` clocks; fail unless
+    the testbench got to its end."""
+    finished = []
+
+    async def to_the_end(ctx):
+        await testbench(ctx)
+        finished.append(True)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_process(monitor)
+    sim.add_testbench(to_the_end)
+    sim.run_until(1e-8 * cycles)
+    assert finished, "the testbench did not finish"
+
+
 @pytest.mark.parametrize("pipeline", [False, True], ids=["", "pipeline"])
 def test_axi_write_answered_only_once_applied(pipeline):
     """A register write queued behind a notification that cannot leave (notify stream full)
@@ -221,17 +239,7 @@ def test_axi_write_answered_only_once_applied(pipeline):
         ctx.set(dut.bus.awvalid, 0)
         ctx.set(dut.bus.wvalid, 0)
 
-    async def read(ctx, address):
-        ctx.set(dut.bus.araddr, address)
-        ctx.set(dut.bus.arvalid, 1)
-        await ctx.tick().until(dut.bus.arready)
-        ctx.set(dut.bus.arvalid, 0)
-        ctx.set(dut.bus.rready, 1)
-        data, = await ctx.tick().sample(dut.bus.rdata).until(dut.bus.rvalid)
-        ctx.set(dut.bus.rready, 0)
-        return data
-
-    answers, finished = [0], [False]
+    answers = [0]
 
     async def b_monitor(ctx):
         ctx.set(dut.bus.bready, 1)
@@ -243,19 +251,13 @@ def test_axi_write_answered_only_once_applied(pipeline):
             await write(ctx, address, value)
         await ctx.tick().repeat(10)
         assert answers[0] == 1        # the first notification only: it is in the FIFO
-        assert await read(ctx, ready) == 0
+        assert await AmaranthAxiLite(ctx, dut).read_word(ready) == 0
         ctx.set(dut.device.notify.ready, 1)
         await ctx.tick().repeat(10)
         assert answers[0] == 3
-        assert await read(ctx, ready) == 1
-        finished[0] = True
+        assert await AmaranthAxiLite(ctx, dut).read_word(ready) == 1
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_process(b_monitor)
-    sim.add_testbench(testbench)
-    sim.run_until(1e-8 * 200)
-    assert finished[0]
+    _run_beside(dut, b_monitor, testbench)
 
 
 @pytest.mark.parametrize("pipeline", [False, True], ids=["", "pipeline"])
@@ -267,7 +269,7 @@ def test_wishbone_write_answered_only_once_applied(pipeline):
                             notify_fifo_depth=1, pipeline=pipeline)
     dut = VirtioMmioEndpoint(params)
     notify, ready = SEED.offset("QueueNotify") >> 2, SEED.offset("QueueReady") >> 2
-    acks, finished = [0], [False]
+    acks = [0]
 
     async def ack_monitor(ctx):
         async for _, _, ack in ctx.tick().sample(dut.bus.ack):
@@ -309,11 +311,5 @@ def test_wishbone_write_answered_only_once_applied(pipeline):
         await present(ctx, ready, we=0)
         data, = await ctx.tick().sample(dut.bus.dat_r).until(dut.bus.ack)
         assert data == 1
-        finished[0] = True
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_process(ack_monitor)
-    sim.add_testbench(testbench)
-    sim.run_until(1e-8 * 200)
-    assert finished[0]
+    _run_beside(dut, ack_monitor, testbench)
