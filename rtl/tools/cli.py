@@ -199,7 +199,7 @@ def _add_endpoint_options(parser, *, measured=False):
                        help="byte-address bits of the window (default: the smallest that fits)")
     group.add_argument("--pipeline", action="store_true",
                        help="a request stage in front of the register core: read latency 2, "
-                            "writes answered once applied, a higher Fmax (default: off)")
+                            "writes answered once applied (default: off)")
 
 
 def params_from_args(args):
