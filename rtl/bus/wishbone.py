@@ -81,22 +81,35 @@ class WishboneSubordinate(wiring.Component):
         if self._mode == "classic":
             # In the ack cycle stb still shows the request just answered: not a new one.
             request = request & ~ack
-        m.d.comb += [
-            reg.r_valid.eq(request & ~wb.we),
-            reg.r_addr.eq(wb.adr),
-            reg.w_valid.eq(request & wb.we),
-            reg.w_addr.eq(wb.adr),
-            reg.w_data.eq(wb.dat_w),
-            reg.w_strb.eq(wb.sel),
-            reg.w_address_tags.eq(self._classifier.address(wb.adr)),
-            reg.w_data_tags.eq(self._classifier.data(wb.dat_w, wb.sel)),
-        ]
+        self._present(m, request, wb.we, wb.adr, wb.dat_w, wb.sel,
+                      self._classifier.address(wb.adr), self._classifier.data(wb.dat_w, wb.sel))
         accepted = request & (~wb.we | reg.w_ready)
         if self._mode == "pipelined":
             m.d.comb += wb.stall.eq(request & wb.we & ~reg.w_ready)
-        m.d.sync += ack.eq(accepted)
-        m.d.comb += [wb.ack.eq(ack), wb.dat_r.eq(reg.r_data), wb.err.eq(0)]
+        self._answer(m, ack, accepted)
         return m
+
+    def _present(self, m, valid, we, adr, dat_w, sel, address_tags, data_tags):
+        """The request on :class:`RegisterBus`: a read or a write (``we``) of word ``adr``
+        while ``valid``, with its data, lanes and tags."""
+        reg = self.reg
+        m.d.comb += [
+            reg.r_valid.eq(valid & ~we),
+            reg.r_addr.eq(adr),
+            reg.w_valid.eq(valid & we),
+            reg.w_addr.eq(adr),
+            reg.w_data.eq(dat_w),
+            reg.w_strb.eq(sel),
+            reg.w_address_tags.eq(address_tags),
+            reg.w_data_tags.eq(data_tags),
+        ]
+
+    def _answer(self, m, ack, answered):
+        """``ack`` (with the block's read data) in the cycle after ``answered``; never
+        ``err``."""
+        m.d.sync += ack.eq(answered)
+        m.d.comb += [self.wb.ack.eq(ack), self.wb.dat_r.eq(self.reg.r_data),
+                     self.wb.err.eq(0)]
 
     def _elaborate_pipelined(self, m, request, ack):
         """The request stage: a request is registered (with its write tags) and reaches the
@@ -125,22 +138,14 @@ class WishboneSubordinate(wiring.Component):
                 address_tags.eq(self._classifier.address(wb.adr)),
                 data_tags.eq(self._classifier.data(wb.dat_w, wb.sel)),
             ]
+        self._present(m, staged, we, adr, dat_w, sel, address_tags, data_tags)
         m.d.comb += [
-            reg.r_valid.eq(staged & ~we),
-            reg.r_addr.eq(adr),
-            reg.w_valid.eq(staged & we),
-            reg.w_addr.eq(adr),
-            reg.w_data.eq(dat_w),
-            reg.w_strb.eq(sel),
-            reg.w_address_tags.eq(address_tags),
-            reg.w_data_tags.eq(data_tags),
             self.staged.eq(staged),
             self.consistent.eq(
                 ~staged | ((address_tags.as_value() == self._classifier.address(adr)) &
                            (data_tags.as_value() == self._classifier.data(dat_w, sel)))),
         ]
-        m.d.sync += ack.eq(leaving)
-        m.d.comb += [wb.ack.eq(ack), wb.dat_r.eq(reg.r_data), wb.err.eq(0)]
+        self._answer(m, ack, leaving)
         return m
 
 
